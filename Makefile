@@ -1,0 +1,56 @@
+# The LLMOps platform. `make demo` and `make test` do all set-up on a fresh machine (Debian 12, Python 3.11,
+# OpenJDK 17, Maven, Go): Python packages from the lock file, Kafka, SeaweedFS and Postgres into ~/.cache/llmops.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := $(PYTHON) -m uv
+RUN := $(UV) run --frozen --no-sync
+LLMOPS := $(RUN) llmops
+
+.PHONY: help install infra-up infra-down infra-status lint format schemas test test-unit demo bench-bus clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+.venv/.installed: pyproject.toml uv.lock libs/pyproject.toml schemas/pyproject.toml
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(UV) sync --frozen --python 3.11
+	@touch $@
+
+install: .venv/.installed ## create .venv from the lock file
+
+infra-up: install ## provision (first time) and start Kafka, Postgres and the S3 store; wait until healthy
+	$(LLMOPS) infra up
+
+infra-down: install ## stop the local infrastructure (data stays in ~/.cache/llmops)
+	$(LLMOPS) infra down
+
+infra-status: install ## health of each infrastructure part; non-zero exit when one is down
+	$(LLMOPS) infra status
+
+lint: install ## ruff lint and format check
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+format: install ## apply ruff fixes and formatting
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+schemas: install ## re-export the JSON Schema files of every event
+	$(RUN) python -m llmops_schemas.export schemas/json
+
+test: lint infra-up ## every test (unit and integration on real Kafka, Postgres, SeaweedFS)
+	$(RUN) pytest
+
+test-unit: install ## the tests that need no infrastructure
+	$(RUN) pytest -m "not integration"
+
+demo: infra-up ## the platform's main job end to end on local infrastructure
+	$(RUN) python -m llmops.demo
+
+bench-bus: infra-up ## events/s through outbox, Kafka and idempotent consumer vs raw aiokafka
+	$(RUN) python tests/bench/bench_bus.py
+
+clean: ## remove the virtual environment (the infrastructure cache stays)
+	rm -rf .venv

@@ -1,0 +1,22 @@
+"""The event bus: FastStream's KafkaBroker with a transactional outbox, idempotent consumers and a dead-letter topic."""
+
+from llmops.bus.broker import make_broker, make_producer
+from llmops.bus.consumer import Consumer, Delivery, PermanentError
+from llmops.bus.dlq import DeadLetterPublisher
+from llmops.bus.outbox import OutboxRelay, add_to_outbox, topic_of
+from llmops.bus.tables import BUS_METADATA, inbox, outbox
+
+__all__ = [
+    "BUS_METADATA",
+    "Consumer",
+    "DeadLetterPublisher",
+    "Delivery",
+    "OutboxRelay",
+    "PermanentError",
+    "add_to_outbox",
+    "inbox",
+    "make_broker",
+    "make_producer",
+    "outbox",
+    "topic_of",
+]

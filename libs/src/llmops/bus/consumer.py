@@ -1,0 +1,223 @@
+"""The idempotent consumer: at-least-once delivery from Kafka made exactly-once in effect.
+
+Records arrive in batches (a FastStream batch subscriber, manual commit). Each event's inbox row (consumer, event id)
+is written in the same transaction as the handler's effects, so a redelivered event is a no-op; offsets are
+committed only after that transaction. Malformed records (not JSON, bad envelope, unknown type, bad data) go to the
+dead-letter topic at once; an event whose handler keeps failing goes there after bounded retries with backoff.
+The consumer always carries on with the next record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import ConsumerRecord
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+from prometheus_client import Counter
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llmops.bus.dlq import DeadLetterPublisher
+from llmops.db import Database
+from llmops.logging import bound_context, get_logger
+from llmops_schemas import PAYLOADS, CloudEvent, EventPayload, MalformedEvent, parse_envelope, parse_payload
+
+log = get_logger(__name__)
+
+CONSUMED = Counter("llmops_consumer_events", "Events handled by consumers", ["consumer", "outcome"])
+
+# One statement for a whole batch: the ids not yet in the inbox come back, the others were applied before.
+_INBOX_INSERT = text(
+    "INSERT INTO inbox (consumer, event_id) SELECT :consumer, unnest(CAST(:ids AS uuid[])) "
+    "ON CONFLICT DO NOTHING RETURNING event_id::text"
+)
+
+Handler = Callable[[AsyncSession, CloudEvent, EventPayload], Awaitable[None]]
+
+
+class PermanentError(Exception):
+    """Raised by a handler for an event that can never succeed: it goes to the dead-letter topic without retries."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One decoded record: the event, its typed payload and where it came from."""
+
+    record: ConsumerRecord
+    event: CloudEvent
+    payload: EventPayload
+
+
+class Consumer:
+    """A consumer group's handlers for event types, with inbox, retries and dead-lettering.
+
+    ``handle_all=True`` hands every registered event type to the handler given to :meth:`on_any` (audit);
+    otherwise types without a handler are skipped (a topic carries many types, a service wants some).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        db: Database,
+        broker: KafkaBroker,
+        topics: Sequence[str],
+        *,
+        max_attempts: int = 3,
+        backoff_seconds: float = 0.2,
+        max_records: int = 500,
+        group_id: str | None = None,
+    ) -> None:
+        self.name = name
+        self.group_id = group_id or name
+        self.db = db
+        self.broker = broker
+        self.topics = tuple(topics)
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self.max_records = max_records
+        self.dead_letters = DeadLetterPublisher(broker, consumer=name)
+        self._handlers: dict[str, Handler] = {}
+        self._any: Handler | None = None
+
+    def on(self, *event_types: str) -> Callable[[Handler], Handler]:
+        """Register a handler for ``event_types`` (each must be a registered payload type)."""
+
+        def register(handler: Handler) -> Handler:
+            for event_type in event_types:
+                if event_type not in PAYLOADS:
+                    raise ValueError(f"{event_type!r} is not a registered event type")
+                self._handlers[event_type] = handler
+            return handler
+
+        return register
+
+    def on_any(self, handler: Handler) -> Handler:
+        """Register the handler for every event type without a handler of its own."""
+        self._any = handler
+        return handler
+
+    def subscribe(self, *, description: str | None = None, auto_offset_reset: str = "earliest"):
+        """Attach this consumer to the broker as a FastStream batch subscriber with manual commit."""
+
+        async def on_batch(message: KafkaMessage) -> None:
+            records = message.raw_message
+            await self.process(records if isinstance(records, tuple | list) else [records])
+            await message.ack()
+
+        return self.broker.subscriber(
+            *self.topics,
+            group_id=self.group_id,
+            batch=True,
+            max_records=self.max_records,
+            ack_policy=AckPolicy.MANUAL,
+            auto_offset_reset=auto_offset_reset,
+            description=description or f"{self.name}: idempotent consumer of {', '.join(self.topics)}",
+            decoder=_no_decode,
+        )(_raw_batch_handler(on_batch))
+
+    async def process(self, records: Iterable[ConsumerRecord]) -> None:
+        """Handle one batch: decode, dead-letter the malformed, apply the rest once each."""
+        deliveries: list[Delivery] = []
+        seen: set[str] = set()
+        for record in records:
+            delivery = await self._decode(record)
+            if delivery is None or delivery.event.id in seen:
+                continue
+            seen.add(delivery.event.id)
+            deliveries.append(delivery)
+        if not deliveries:
+            return
+        try:
+            applied = await self._apply(deliveries)
+        except Exception as exc:
+            log.warning("consumer.batch_failed", consumer=self.name, size=len(deliveries), error=repr(exc))
+            for delivery in deliveries:
+                await self._apply_one_with_retries(delivery)
+            return
+        CONSUMED.labels(self.name, "applied").inc(applied)
+        CONSUMED.labels(self.name, "duplicate").inc(len(deliveries) - applied)
+
+    async def _decode(self, record: ConsumerRecord) -> Delivery | None:
+        try:
+            if record.value is None:
+                raise MalformedEvent("not_json", "the record has no value")
+            event = parse_envelope(record.value)
+            handler = self._handler_for(event.type)
+            if handler is None:
+                if event.type not in PAYLOADS:
+                    raise MalformedEvent("unknown_type", f"no payload is registered for {event.type!r}")
+                CONSUMED.labels(self.name, "skipped").inc()
+                return None
+            return Delivery(record, event, parse_payload(event))
+        except MalformedEvent as exc:
+            CONSUMED.labels(self.name, "malformed").inc()
+            await self.dead_letters.publish(record, reason=exc.reason, error=exc.detail, attempts=0)
+            return None
+
+    def _handler_for(self, event_type: str) -> Handler | None:
+        return self._handlers.get(event_type) or (self._any if event_type in PAYLOADS else None)
+
+    async def _apply(self, deliveries: Sequence[Delivery]) -> int:
+        """Apply the deliveries not yet in the inbox, all in one transaction; returns how many were new."""
+        async with self.db.transaction() as session:
+            new_ids = set(
+                (
+                    await session.execute(
+                        _INBOX_INSERT, {"consumer": self.name, "ids": [d.event.id for d in deliveries]}
+                    )
+                ).scalars()
+            )
+            for delivery in deliveries:
+                if delivery.event.id in new_ids:
+                    await self._call(session, delivery)
+        return len(new_ids)
+
+    async def _call(self, session: AsyncSession, delivery: Delivery) -> None:
+        event = delivery.event
+        handler = self._handler_for(event.type)
+        assert handler is not None  # _decode only keeps events with a handler
+        with bound_context(event_id=event.id, event_type=event.type, correlation_id=event.correlationid):
+            await handler(session, event, delivery.payload)
+
+    async def _apply_one_with_retries(self, delivery: Delivery) -> None:
+        error: Exception | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                applied = await self._apply([delivery])
+                CONSUMED.labels(self.name, "applied" if applied else "duplicate").inc()
+                return
+            except PermanentError as exc:
+                error, attempt_count = exc, attempt
+                break
+            except Exception as exc:
+                error, attempt_count = exc, attempt
+                log.warning(
+                    "consumer.handler_failed",
+                    consumer=self.name,
+                    event_id=delivery.event.id,
+                    attempt=attempt,
+                    error=repr(exc),
+                )
+                if attempt < self.max_attempts:
+                    await asyncio.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+        CONSUMED.labels(self.name, "dead_lettered").inc()
+        await self.dead_letters.publish(
+            delivery.record, reason="handler_failed", error=repr(error), attempts=attempt_count
+        )
+
+
+async def _no_decode(message: Any) -> None:
+    return None
+
+
+def _raw_batch_handler(on_batch: Callable[[KafkaMessage], Awaitable[None]]):
+    """A FastStream handler taking the raw batch message: decoding is ours, so bad bytes reach the DLQ."""
+
+    async def handler(body: Any, message: KafkaMessage) -> None:
+        await on_batch(message)
+
+    return handler

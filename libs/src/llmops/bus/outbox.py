@@ -1,0 +1,129 @@
+"""The transactional outbox: an event is stored in the same transaction as the state change it describes, and a
+relay publishes stored events to Kafka with an idempotent producer, marking them sent after Kafka acknowledged them.
+
+A crash anywhere loses nothing: an event not yet marked sent is published again (consumers' inboxes absorb the
+duplicate). ``FOR UPDATE SKIP LOCKED`` lets several relays share one outbox; per-subject order is guaranteed while
+one relay runs (several relays may interleave their batches).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llmops.bus.tables import outbox
+from llmops.db import Database
+from llmops.logging import get_logger
+from llmops_schemas import CLOUDEVENTS_CONTENT_TYPE, PAYLOADS, CloudEvent
+
+log = get_logger(__name__)
+
+PUBLISHED = Counter("llmops_outbox_published_events", "Events published from the outbox to Kafka", ["topic"])
+
+
+def topic_of(event: CloudEvent) -> str:
+    """The topic an event goes to: its payload's registered topic."""
+    model = PAYLOADS.get(event.type)
+    if model is None:
+        raise ValueError(f"event type {event.type!r} has no registered payload, so no topic")
+    return model.topic
+
+
+async def add_to_outbox(session: AsyncSession, *events: CloudEvent, topic: str | None = None) -> None:
+    """Store ``events`` in the outbox inside the caller's transaction; they are published after it commits.
+
+    Each goes to its payload's registered topic unless ``topic`` is given.
+    """
+    if events:
+        await session.execute(
+            _OUTBOX_INSERT,
+            {
+                "event_ids": [e.id for e in events],
+                "topics": [topic or topic_of(e) for e in events],
+                "keys": [e.subject for e in events],
+                "payloads": [e.to_bytes() for e in events],
+            },
+        )
+
+
+# One statement per call, whatever the number of events: arrays are unnested server-side.
+_OUTBOX_INSERT = text(
+    "INSERT INTO outbox (event_id, topic, key, payload) SELECT * FROM unnest("
+    "CAST(:event_ids AS uuid[]), CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:payloads AS bytea[]))"
+)
+_HEADERS = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
+_MARK_SENT = text("UPDATE outbox SET published_at = now() WHERE id = ANY(CAST(:ids AS bigint[]))")
+
+
+class OutboxRelay:
+    """Publishes unsent outbox rows in id order, in batches, and marks them sent once Kafka has them (acks=all)."""
+
+    def __init__(
+        self, db: Database, producer: AIOKafkaProducer, *, batch_size: int = 500, poll_interval: float = 0.2
+    ) -> None:
+        self.db = db
+        self.producer = producer
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self._stopping = asyncio.Event()
+
+    async def publish_batch(self) -> int:
+        """Publish at most one batch; returns how many events were published."""
+        async with self.db.transaction() as session:
+            rows: Sequence = (
+                await session.execute(
+                    select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload)
+                    .where(outbox.c.published_at.is_(None))
+                    .order_by(outbox.c.id)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            # Send the whole batch before waiting, so the producer can batch it; then wait for every ack.
+            pending = [
+                await self.producer.send(row.topic, row.payload, key=row.key.encode(), headers=_HEADERS) for row in rows
+            ]
+            await asyncio.gather(*pending)
+            await self._mark_sent(session, [r.id for r in rows])
+        for row in rows:
+            PUBLISHED.labels(row.topic).inc()
+        return len(rows)
+
+    async def _mark_sent(self, session: AsyncSession, ids: list[int]) -> None:
+        await session.execute(_MARK_SENT, {"ids": ids})
+
+    async def run(self) -> None:
+        """Relay until :meth:`stop`; a failed batch is logged and retried after the poll interval."""
+        log.info("outbox.relay.started", batch_size=self.batch_size)
+        while not self._stopping.is_set():
+            try:
+                published = await self.publish_batch()
+            except Exception:
+                log.exception("outbox.relay.batch_failed")
+                published = 0
+            if published < self.batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.poll_interval)
+        log.info("outbox.relay.stopped")
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+
+async def purge_published(db: Database, *, older_than_seconds: float = 7 * 24 * 3600) -> int:
+    """Delete rows published more than ``older_than_seconds`` ago; returns how many."""
+    async with db.transaction() as session:
+        result = await session.execute(
+            outbox.delete().where(
+                outbox.c.published_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds)
+            )
+        )
+    return result.rowcount or 0

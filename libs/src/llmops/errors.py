@@ -1,0 +1,81 @@
+"""RFC 9457 problem details: every error a platform API returns is ``application/problem+json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from llmops.logging import get_logger
+
+log = get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """An error answered as a problem document; ``extra`` members are added to it (e.g. ``errors``)."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        title: str | None = None,
+        type_: str = "about:blank",
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.title, self.type = status, detail, title, type_
+        self.headers, self.extra = headers, extra
+
+
+def problem_response(request: Request, problem: Problem) -> JSONResponse:
+    from http import HTTPStatus
+
+    body = {
+        "type": problem.type,
+        "title": problem.title or HTTPStatus(problem.status).phrase,
+        "status": problem.status,
+        "detail": problem.detail,
+        "instance": request.url.path,
+        "request_id": getattr(request.state, "request_id", None),
+        **problem.extra,
+    }
+    return JSONResponse(body, status_code=problem.status, headers=problem.headers, media_type=PROBLEM_JSON)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Answer Problem, HTTP errors, validation errors (422 naming each field) and crashes as problem documents."""
+
+    @app.exception_handler(Problem)
+    async def on_problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem_response(request, Problem(exc.status_code, str(exc.detail), headers=exc.headers))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in e["loc"] if p not in ("body", "query", "path")) or "<root>",
+                "location": str(e["loc"][0]) if e["loc"] else None,
+                "message": e["msg"],
+                "type": e["type"],
+            }
+            for e in exc.errors()
+        ]
+        fields = ", ".join(sorted({e["field"] for e in errors}))
+        problem = Problem(422, f"invalid input: {fields}", type_="urn:llmops:problem:validation", errors=errors)
+        return problem_response(request, problem)
+
+    @app.exception_handler(Exception)
+    async def on_crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("http.unhandled_error", path=request.url.path)
+        return problem_response(request, Problem(500, "an internal error occurred; see the service log"))

@@ -1,0 +1,187 @@
+"""The HTTP app factory every service uses: health, readiness, metrics, problem details, request ids, auth wiring,
+and the lifecycle of the service's broker, outbox relay and object store.
+
+``/healthz``, ``/readyz`` and ``/metrics`` are the only routes without a bearer token: orchestrators and Prometheus
+probe them, and they reveal nothing about the platform's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from faststream.kafka import KafkaBroker
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llmops.auth import TokenVerifier
+from llmops.bus.broker import make_producer
+from llmops.bus.outbox import OutboxRelay, add_to_outbox
+from llmops.db import Database
+from llmops.errors import Problem, install_problem_handlers
+from llmops.logging import bound_context, get_logger
+from llmops.settings import ServiceSettings
+from llmops.storage import ObjectStore
+from llmops_schemas import new_event
+from llmops_schemas.events import AccessDenied
+
+log = get_logger(__name__)
+
+REQUESTS = Counter("llmops_http_requests", "HTTP requests answered", ["service", "method", "route", "status"])
+LATENCY = Histogram("llmops_http_request_seconds", "HTTP request latency", ["service", "method", "route"])
+
+
+@dataclass
+class Runtime:
+    """What a service process holds for its lifetime: settings, database, broker, object store, relay."""
+
+    settings: ServiceSettings
+    db: Database
+    broker: KafkaBroker
+    store: ObjectStore | None = None
+    run_relay: bool = True
+    relay: OutboxRelay | None = field(default=None, init=False)
+    _producer: AIOKafkaProducer | None = field(default=None, init=False)
+    _tasks: list[asyncio.Task] = field(default_factory=list, init=False)
+
+    @property
+    def source(self) -> str:
+        return f"/llmops/{self.settings.service}"
+
+    async def start(self) -> None:
+        await self.broker.start()
+        if self.store is not None:
+            await self.store.ensure_bucket()
+        if self.run_relay:
+            self._producer = make_producer(self.settings.kafka, client_id=f"{self.settings.service}-outbox")
+            await self._producer.start()
+            self.relay = OutboxRelay(
+                self.db,
+                self._producer,
+                batch_size=self.settings.outbox_batch_size,
+                poll_interval=self.settings.outbox_poll_interval,
+            )
+            self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+
+    async def stop(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._producer is not None:
+            await self._producer.stop()
+        await self.broker.stop()
+        await self.db.dispose()
+
+    async def record_denial(self, denial: AccessDenied, subject: str) -> None:
+        """Write a denial to the outbox in a transaction of its own (the refused request's work is rolled back)."""
+        event = new_event(denial, subject=subject, source=self.source, correlation_id=denial.request_id)
+        async with self.db.transaction() as session:
+            await add_to_outbox(session, event)
+        log.info("auth.denied", status=denial.status, reason=denial.reason, path=denial.path, principal=subject)
+
+    async def readiness(self) -> dict[str, str]:
+        """Check Postgres, Kafka and the object store; each maps to "ok" or the error."""
+
+        async def check(probe: Callable[[], Awaitable[object]]) -> str:
+            try:
+                await asyncio.wait_for(probe(), 3)
+                return "ok"
+            except Exception as exc:
+                return f"error: {exc!r}"[:300]
+
+        async def postgres() -> None:
+            async with self.db.sessions() as session:
+                await session.execute(text("SELECT 1"))
+
+        async def kafka() -> None:
+            if not await self.broker.ping(timeout=2):
+                raise ConnectionError("Kafka did not answer")
+
+        checks = {"postgres": check(postgres), "kafka": check(kafka)}
+        if self.store is not None:
+            checks["object_store"] = check(self.store.ping)
+        return dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    # The edge owns the transaction: commit when the route returns, roll back when it raises.
+    async with get_runtime(request).db.transaction() as session:
+        yield session
+
+
+Session = Annotated[AsyncSession, Depends(_session)]
+CurrentRuntime = Annotated[Runtime, Depends(get_runtime)]
+
+
+def create_app(
+    runtime: Runtime,
+    *,
+    title: str,
+    routers: Sequence[APIRouter] = (),
+    version: str = "0.1.0",
+    on_start: Sequence[Callable[[Runtime], Awaitable[None]]] = (),
+) -> FastAPI:
+    """A FastAPI app for one service, with the platform's cross-cutting routes, errors and lifecycle."""
+    service = runtime.settings.service
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        for hook in on_start:
+            await hook(runtime)
+        log.info("service.started", service=service)
+        yield
+        await runtime.stop()
+        log.info("service.stopped", service=service)
+
+    app = FastAPI(title=title, version=version, lifespan=lifespan)
+    app.state.runtime = runtime
+    app.state.service = service
+    app.state.token_verifier = TokenVerifier(runtime.settings.auth)
+    app.state.on_denied = runtime.record_denial
+    install_problem_handlers(app)
+
+    @app.middleware("http")
+    async def request_context(request: Request, call_next):
+        request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
+        request.state.request_id = request_id
+        correlation_id = request.headers.get("x-correlation-id") or request_id
+        started = time.perf_counter()
+        with bound_context(request_id=request_id, correlation_id=correlation_id, service=service):
+            response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        LATENCY.labels(service, request.method, route).observe(time.perf_counter() - started)
+        REQUESTS.labels(service, request.method, route, str(response.status_code)).inc()
+        response.headers["x-request-id"] = request_id
+        return response
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness: Postgres, Kafka and the object store answer")
+    async def readyz() -> dict[str, object]:
+        checks = await runtime.readiness()
+        if any(v != "ok" for v in checks.values()):
+            raise Problem(503, "a dependency is not ready", checks=checks)
+        return {"status": "ok", "checks": checks}
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,160 @@
+"""Settings for every part of the platform, read from the environment with pydantic-settings.
+
+Shared connection settings (Kafka, Postgres, object store, auth) have one prefix each (``LLMOPS_KAFKA_`` ...);
+a service's own settings class subclasses :class:`ServiceSettings` with its own prefix (``LLMOPS_AUDIT_`` ...).
+No other module reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["local", "test", "production"]
+
+#: The services of the platform; each gets a database and a role of its own.
+SERVICES: tuple[str, ...] = (
+    "datasets",
+    "prompts",
+    "training",
+    "evaluation",
+    "deployment",
+    "monitoring",
+    "audit",
+)
+
+#: Secrets that ship in this repository for local development; refused when LLMOPS_ENV=production.
+DEV_SECRETS: frozenset[str] = frozenset(
+    {"llmops-local-jwt-secret-change-me", "llmops-local-s3-secret", "llmops-local-db-password"}
+)
+
+
+class PlatformSettings(BaseSettings):
+    """Where the platform runs: the environment name and the local cache (downloads, builds, data, logs)."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_", extra="ignore")
+
+    env: Environment = "local"
+    home: Path = Field(default_factory=lambda: Path.home() / ".cache" / "llmops")
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+
+def _refuse_dev_secret(name: str, value: SecretStr) -> None:
+    if PlatformSettings().is_production and value.get_secret_value() in DEV_SECRETS:
+        raise ValueError(f"{name} is the development default; set a real secret when LLMOPS_ENV=production")
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach Kafka. SASL/TLS fields are passed through to aiokafka when set."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    controller_port: int = 9093
+    partitions: int = Field(default=3, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    heap: str = "512m"
+
+
+class PostgresSettings(BaseSettings):
+    """How to reach Postgres; each service has its own database ``llmops_<service>`` and role of the same name."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_POSTGRES_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 5433
+    superuser: str = "postgres"
+    superuser_password: SecretStr = SecretStr("llmops-local-db-password")
+    service_password: SecretStr = SecretStr("llmops-local-db-password")
+
+    @model_validator(mode="after")
+    def _no_dev_secrets_in_production(self) -> PostgresSettings:
+        _refuse_dev_secret("LLMOPS_POSTGRES_SERVICE_PASSWORD", self.service_password)
+        _refuse_dev_secret("LLMOPS_POSTGRES_SUPERUSER_PASSWORD", self.superuser_password)
+        return self
+
+    def url(self, database: str, *, user: str | None = None, password: str | None = None) -> str:
+        user = user or database
+        password = password if password is not None else self.service_password.get_secret_value()
+        return f"postgresql+asyncpg://{user}:{password}@{self.host}:{self.port}/{database}"
+
+    def service_url(self, service: str) -> str:
+        return self.url(f"llmops_{service}")
+
+    def superuser_url(self, database: str = "postgres") -> str:
+        return self.url(database, user=self.superuser, password=self.superuser_password.get_secret_value())
+
+
+class S3Settings(BaseSettings):
+    """How to reach the S3-compatible object store (SeaweedFS locally; MinIO or AWS S3 by configuration)."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_S3_", extra="ignore")
+
+    endpoint: str = "127.0.0.1:8333"
+    access_key: str = "llmops"
+    secret_key: SecretStr = SecretStr("llmops-local-s3-secret")
+    secure: bool = False
+    region: str = "us-east-1"
+    bucket: str = "llmops-artifacts"
+
+    @model_validator(mode="after")
+    def _no_dev_secrets_in_production(self) -> S3Settings:
+        _refuse_dev_secret("LLMOPS_S3_SECRET_KEY", self.secret_key)
+        return self
+
+
+class AuthSettings(BaseSettings):
+    """Bearer-token verification: HS256 with a shared secret locally, RS256 through an OIDC provider's JWKS."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_AUTH_", extra="ignore")
+
+    algorithm: Literal["HS256", "RS256"] = "HS256"
+    jwt_secret: SecretStr = SecretStr("llmops-local-jwt-secret-change-me")
+    jwks_url: str | None = None
+    issuer: str = "llmops-local"
+    audience: str = "llmops"
+    token_ttl_seconds: int = 3600
+
+    @model_validator(mode="after")
+    def _check(self) -> AuthSettings:
+        if self.algorithm == "HS256":
+            _refuse_dev_secret("LLMOPS_AUTH_JWT_SECRET", self.jwt_secret)
+        elif not self.jwks_url:
+            raise ValueError("LLMOPS_AUTH_JWKS_URL is required when LLMOPS_AUTH_ALGORITHM=RS256")
+        return self
+
+
+class ServiceSettings(BaseSettings):
+    """Base of each service's settings; subclasses set ``env_prefix`` (``LLMOPS_<SERVICE>_``) and ``service``."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    service: str
+    database_url: str | None = None
+    platform: PlatformSettings = Field(default_factory=PlatformSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    outbox_batch_size: int = Field(default=500, ge=1)
+    outbox_poll_interval: float = Field(default=0.2, gt=0)
+    consumer_max_attempts: int = Field(default=3, ge=1)
+    consumer_backoff_seconds: float = Field(default=0.2, ge=0)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or self.postgres.service_url(self.service)

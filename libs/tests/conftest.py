@@ -1,0 +1,79 @@
+"""Fixtures for the shared libraries' tests: real Postgres, Kafka and S3 store (started by `make infra-up`)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import ClassVar
+
+import asyncpg
+import pytest
+from pydantic import Field
+from sqlalchemy import BigInteger, Column, DateTime, Identity, MetaData, Table, Text, func
+from sqlalchemy.dialects.postgresql import UUID
+
+from llmops.bus import BUS_METADATA
+from llmops.db import Database
+from llmops.settings import KafkaSettings, PostgresSettings
+from llmops_schemas import EventPayload
+
+RUN = uuid.uuid4().hex[:8]
+TEST_TOPIC = f"llmops.test.{RUN}"
+
+
+class ThingHappened(EventPayload):
+    """A test-only event on a topic of this test run, so runs never see each other's events."""
+
+    event_type: ClassVar[str] = "tests.thing.happened"
+    topic: ClassVar[str] = TEST_TOPIC
+
+    sequence: int
+    fail: bool = Field(default=False, description="the test handler raises on this event")
+
+
+EFFECTS_METADATA = MetaData()
+effects = Table(
+    "effects",
+    EFFECTS_METADATA,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("event_id", UUID(as_uuid=False), nullable=False),  # deliberately not unique: doubles must show
+    Column("sequence", BigInteger, nullable=False),
+    Column("consumer", Text, nullable=False),
+    Column("applied_at", DateTime(timezone=True), server_default=func.now()),
+)
+
+
+@pytest.fixture(scope="session")
+def infra_up():
+    """Start (or find running) the local infrastructure and this run's test topic."""
+    from llmops import infra
+
+    infra.up()
+    kafka = KafkaSettings()
+    asyncio.run(infra.ensure_topics(kafka.bootstrap_servers, [TEST_TOPIC], 3, 1))
+    return kafka
+
+
+@pytest.fixture(scope="session")
+async def database_url(infra_up):
+    """A throwaway database with the bus tables and an effects table, dropped after the session."""
+    pg = PostgresSettings()
+    name = f"llmops_test_{RUN}"
+    admin = await asyncpg.connect(pg.superuser_url().replace("postgresql+asyncpg", "postgresql"))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = pg.url(name, user=pg.superuser, password=pg.superuser_password.get_secret_value())
+    db = Database(url)
+    async with db.engine.begin() as conn:
+        await conn.run_sync(BUS_METADATA.create_all)
+        await conn.run_sync(EFFECTS_METADATA.create_all)
+    await db.dispose()
+    yield url
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest.fixture
+async def db(database_url):
+    database = Database(database_url)
+    yield database
+    await database.dispose()

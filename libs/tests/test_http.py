@@ -1,0 +1,188 @@
+"""The app factory with auth on real Postgres, Kafka and the S3 store: 401/403/422, denial events, probes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Annotated
+
+import httpx
+import pytest
+from fastapi import APIRouter, Depends, Query, Request
+
+from llmops.auth import Permission, Principal, Role, issue_token, require_project, requires
+from llmops.bus import make_broker
+from llmops.db import Database
+from llmops.http import Runtime, Session, create_app
+from llmops.settings import AuthSettings, ServiceSettings
+from llmops.storage import ObjectStore
+from llmops_schemas.topics import SECURITY
+
+from .test_bus import read_topic
+
+pytestmark = pytest.mark.integration
+
+READ_THINGS = Permission("things.read", {Role.VIEWER, Role.ML_ENGINEER})
+router = APIRouter()
+
+
+@router.get("/projects/{project}/things")
+async def list_things(
+    project: str,
+    request: Request,
+    session: Session,
+    principal: Annotated[Principal, Depends(requires(READ_THINGS))],
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> dict:
+    await require_project(request, principal, project)
+    return {"project": project, "limit": limit, "caller": principal.subject}
+
+
+class Settings(ServiceSettings):
+    service: str = "things"
+
+
+@pytest.fixture(scope="module")
+async def client(database_url):
+    runtime = Runtime(
+        Settings(database_url=database_url, outbox_poll_interval=0.05),
+        Database(database_url),
+        make_broker(client_id="tests-http"),
+        ObjectStore(),
+    )
+    app = create_app(runtime, title="things", routers=[router])
+    await runtime.start()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        yield http
+    await runtime.stop()
+
+
+def bearer(*roles: Role, projects=("p1",), subject="alice", **kwargs) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(subject, list(roles), list(projects), **kwargs)}"}
+
+
+async def denial_events(request_id: str, *, within: float = 20) -> list[dict]:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        found = [
+            json.loads(r.value)
+            for r in await read_topic(SECURITY, settle=1.0)
+            if json.loads(r.value)["data"].get("request_id") == request_id
+        ]
+        if found:
+            return found
+        await asyncio.sleep(0.5)
+    return []
+
+
+class TestAuthentication:
+    async def test_a_request_without_a_token_is_refused_with_401_and_the_denial_is_published(self, client):
+        request_id = str(uuid.uuid4())
+        response = await client.get("/projects/p1/things", headers={"x-request-id": request_id})
+        assert response.status_code == 401
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.json()["type"] == "urn:llmops:problem:missing_token"
+        [event] = await denial_events(request_id)
+        assert event["type"] == "security.access.denied"
+        assert event["subject"] == "anonymous"
+        assert event["data"]["status"] == 401 and event["data"]["reason"] == "missing_token"
+
+    async def test_a_token_signed_with_another_secret_is_refused_with_401(self, client):
+        forged = AuthSettings(jwt_secret="someone-elses-secret-that-is-long-enough-for-hs256")
+        response = await client.get("/projects/p1/things", headers=bearer(Role.VIEWER, settings=forged))
+        assert response.status_code == 401
+        assert response.json()["type"] == "urn:llmops:problem:invalid_token"
+
+    async def test_an_expired_token_is_refused_with_401(self, client):
+        response = await client.get("/projects/p1/things", headers=bearer(Role.VIEWER, ttl_seconds=-60))
+        assert response.status_code == 401
+        assert response.json()["type"] == "urn:llmops:problem:expired_token"
+
+
+class TestAuthorisation:
+    async def test_a_token_without_the_role_is_refused_with_403_and_the_denial_is_on_the_security_topic(self, client):
+        request_id = str(uuid.uuid4())
+        response = await client.get(
+            "/projects/p1/things",
+            headers={**bearer(Role.AUDITOR, subject="mallory"), "x-request-id": request_id},
+        )
+        assert response.status_code == 403
+        assert "things.read" in response.json()["detail"]
+        [event] = await denial_events(request_id)
+        assert event["subject"] == "mallory"
+        assert event["source"] == "/llmops/things"
+        assert event["data"] | {"request_id": None} == {
+            "service": "things",
+            "status": 403,
+            "reason": "missing_role",
+            "permission": "things.read",
+            "method": "GET",
+            "path": "/projects/p1/things",
+            "principal": "mallory",
+            "roles": ["auditor"],
+            "project": "p1",
+            "request_id": None,
+        }
+
+    async def test_a_project_outside_the_token_scope_is_refused_with_403(self, client):
+        response = await client.get("/projects/other/things", headers=bearer(Role.VIEWER, projects=("p1",)))
+        assert response.status_code == 403
+        assert response.json()["type"] == "urn:llmops:problem:wrong_project"
+
+    async def test_a_caller_with_the_role_and_project_is_served(self, client):
+        response = await client.get("/projects/p1/things?limit=5", headers=bearer(Role.ML_ENGINEER))
+        assert response.status_code == 200
+        assert response.json() == {"project": "p1", "limit": 5, "caller": "alice"}
+
+    async def test_admin_holds_every_permission_in_every_project(self, client):
+        response = await client.get("/projects/any/things", headers=bearer(Role.ADMIN, projects=("*",)))
+        assert response.status_code == 200
+
+
+class TestProblemDetails:
+    async def test_bad_input_is_a_422_problem_naming_the_field(self, client):
+        response = await client.get("/projects/p1/things?limit=0", headers=bearer(Role.VIEWER))
+        assert response.status_code == 422
+        body = response.json()
+        assert response.headers["content-type"] == "application/problem+json"
+        assert body["status"] == 422 and body["errors"][0]["field"] == "limit"
+        assert "limit" in body["detail"]
+
+    async def test_an_unknown_route_is_a_404_problem_with_the_request_id(self, client):
+        response = await client.get("/nowhere", headers={"x-request-id": "rid-1"})
+        assert response.status_code == 404
+        assert response.json()["request_id"] == "rid-1"
+        assert response.headers["x-request-id"] == "rid-1"
+
+
+class TestOperationsRoutes:
+    async def test_healthz_answers(self, client):
+        assert (await client.get("/healthz")).json() == {"status": "ok", "service": "things"}
+
+    async def test_readyz_checks_postgres_kafka_and_the_object_store(self, client):
+        response = await client.get("/readyz")
+        assert response.status_code == 200
+        assert response.json()["checks"] == {"postgres": "ok", "kafka": "ok", "object_store": "ok"}
+
+    async def test_readyz_is_503_when_a_dependency_is_down(self, database_url):
+        broken = Runtime(
+            Settings(database_url=database_url),
+            Database(database_url.replace(":5433/", ":1/")),
+            make_broker(client_id="tests-broken"),
+            None,
+            run_relay=False,
+        )
+        app = create_app(broken, title="broken")
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            response = await http.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["checks"]["postgres"].startswith("error")
+        await broken.db.dispose()
+
+    async def test_metrics_count_requests_by_route_and_status(self, client):
+        await client.get("/healthz")
+        text = (await client.get("/metrics")).text
+        assert 'llmops_http_requests_total{method="GET",route="/healthz",service="things",status="200"}' in text

@@ -1,0 +1,38 @@
+import pytest
+from pydantic import ValidationError
+
+from llmops.settings import AuthSettings, PostgresSettings, S3Settings, ServiceSettings
+
+
+class TestDevelopmentSecrets:
+    @pytest.mark.parametrize("settings", [AuthSettings, S3Settings, PostgresSettings])
+    def test_default_secrets_are_refused_in_production(self, monkeypatch, settings):
+        monkeypatch.setenv("LLMOPS_ENV", "production")
+        with pytest.raises(ValidationError, match="development default"):
+            settings()
+
+    def test_real_secrets_are_accepted_in_production(self, monkeypatch):
+        monkeypatch.setenv("LLMOPS_ENV", "production")
+        monkeypatch.setenv("LLMOPS_AUTH_JWT_SECRET", "a-real-secret-from-the-vault")
+        assert AuthSettings().jwt_secret.get_secret_value() == "a-real-secret-from-the-vault"
+
+    def test_default_secrets_are_fine_locally(self, monkeypatch):
+        monkeypatch.delenv("LLMOPS_ENV", raising=False)
+        assert AuthSettings().algorithm == "HS256"
+
+
+class TestServiceSettings:
+    class AuditSettings(ServiceSettings):
+        model_config = {"env_prefix": "LLMOPS_AUDIT_"}
+        service: str = "audit"
+
+    def test_a_service_reads_its_own_prefix_and_the_shared_ones(self, monkeypatch):
+        monkeypatch.setenv("LLMOPS_AUDIT_OUTBOX_BATCH_SIZE", "42")
+        monkeypatch.setenv("LLMOPS_KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
+        settings = self.AuditSettings()
+        assert settings.outbox_batch_size == 42
+        assert settings.kafka.bootstrap_servers == "kafka:9092"
+
+    def test_the_database_defaults_to_the_service_own_database_and_role(self, monkeypatch):
+        monkeypatch.delenv("LLMOPS_AUDIT_DATABASE_URL", raising=False)
+        assert self.AuditSettings().db_url.endswith("llmops_audit:llmops-local-db-password@127.0.0.1:5433/llmops_audit")
