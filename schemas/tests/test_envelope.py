@@ -118,3 +118,23 @@ class TestSensitiveFields:
             tokens: int
 
         assert Secretive.sensitive_fields() == frozenset({"prompt"})
+
+
+class TestCanonicalJson:
+    def test_keys_are_sorted_at_every_level_without_whitespace(self):
+        from llmops_schemas import canonical_json
+
+        assert canonical_json({"b": 1, "a": {"d": [1, {"z": None, "y": "é"}], "c": True}}) == (
+            '{"a":{"c":true,"d":[1,{"y":"é","z":null}]},"b":1}'.encode()
+        )
+
+    def test_payloads_refuse_non_finite_numbers_which_json_cannot_carry(self):
+        from pydantic import ValidationError
+
+        class Measured(EventPayload):
+            event_type: ClassVar[str] = "tests.value.measured"
+            topic: ClassVar[str] = "llmops.platform"
+            value: float
+
+        with pytest.raises(ValidationError, match="finite"):
+            Measured(value=float("nan"))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 
 def canonical_json(value: Any) -> bytes:
-    """Serialise ``value`` with sorted keys, no insignificant whitespace and UTF-8 text (RFC 8785 in spirit).
+    """Serialise ``value`` as UTF-8 JSON with keys sorted at every level and no insignificant whitespace.
 
-    The same logical document always gives the same bytes, whatever the key order it was built with.
+    The same logical document always gives the same bytes, whatever the key order it was built with (RFC 8785 in
+    spirit; orjson, because every event passes through here on its way to the outbox and the audit log).
     """
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)

@@ -42,7 +42,7 @@ class CloudEvent(BaseModel):
     this one reacts to, ``traceparent`` is the W3C trace context, ``schemaversion`` the payload's version.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     specversion: Literal["1.0"] = "1.0"
     id: str = Field(default_factory=new_event_id, description="UUID (v7 when produced by the platform)")
@@ -85,7 +85,7 @@ class CloudEvent(BaseModel):
 class EventPayload(BaseModel):
     """Base of every event payload. Subclasses set ``event_type``, ``topic`` and, when changed, ``schema_version``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     event_type: ClassVar[str]
     topic: ClassVar[str]

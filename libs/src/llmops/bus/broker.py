@@ -67,5 +67,7 @@ def make_producer(settings: KafkaSettings | None = None, *, client_id: str = "ll
         enable_idempotence=True,
         acks="all",
         linger_ms=5,
+        # The relay sends whole outbox batches at once: larger record batches mean fewer requests per batch.
+        max_batch_size=256 * 1024,
         **options,
     )

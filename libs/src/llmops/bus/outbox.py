@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+from collections import Counter
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
-from prometheus_client import Counter
+from aiokafka.partitioner import murmur2
+from prometheus_client import Counter as MetricCounter
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,7 +27,7 @@ from llmops_schemas import CLOUDEVENTS_CONTENT_TYPE, PAYLOADS, CloudEvent
 
 log = get_logger(__name__)
 
-PUBLISHED = Counter("llmops_outbox_published_events", "Events published from the outbox to Kafka", ["topic"])
+PUBLISHED = MetricCounter("llmops_outbox_published_events", "Events published from the outbox to Kafka", ["topic"])
 
 
 def topic_of(event: CloudEvent) -> str:
@@ -61,6 +64,13 @@ _HEADERS = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
 _MARK_SENT = text("UPDATE outbox SET published_at = now() WHERE id = ANY(CAST(:ids AS bigint[]))")
 
 
+@functools.lru_cache(maxsize=65_536)
+def _key_hash(key: bytes) -> int:
+    """Kafka's default partitioner hash (murmur2, as the Java client): the relay picks the partition itself, so
+    a subject's events land where any other Kafka producer would put them, without hashing a key twice."""
+    return murmur2(key) & 0x7FFFFFFF
+
+
 class OutboxRelay:
     """Publishes unsent outbox rows in id order, in batches, and marks them sent once Kafka has them (acks=all)."""
 
@@ -88,13 +98,19 @@ class OutboxRelay:
             if not rows:
                 return 0
             # Send the whole batch before waiting, so the producer can batch it; then wait for every ack.
-            pending = [
-                await self.producer.send(row.topic, row.payload, key=row.key.encode(), headers=_HEADERS) for row in rows
-            ]
+            partitions = {t: sorted(await self.producer.partitions_for(t)) for t in {r.topic for r in rows}}
+            pending = []
+            for row in rows:
+                key = row.key.encode()
+                of_topic = partitions[row.topic]
+                partition = of_topic[_key_hash(key) % len(of_topic)]
+                pending.append(
+                    await self.producer.send(row.topic, row.payload, key=key, partition=partition, headers=_HEADERS)
+                )
             await asyncio.gather(*pending)
             await self._mark_sent(session, [r.id for r in rows])
-        for row in rows:
-            PUBLISHED.labels(row.topic).inc()
+        for topic, count in Counter(r.topic for r in rows).items():
+            PUBLISHED.labels(topic).inc(count)
         return len(rows)
 
     async def _mark_sent(self, session: AsyncSession, ids: list[int]) -> None:
