@@ -6,15 +6,14 @@ import asyncio
 import uuid
 from typing import ClassVar
 
-import asyncpg
 import pytest
 from pydantic import Field
 from sqlalchemy import BigInteger, Column, DateTime, Identity, MetaData, Table, Text, func
 from sqlalchemy.dialects.postgresql import UUID
 
 from llmops.bus import BUS_METADATA
-from llmops.db import Database
-from llmops.settings import KafkaSettings, PostgresSettings
+from llmops.db import Database, create_database, drop_database
+from llmops.settings import KafkaSettings
 from llmops_schemas import EventPayload
 
 RUN = uuid.uuid4().hex[:8]
@@ -57,19 +56,15 @@ def infra_up():
 @pytest.fixture(scope="session")
 async def database_url(infra_up):
     """A throwaway database with the bus tables and an effects table, dropped after the session."""
-    pg = PostgresSettings()
     name = f"llmops_test_{RUN}"
-    admin = await asyncpg.connect(pg.superuser_url().replace("postgresql+asyncpg", "postgresql"))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = pg.url(name, user=pg.superuser, password=pg.superuser_password.get_secret_value())
+    url = await create_database(name)
     db = Database(url)
     async with db.engine.begin() as conn:
         await conn.run_sync(BUS_METADATA.create_all)
         await conn.run_sync(EFFECTS_METADATA.create_all)
     await db.dispose()
     yield url
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    await drop_database(name)
 
 
 @pytest.fixture

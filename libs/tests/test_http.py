@@ -11,13 +11,17 @@ from typing import Annotated
 import httpx
 import pytest
 from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy import func, select
 
 from llmops.auth import Permission, Principal, Role, issue_token, require_project, requires
-from llmops.bus import make_broker
+from llmops.bus import add_to_outbox, make_broker, outbox
 from llmops.db import Database
+from llmops.errors import Problem
 from llmops.http import Runtime, Session, create_app
 from llmops.settings import AuthSettings, ServiceSettings
 from llmops.storage import ObjectStore
+from llmops_schemas import new_event
+from llmops_schemas.events import ProbeSent
 from llmops_schemas.topics import SECURITY
 
 from .test_bus import read_topic
@@ -38,6 +42,20 @@ async def list_things(
 ) -> dict:
     await require_project(request, principal, project)
     return {"project": project, "limit": limit, "caller": principal.subject}
+
+
+@router.post("/projects/{project}/probes", status_code=201)
+async def write_probe(
+    project: str,
+    session: Session,
+    principal: Annotated[Principal, Depends(requires(READ_THINGS))],
+    fail: bool = False,
+) -> dict:
+    event = new_event(ProbeSent(message=project), subject=f"probe-{project}", source="/tests")
+    await add_to_outbox(session, event)
+    if fail:
+        raise Problem(409, "the use case refused after writing")
+    return {"event_id": event.id}
 
 
 class Settings(ServiceSettings):
@@ -140,6 +158,27 @@ class TestAuthorisation:
     async def test_admin_holds_every_permission_in_every_project(self, client):
         response = await client.get("/projects/any/things", headers=bearer(Role.ADMIN, projects=("*",)))
         assert response.status_code == 200
+
+
+class TestTransactionAtTheEdge:
+    async def test_a_route_that_succeeds_commits_its_writes(self, client, database_url):
+        response = await client.post("/projects/p1/probes", headers=bearer(Role.VIEWER))
+        assert response.status_code == 201
+        assert await outbox_rows(database_url, subject="probe-p1") == 1
+
+    async def test_a_route_that_fails_rolls_back_its_writes(self, client, database_url):
+        response = await client.post("/projects/p2/probes?fail=true", headers=bearer(Role.VIEWER, projects=("*",)))
+        assert response.status_code == 409
+        assert response.headers["content-type"] == "application/problem+json"
+        assert await outbox_rows(database_url, subject="probe-p2") == 0
+
+
+async def outbox_rows(url: str, *, subject: str) -> int:
+    db = Database(url)
+    async with db.sessions() as session:
+        count = await session.scalar(select(func.count()).where(outbox.c.key == subject))
+    await db.dispose()
+    return count
 
 
 class TestProblemDetails:

@@ -20,15 +20,14 @@ import multiprocessing as mp
 import time
 import uuid
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import func, select
 
 from llmops import infra
 from llmops.bus import BUS_METADATA, Consumer, OutboxRelay, add_to_outbox, inbox, make_broker, make_producer
-from llmops.db import Database
+from llmops.db import Database, create_database, drop_database
 from llmops.logging import configure_logging
-from llmops.settings import KafkaSettings, PostgresSettings
+from llmops.settings import KafkaSettings
 from llmops_schemas import new_event
 from llmops_schemas.events import ProbeSent
 
@@ -147,38 +146,27 @@ def measure(producer_fn, consumer_fn, topic: str, n: int, *extra) -> float:
     return finished.value - started.value
 
 
-async def prepare(run: str, topics: list[str]) -> tuple[str, asyncpg.Connection]:
-    pg = PostgresSettings()
+async def prepare(name: str, topics: list[str]) -> str:
     await infra.ensure_topics(BOOTSTRAP, topics, 3, 1)
-    admin = await asyncpg.connect(pg.superuser_url().replace("postgresql+asyncpg", "postgresql"))
-    name = f"llmops_bench_{run}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = pg.url(name, user=pg.superuser, password=pg.superuser_password.get_secret_value())
+    url = await create_database(name)
     db = Database(url)
     async with db.engine.begin() as conn:
         await conn.run_sync(BUS_METADATA.create_all)
     await db.dispose()
-    await admin.close()
-    return url, name
-
-
-async def drop(name: str) -> None:
-    pg = PostgresSettings()
-    admin = await asyncpg.connect(pg.superuser_url().replace("postgresql+asyncpg", "postgresql"))
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    return url
 
 
 def main(n: int) -> None:
     configure_logging("WARNING")
     run = uuid.uuid4().hex[:6]
     raw_topic, platform_topic = f"llmops.bench.{run}.raw", f"llmops.bench.{run}.platform"
-    url, name = asyncio.run(prepare(run, [raw_topic, platform_topic]))
+    name = f"llmops_bench_{run}"
+    url = asyncio.run(prepare(name, [raw_topic, platform_topic]))
     try:
         raw = measure(raw_producer, raw_consumer, raw_topic, n)
         platform = measure(platform_producer, platform_consumer, platform_topic, n, url)
     finally:
-        asyncio.run(drop(name))
+        asyncio.run(drop_database(name))
     raw_rate, platform_rate = n / raw, n / platform
     print(f"events: {n} (3 partitions; a producing and a consuming process per path)")
     print(f"raw aiokafka produce -> consume:                  {raw_rate:9.0f} events/s  ({raw:.2f} s)")

@@ -10,11 +10,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+
+from llmops.settings import PostgresSettings
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -47,6 +50,35 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def create_database(name: str, settings: PostgresSettings | None = None) -> str:
+    """Create database ``name`` as the superuser if it does not exist; returns a superuser URL to it.
+
+    For scratch databases (tests, benchmarks, the demo); service databases are created by ``llmops infra up``.
+    """
+    settings = settings or PostgresSettings()
+    admin = await asyncpg.connect(_asyncpg_dsn(settings.superuser_url()))
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return settings.url(name, user=settings.superuser, password=settings.superuser_password.get_secret_value())
+
+
+async def drop_database(name: str, settings: PostgresSettings | None = None) -> None:
+    """Drop database ``name`` (closing its connections) if it exists."""
+    settings = settings or PostgresSettings()
+    admin = await asyncpg.connect(_asyncpg_dsn(settings.superuser_url()))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 def alembic_config(script_location: Path, url: str) -> Config:

@@ -12,7 +12,6 @@ import contextlib
 import time
 from typing import Annotated
 
-import asyncpg
 import httpx
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
@@ -21,10 +20,10 @@ from rich.table import Table
 
 from llmops.auth import Permission, Principal, Role, issue_token, requires
 from llmops.bus import BUS_METADATA, Consumer, add_to_outbox, make_broker
-from llmops.db import Database
+from llmops.db import Database, create_database
 from llmops.http import CurrentRuntime, Runtime, Session, create_app
 from llmops.logging import configure_logging
-from llmops.settings import PostgresSettings, ServiceSettings
+from llmops.settings import ServiceSettings
 from llmops.storage import ObjectStore
 from llmops_schemas import new_event, topics
 from llmops_schemas.events import ProbeSent
@@ -61,14 +60,7 @@ class DemoSettings(ServiceSettings):
 
 
 async def _demo_database() -> str:
-    pg = PostgresSettings()
-    admin = await asyncpg.connect(pg.superuser_url().replace("postgresql+asyncpg", "postgresql"))
-    try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = 'llmops_demo'"):
-            await admin.execute("CREATE DATABASE llmops_demo")
-    finally:
-        await admin.close()
-    url = pg.url("llmops_demo", user=pg.superuser, password=pg.superuser_password.get_secret_value())
+    url = await create_database("llmops_demo")
     db = Database(url)
     async with db.engine.begin() as conn:
         await conn.run_sync(BUS_METADATA.create_all)
