@@ -33,6 +33,10 @@ class TestServiceSettings:
         assert settings.outbox_batch_size == 42
         assert settings.kafka.bootstrap_servers == "kafka:9092"
 
-    def test_the_database_defaults_to_the_service_own_database_and_role(self, monkeypatch):
+    def test_the_service_runs_as_its_app_role_and_migrates_as_the_owner(self, monkeypatch):
         monkeypatch.delenv("LLMOPS_AUDIT_DATABASE_URL", raising=False)
-        assert self.AuditSettings().db_url.endswith("llmops_audit:llmops-local-db-password@127.0.0.1:5433/llmops_audit")
+        settings = self.AuditSettings()
+        assert settings.db_url.endswith("//llmops_audit_app:llmops-local-db-password@127.0.0.1:5433/llmops_audit")
+        assert settings.migrations_db_url.endswith(
+            "//llmops_audit:llmops-local-db-password@127.0.0.1:5433/llmops_audit"
+        )

@@ -91,6 +91,15 @@ def token_issue(
         typer.echo(token)
 
 
+def _add_service_commands() -> None:
+    """Each installed service adds its commands through the ``llmops.cli`` entry-point group."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="llmops.cli"):
+        app.add_typer(entry.load(), name=entry.name)
+
+
 def main() -> None:
-    configure_logging()
+    configure_logging("WARNING")
+    _add_service_commands()
     app()

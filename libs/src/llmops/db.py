@@ -52,16 +52,23 @@ class Database:
         await self.engine.dispose()
 
 
-async def create_database(name: str, settings: PostgresSettings | None = None) -> str:
+async def create_database(
+    name: str, settings: PostgresSettings | None = None, *, owner: str | None = None, connect: tuple[str, ...] = ()
+) -> str:
     """Create database ``name`` as the superuser if it does not exist; returns a superuser URL to it.
 
     For scratch databases (tests, benchmarks, the demo); service databases are created by ``llmops infra up``.
+    ``owner`` makes a role its owner; ``connect`` names the only other roles allowed to connect.
     """
     settings = settings or PostgresSettings()
     admin = await asyncpg.connect(_asyncpg_dsn(settings.superuser_url()))
     try:
         if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            await admin.execute(f'CREATE DATABASE "{name}"')
+            await admin.execute(f'CREATE DATABASE "{name}"' + (f' OWNER "{owner}"' if owner else ""))
+            if owner or connect:
+                await admin.execute(f'REVOKE CONNECT, TEMPORARY ON DATABASE "{name}" FROM PUBLIC')
+            for role in connect:
+                await admin.execute(f'GRANT CONNECT ON DATABASE "{name}" TO "{role}"')
     finally:
         await admin.close()
     return settings.url(name, user=settings.superuser, password=settings.superuser_password.get_secret_value())

@@ -51,6 +51,7 @@ class Runtime:
     relay: OutboxRelay | None = field(default=None, init=False)
     _producer: AIOKafkaProducer | None = field(default=None, init=False)
     _tasks: list[asyncio.Task] = field(default_factory=list, init=False)
+    _background: list[asyncio.Task] = field(default_factory=list, init=False)
 
     @property
     def source(self) -> str:
@@ -71,7 +72,16 @@ class Runtime:
             )
             self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
 
+    def spawn(self, coroutine, *, name: str) -> asyncio.Task:
+        """Run a background loop for the service's lifetime; it is cancelled on stop."""
+        task = asyncio.create_task(coroutine, name=name)
+        self._background.append(task)
+        return task
+
     async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         if self.relay is not None:
             self.relay.stop()
         await asyncio.gather(*self._tasks, return_exceptions=True)

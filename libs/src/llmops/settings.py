@@ -28,7 +28,13 @@ SERVICES: tuple[str, ...] = (
 
 #: Secrets that ship in this repository for local development; refused when LLMOPS_ENV=production.
 DEV_SECRETS: frozenset[str] = frozenset(
-    {"llmops-local-jwt-secret-change-me", "llmops-local-s3-secret", "llmops-local-db-password"}
+    {
+        "llmops-local-jwt-secret-change-me",
+        "llmops-local-s3-secret",
+        "llmops-local-db-password",
+        # the audit service's Ed25519 checkpoint-signing seed for local development (base64 of 32 bytes)
+        "bGxtb3BzLWxvY2FsLWF1ZGl0LXNpZ25pbmcta2V5LTE=",
+    }
 )
 
 
@@ -49,7 +55,7 @@ class PlatformSettings(BaseSettings):
         return self.env == "production"
 
 
-def _refuse_dev_secret(name: str, value: SecretStr) -> None:
+def refuse_dev_secret(name: str, value: SecretStr) -> None:
     if PlatformSettings().is_production and value.get_secret_value() in DEV_SECRETS:
         raise ValueError(f"{name} is the development default; set a real secret when LLMOPS_ENV=production")
 
@@ -83,8 +89,8 @@ class PostgresSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_dev_secrets_in_production(self) -> PostgresSettings:
-        _refuse_dev_secret("LLMOPS_POSTGRES_SERVICE_PASSWORD", self.service_password)
-        _refuse_dev_secret("LLMOPS_POSTGRES_SUPERUSER_PASSWORD", self.superuser_password)
+        refuse_dev_secret("LLMOPS_POSTGRES_SERVICE_PASSWORD", self.service_password)
+        refuse_dev_secret("LLMOPS_POSTGRES_SUPERUSER_PASSWORD", self.superuser_password)
         return self
 
     def url(self, database: str, *, user: str | None = None, password: str | None = None) -> str:
@@ -93,6 +99,11 @@ class PostgresSettings(BaseSettings):
         return f"postgresql+asyncpg://{user}:{password}@{self.host}:{self.port}/{database}"
 
     def service_url(self, service: str) -> str:
+        """The URL a running service uses: role ``llmops_<service>_app``, with only the grants its migrations give."""
+        return self.url(f"llmops_{service}", user=f"llmops_{service}_app")
+
+    def owner_url(self, service: str) -> str:
+        """The URL a service's migrations use: role ``llmops_<service>``, owner of the database."""
         return self.url(f"llmops_{service}")
 
     def superuser_url(self, database: str = "postgres") -> str:
@@ -113,7 +124,7 @@ class S3Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_dev_secrets_in_production(self) -> S3Settings:
-        _refuse_dev_secret("LLMOPS_S3_SECRET_KEY", self.secret_key)
+        refuse_dev_secret("LLMOPS_S3_SECRET_KEY", self.secret_key)
         return self
 
 
@@ -132,7 +143,7 @@ class AuthSettings(BaseSettings):
     @model_validator(mode="after")
     def _check(self) -> AuthSettings:
         if self.algorithm == "HS256":
-            _refuse_dev_secret("LLMOPS_AUTH_JWT_SECRET", self.jwt_secret)
+            refuse_dev_secret("LLMOPS_AUTH_JWT_SECRET", self.jwt_secret)
         elif not self.jwks_url:
             raise ValueError("LLMOPS_AUTH_JWKS_URL is required when LLMOPS_AUTH_ALGORITHM=RS256")
         return self
@@ -155,6 +166,12 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(default=3, ge=1)
     consumer_backoff_seconds: float = Field(default=0.2, ge=0)
 
+    migrations_database_url: str | None = None
+
     @property
     def db_url(self) -> str:
         return self.database_url or self.postgres.service_url(self.service)
+
+    @property
+    def migrations_db_url(self) -> str:
+        return self.migrations_database_url or self.postgres.owner_url(self.service)

@@ -37,6 +37,7 @@ _INBOX_INSERT = text(
 )
 
 Handler = Callable[[AsyncSession, CloudEvent, EventPayload], Awaitable[None]]
+BatchHandler = Callable[[AsyncSession, "Sequence[Delivery]"], Awaitable[None]]
 
 
 class PermanentError(Exception):
@@ -55,8 +56,9 @@ class Delivery:
 class Consumer:
     """A consumer group's handlers for event types, with inbox, retries and dead-lettering.
 
-    ``handle_all=True`` hands every registered event type to the handler given to :meth:`on_any` (audit);
-    otherwise types without a handler are skipped (a topic carries many types, a service wants some).
+    Handlers: :meth:`on` for given event types, :meth:`on_any` for every registered type without its own handler,
+    or :meth:`on_batch` for a handler that takes all of a batch's new events at once (the audit log's appender).
+    Types without a handler are skipped (a topic carries many types, a service wants some).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class Consumer:
         self.dead_letters = DeadLetterPublisher(broker, consumer=name)
         self._handlers: dict[str, Handler] = {}
         self._any: Handler | None = None
+        self._batch: BatchHandler | None = None
 
     def on(self, *event_types: str) -> Callable[[Handler], Handler]:
         """Register a handler for ``event_types`` (each must be a registered payload type)."""
@@ -98,6 +101,11 @@ class Consumer:
     def on_any(self, handler: Handler) -> Handler:
         """Register the handler for every event type without a handler of its own."""
         self._any = handler
+        return handler
+
+    def on_batch(self, handler: BatchHandler) -> BatchHandler:
+        """Register a handler given every batch's new deliveries (any registered type), in order, in one transaction."""
+        self._batch = handler
         return handler
 
     def subscribe(self, *, description: str | None = None, auto_offset_reset: str = "earliest"):
@@ -158,8 +166,10 @@ class Consumer:
             await self.dead_letters.publish(record, reason=exc.reason, error=exc.detail, attempts=0)
             return None
 
-    def _handler_for(self, event_type: str) -> Handler | None:
-        return self._handlers.get(event_type) or (self._any if event_type in PAYLOADS else None)
+    def _handler_for(self, event_type: str) -> Handler | BatchHandler | None:
+        if event_type not in PAYLOADS:
+            return None
+        return self._batch or self._handlers.get(event_type) or self._any
 
     async def _apply(self, deliveries: Sequence[Delivery]) -> int:
         """Apply the deliveries not yet in the inbox, all in one transaction; returns how many were new."""
@@ -171,8 +181,12 @@ class Consumer:
                     )
                 ).scalars()
             )
-            for delivery in deliveries:
-                if delivery.event.id in new_ids:
+            new = [d for d in deliveries if d.event.id in new_ids]
+            if self._batch is not None:
+                if new:
+                    await self._batch(session, new)
+            else:
+                for delivery in new:
                     await self._call(session, delivery)
         return len(new_ids)
 

@@ -63,6 +63,11 @@ def service_role(service: str) -> str:
     return name
 
 
+def app_role(service: str) -> str:
+    """The role a service runs as: ``llmops_<service>_app`` (its migrations run as ``llmops_<service>``)."""
+    return f"{service_role(service)}_app"
+
+
 def find_bindir() -> Path | None:
     debian = Path(f"/usr/lib/postgresql/{PG_VERSION}/bin")
     if (debian / "initdb").is_file():
@@ -274,6 +279,21 @@ class Postgres(Component):
                 # Least privilege: only the owner (and superusers) may connect to a service's database.
                 sql = "SELECT format('REVOKE CONNECT, TEMPORARY ON DATABASE %I FROM PUBLIC', $1::text)"
                 await conn.execute(await conn.fetchval(sql, name))
+                # The runtime role: it may connect; the service's migrations grant it only what it needs on each
+                # table, so a running service cannot change its schema (or, for audit, rewrite its log).
+                app = app_role(service)
+                exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", app)
+                verb = "ALTER" if exists else "CREATE"
+                await conn.execute(
+                    await conn.fetchval(
+                        f"SELECT format('{verb} ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                        "PASSWORD %L', $1::text, $2::text)",
+                        app,
+                        password,
+                    )
+                )
+                sql = "SELECT format('GRANT CONNECT ON DATABASE %I TO %I', $1::text, $2::text)"
+                await conn.execute(await conn.fetchval(sql, name, app))
         finally:
             await conn.close()
         return created

@@ -1,6 +1,7 @@
 """Event payloads by domain. Importing this package registers every payload in :data:`PAYLOADS`."""
 
+from llmops_schemas.events.audit import CheckpointSigned
 from llmops_schemas.events.platform import ProbeSent
 from llmops_schemas.events.security import AccessDenied
 
-__all__ = ["AccessDenied", "ProbeSent"]
+__all__ = ["AccessDenied", "CheckpointSigned", "ProbeSent"]

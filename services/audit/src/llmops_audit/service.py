@@ -1,0 +1,140 @@
+"""The audit service's use cases: append events to the chain, sign checkpoints, query, trace, export, verify."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llmops.bus import Delivery, add_to_outbox
+from llmops.db import Database
+from llmops.logging import get_logger
+from llmops_audit import repository
+from llmops_audit.chain import ChainVerifier, Entry, Report, Signer, entry_hash, redacted
+from llmops_audit.repository import AuditFilter
+from llmops_schemas import canonical_json, new_event
+from llmops_schemas.events.audit import CheckpointSigned
+
+log = get_logger(__name__)
+
+PAGE = 2000  # entries read per round trip when verifying or exporting
+
+
+async def append(session: AsyncSession, deliveries: Sequence[Delivery]) -> int:
+    """Append events to the chain in delivery order (the consumer's transaction holds the inbox rows too)."""
+    seq, prev = await repository.lock_head(session)
+    columns: dict[str, list] = {
+        name: []
+        for name in (
+            "seq",
+            "event_id",
+            "type",
+            "source",
+            "subject",
+            "actor",
+            "project",
+            "correlation_id",
+            "causation_id",
+            "time",
+            "event",
+            "prev_hash",
+            "hash",
+        )
+    }
+    for delivery in deliveries:
+        event = delivery.event
+        canonical = canonical_json(redacted(event))
+        seq += 1
+        chain_hash = entry_hash(seq, prev, canonical)
+        for name, value in (
+            ("seq", seq),
+            ("event_id", event.id),
+            ("type", event.type),
+            ("source", event.source),
+            ("subject", event.subject),
+            ("actor", event.actor),
+            ("project", event.project),
+            ("correlation_id", event.correlationid),
+            ("causation_id", event.causationid),
+            ("time", event.time),
+            ("event", canonical.decode()),
+            ("prev_hash", prev),
+            ("hash", chain_hash),
+        ):
+            columns[name].append(value)
+        prev = chain_hash
+    await repository.insert_entries(session, columns)
+    await repository.move_head(session, seq, prev)
+    return len(deliveries)
+
+
+async def sign_checkpoint(session: AsyncSession, signer: Signer, *, source: str, force: bool = False):
+    """Sign the current head and publish it (outbox); None when nothing was appended since the last checkpoint."""
+    seq, chain_hash = await repository.read_head(session)
+    if seq == 0 or (not force and await repository.last_checkpoint_seq(session) >= seq):
+        return None
+    checkpoint = signer.sign(seq, chain_hash, datetime.now(UTC))
+    await repository.insert_checkpoint(session, checkpoint.model_dump())
+    await add_to_outbox(session, new_event(checkpoint, subject="audit-log", source=source, actor="audit"))
+    log.info("audit.checkpoint.signed", seq=seq, hash=chain_hash)
+    return checkpoint
+
+
+async def checkpoints(session: AsyncSession, *, from_seq=None, to_seq=None) -> list[CheckpointSigned]:
+    rows = await repository.list_checkpoints(session, from_seq=from_seq, to_seq=to_seq)
+    return [CheckpointSigned.model_validate(row._asdict()) for row in rows]
+
+
+async def query(session: AsyncSession, where: AuditFilter, *, after_seq: int | None, limit: int) -> list[Row]:
+    return await repository.find_entries(session, where, after_seq=after_seq, limit=limit)
+
+
+async def history(session: AsyncSession, subject: str, *, projects, limit: int) -> list[Row]:
+    return await repository.history(session, subject, projects=projects, limit=limit)
+
+
+async def export_rows(db: Database, where: AuditFilter) -> AsyncIterator[Row]:
+    """Every entry the filter selects, in chain order, read page by page in short transactions."""
+    after = (where.from_seq - 1) if where.from_seq else 0
+    while True:
+        async with db.sessions() as session:
+            rows = await repository.find_entries(session, where, after_seq=after, limit=PAGE)
+        for row in rows:
+            yield row
+        if len(rows) < PAGE:
+            return
+        after = rows[-1].seq
+
+
+async def verify(db: Database, public_key: bytes, *, from_seq: int | None = None, to_seq: int | None = None) -> Report:
+    """Recompute the chain over [from_seq, to_seq] (default: all of it) and check it against the signed checkpoints
+    and the chain head. Reads the database page by page; memory stays flat whatever the log's size."""
+    async with db.sessions() as session:
+        head_seq, head_hash = await repository.read_head(session)
+        signed = await checkpoints(session, from_seq=from_seq, to_seq=to_seq)
+    verifier = ChainVerifier(expected_prev=None if from_seq and from_seq > 1 else "0" * 64)
+    keep = {c.seq for c in signed} | {head_seq}
+    after = (from_seq - 1) if from_seq else 0
+    while True:
+        async with db.sessions() as session:
+            rows = await repository.chain_entries(session, after_seq=after, to_seq=to_seq, limit=PAGE)
+        if after == 0 and rows and rows[0].seq != 1:
+            verifier.report.fail(1, "missing_sequence", f"entries 1..{rows[0].seq - 1} are missing (deleted?)")
+        verifier.feed((Entry(r.seq, r.prev_hash, r.hash, r.event.encode()) for r in rows), keep_hashes_for=keep)
+        if len(rows) < PAGE:
+            break
+        after = rows[-1].seq
+    verifier.check_checkpoints(signed, public_key)
+    report = verifier.report
+    if to_seq is None or to_seq >= head_seq:
+        last = report.last_seq or 0
+        if last < head_seq:
+            report.fail(
+                last + 1, "missing_sequence", f"entries {last + 1}..{head_seq} are missing (the head is at {head_seq})"
+            )
+        elif verifier.recomputed.get(head_seq) not in (None, head_hash):
+            report.fail(head_seq, "head_mismatch", "the chain head does not match the last entry")
+    log.info("audit.verified", ok=report.ok, checked=report.checked, first_broken_seq=report.first_broken_seq)
+    return report

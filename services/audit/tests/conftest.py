@@ -1,0 +1,141 @@
+"""Fixtures of the audit service's tests: real Kafka and Postgres, a fresh audit database per test that needs one,
+migrated as the owner role and used through the runtime role, exactly as deployed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from llmops.db import create_database, drop_database
+from llmops.settings import KafkaSettings, PostgresSettings
+from llmops_audit.app import AuditService, migrate
+from llmops_audit.settings import AuditSettings
+from llmops_schemas import new_event
+from llmops_schemas.events import ProbeSent
+
+RUN = uuid.uuid4().hex[:8]
+BOOTSTRAP = KafkaSettings().bootstrap_servers
+OWNER, APP = "llmops_audit", "llmops_audit_app"
+
+
+@pytest.fixture(scope="session")
+def infra_up():
+    from llmops import infra
+
+    infra.up()
+
+
+@pytest.fixture
+async def topics(infra_up):
+    """Three topics of this test alone, standing in for the platform's domain topics."""
+    from llmops import infra
+
+    names = [f"llmops.test.{RUN}.{uuid.uuid4().hex[:6]}.{t}" for t in ("datasets", "training", "security")]
+    await infra.ensure_topics(BOOTSTRAP, names, 3, 1)
+    return names
+
+
+@pytest.fixture
+async def audit_settings(infra_up, topics):
+    """Settings for an audit service on a fresh database owned by the audit owner role, used as the app role."""
+    pg = PostgresSettings()
+    name = f"llmops_audit_test_{RUN}_{uuid.uuid4().hex[:6]}"
+    await create_database(name, owner=OWNER, connect=(APP,))
+    settings = AuditSettings(
+        database_url=pg.url(name, user=APP),
+        migrations_database_url=pg.url(name, user=OWNER),
+        topics=topics,
+        consumer_group=f"audit-test-{uuid.uuid4().hex[:8]}",
+        checkpoint_interval_seconds=3600,
+        outbox_poll_interval=0.05,
+    )
+    await asyncio.to_thread(migrate, settings)
+    yield settings
+    await drop_database(name)
+
+
+@pytest.fixture
+async def audit(audit_settings):
+    """A running audit service (consumer, relay, checkpoint timer; HTTP through its ASGI app)."""
+    service = AuditService(audit_settings)
+    await service.start()
+    yield service
+    await service.stop()
+
+
+def probes(count: int, *, subjects: int = 50, project: str = "p1", start: int = 0):
+    """``count`` events over ``subjects`` subjects; ``sequence`` counts each subject's events in order."""
+    per_subject: dict[str, int] = {}
+    events = []
+    for i in range(start, start + count):
+        subject = f"thing-{i % subjects}"
+        per_subject[subject] = per_subject.get(subject, -1) + 1
+        events.append(
+            new_event(
+                ProbeSent(message=f"event {i}", sequence=per_subject[subject]),
+                subject=subject,
+                source="/tests/producer",
+                actor=f"user-{i % 3}",
+                project=project,
+            )
+        )
+    return events
+
+
+async def publish(topic: str, events) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, enable_idempotence=True, linger_ms=5)
+    await producer.start()
+    try:
+        pending = [await producer.send(topic, e.to_bytes(), key=e.subject.encode()) for e in events]
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def head(db) -> int:
+    from llmops_audit import repository
+
+    async with db.sessions() as session:
+        return (await repository.read_head(session))[0]
+
+
+async def wait_for_head(db, seq: int, *, within: float = 120) -> None:
+    deadline = time.monotonic() + within
+    while (current := await head(db)) < seq:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the chain head reached {current}, not {seq}")
+        await asyncio.sleep(0.2)
+
+
+async def caught_up(group: str, topics: list[str], *, within: float = 60) -> None:
+    """Wait until ``group`` has committed offsets at the end of every partition of ``topics``."""
+    probe = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP)
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await probe.start()
+    await admin.start()
+    try:
+        await probe.topics()  # load the metadata of every topic
+        partitions = [tp for t in topics for tp in _partitions(probe, t)]
+        ends = await probe.end_offsets(partitions)
+        deadline = time.monotonic() + within
+        while True:
+            committed = await admin.list_consumer_group_offsets(group)
+            if all(committed.get(tp) and committed[tp].offset >= end for tp, end in ends.items()):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"consumer group {group} did not catch up")
+            await asyncio.sleep(0.2)
+    finally:
+        await probe.stop()
+        await admin.close()
+
+
+def _partitions(consumer, topic):
+    from aiokafka import TopicPartition
+
+    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [0, 1, 2])]
