@@ -8,7 +8,7 @@ UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen --no-sync
 LLMOPS := $(RUN) llmops
 
-.PHONY: help install infra-up infra-down infra-status lint format schemas test test-unit demo bench-bus clean
+.PHONY: help install infra-up infra-down infra-status lint format schemas test test-unit demo bench-bus bench-audit clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -47,10 +47,13 @@ test-unit: install ## the tests that need no infrastructure
 	$(RUN) pytest -m "not integration"
 
 demo: infra-up ## the platform's main job end to end on local infrastructure
-	$(RUN) python -m llmops.demo
+	$(RUN) python infra/demo/demo.py
 
 bench-bus: infra-up ## events/s through outbox, Kafka and idempotent consumer vs raw aiokafka
 	$(RUN) python tests/bench/bench_bus.py
+
+bench-audit: infra-up ## sustained audit ingest (events/s into the verified chain) vs raw consume
+	$(RUN) python tests/bench/bench_audit.py
 
 clean: ## remove the virtual environment (the infrastructure cache stays)
 	rm -rf .venv

@@ -124,8 +124,9 @@ def issue_token(
     return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")
 
 
-#: Records a denial (written to the service's outbox in a transaction of its own). Set on ``app.state.on_denied``.
-DenialRecorder = Callable[[AccessDenied, str], Awaitable[None]]
+#: Records a denial (written to the service's outbox in a transaction of its own). Set on ``app.state.on_denied``;
+#: called with the denial, the event's subject (the principal or "anonymous") and the request's correlation id.
+DenialRecorder = Callable[[AccessDenied, str, str | None], Awaitable[None]]
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT issued by the platform's OIDC provider")
 
@@ -146,7 +147,9 @@ async def deny(request: Request, error: AuthError, *, permission: Permission | N
             project=request.path_params.get("project") or request.query_params.get("project"),
             request_id=getattr(request.state, "request_id", None),
         )
-        await recorder(denial, principal.subject if principal else "anonymous")
+        await recorder(
+            denial, principal.subject if principal else "anonymous", getattr(request.state, "correlation_id", None)
+        )
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
     raise Problem(error.status, error.detail, type_=f"urn:llmops:problem:{error.reason}", headers=headers)
 

@@ -90,9 +90,11 @@ class Runtime:
         await self.broker.stop()
         await self.db.dispose()
 
-    async def record_denial(self, denial: AccessDenied, subject: str) -> None:
+    async def record_denial(self, denial: AccessDenied, subject: str, correlation_id: str | None = None) -> None:
         """Write a denial to the outbox in a transaction of its own (the refused request's work is rolled back)."""
-        event = new_event(denial, subject=subject, source=self.source, correlation_id=denial.request_id)
+        event = new_event(
+            denial, subject=subject, source=self.source, correlation_id=correlation_id or denial.request_id
+        )
         async with self.db.transaction() as session:
             await add_to_outbox(session, event)
         log.info("auth.denied", status=denial.status, reason=denial.reason, path=denial.path, principal=subject)
@@ -123,6 +125,11 @@ class Runtime:
 
 def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
+
+
+def correlation_id(request: Request) -> str | None:
+    """The correlation id of the request being handled (``X-Correlation-ID``, else its request id)."""
+    return getattr(request.state, "correlation_id", None)
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -168,6 +175,7 @@ def create_app(
         request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
         request.state.request_id = request_id
         correlation_id = request.headers.get("x-correlation-id") or request_id
+        request.state.correlation_id = correlation_id
         started = time.perf_counter()
         with bound_context(request_id=request_id, correlation_id=correlation_id, service=service):
             response = await call_next(request)
