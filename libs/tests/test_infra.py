@@ -370,3 +370,29 @@ async def test_service_roles_reach_only_their_own_database(running: None) -> Non
             password="wrong",
             database=f"llmops_{own}",
         )
+
+
+@pytest.mark.integration
+async def test_runtime_roles_reach_their_own_database_but_cannot_change_its_schema(running: None) -> None:
+    settings = PostgresSettings()
+    own, other = SERVICES[0], SERVICES[1]
+
+    async def connect(user: str, database: str) -> asyncpg.Connection:
+        return await asyncpg.connect(
+            host=settings.host,
+            port=settings.port,
+            user=user,
+            password=settings.service_password.get_secret_value(),
+            database=database,
+            timeout=5,
+        )
+
+    conn = await connect(postgres.app_role(own), f"llmops_{own}")
+    try:
+        assert await conn.fetchval("SELECT current_user") == f"llmops_{own}_app"
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("CREATE TABLE app_may_not_create (id int)")
+    finally:
+        await conn.close()
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await connect(postgres.app_role(own), f"llmops_{other}")

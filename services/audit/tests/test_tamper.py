@@ -13,6 +13,7 @@ from llmops.settings import PostgresSettings
 from llmops_audit import export, service
 from llmops_audit.chain import GENESIS, Signer, entry_hash
 from llmops_audit.repository import AuditFilter
+from llmops_schemas import new_event
 
 from .conftest import probes
 
@@ -179,3 +180,22 @@ class TestOfflineVerifier:
         path.write_text("".join(export.jsonl_line(r) for r in records))
         report, _ = export.verify_export(path, public_key=signer.public_key)
         assert (report.first_broken_seq, report.reason) == (30, "checkpoint_mismatch")
+
+
+class TestCheckpointTimer:
+    async def test_the_timer_signs_only_when_other_events_arrived_since_the_last_checkpoint(self, log_of_50):
+        db, signer, _ = log_of_50
+        async with db.transaction() as session:
+            assert await service.sign_checkpoint(session, signer, source="/llmops/audit") is None
+        # The log records its own checkpoint event: still nothing to sign.
+        async with db.transaction() as session:
+            checkpoint = (await service.checkpoints(session))[-1]
+            event = new_event(checkpoint, subject="audit-log", source="/llmops/audit")
+            await service.append(session, [Delivery(None, event, checkpoint)])
+        async with db.transaction() as session:
+            assert await service.sign_checkpoint(session, signer, source="/llmops/audit") is None
+        async with db.transaction() as session:
+            await service.append(session, [Delivery(None, e, None) for e in probes(1, start=50)])
+        async with db.transaction() as session:
+            signed = await service.sign_checkpoint(session, signer, source="/llmops/audit")
+        assert signed is not None and signed.seq == 52

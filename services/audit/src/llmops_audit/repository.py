@@ -182,6 +182,12 @@ async def last_checkpoint_seq(session: AsyncSession) -> int:
     return (await session.scalar(select(func.max(checkpoints.c.seq)))) or 0
 
 
+async def entries_since(session: AsyncSession, seq: int, *, excluding_type: str) -> int:
+    """How many entries after ``seq`` are of another type than ``excluding_type``."""
+    query = select(func.count()).where(audit_log.c.seq > seq, audit_log.c.type != excluding_type)
+    return await session.scalar(query)
+
+
 async def list_checkpoints(
     session: AsyncSession, *, from_seq: int | None = None, to_seq: int | None = None
 ) -> Sequence[Row]:

@@ -73,8 +73,14 @@ async def append(session: AsyncSession, deliveries: Sequence[Delivery]) -> int:
 async def sign_checkpoint(session: AsyncSession, signer: Signer, *, source: str, force: bool = False):
     """Sign the current head and publish it (outbox); None when nothing was appended since the last checkpoint."""
     seq, chain_hash = await repository.read_head(session)
-    if seq == 0 or (not force and await repository.last_checkpoint_seq(session) >= seq):
+    if seq == 0:
         return None
+    if not force:
+        # Nothing new, or only the log's own checkpoint events since the last one: signing again would only
+        # record another checkpoint event, and so on forever.
+        last = await repository.last_checkpoint_seq(session)
+        if last >= seq or not await repository.entries_since(session, last, excluding_type=CheckpointSigned.event_type):
+            return None
     checkpoint = signer.sign(seq, chain_hash, datetime.now(UTC))
     await repository.insert_checkpoint(session, checkpoint.model_dump())
     await add_to_outbox(session, new_event(checkpoint, subject="audit-log", source=source, actor="audit"))
