@@ -77,3 +77,42 @@ class TestIngest:
 async def _recorded_ids(audit) -> set[str]:
     async with audit.runtime.db.sessions() as session:
         return {str(i) for i in (await session.execute(select(audit_log.c.event_id))).scalars()}
+
+
+class TestMalformedInput:
+    async def test_a_malformed_record_goes_to_the_dead_letter_topic_and_the_log_carries_on(self, audit, topics):
+        from aiokafka import AIOKafkaProducer
+
+        from llmops.bus import dlq
+        from llmops_schemas.topics import DEAD_LETTER
+
+        from .conftest import BOOTSTRAP
+
+        producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP)
+        await producer.start()
+        await producer.send_and_wait(topics[1], b"{not an event", key=b"broken")
+        await producer.stop()
+        good = probes(1)
+        await publish(topics[1], good)
+        await wait_for_head(audit.runtime.db, 1)
+        assert await _recorded_ids(audit) == {good[0].id}
+
+        dead = await _dead_letters(DEAD_LETTER, audit.settings.consumer_group)
+        assert [(r.value, dict(r.headers)[dlq.REASON]) for r in dead] == [(b"{not an event", b"not_json")]
+
+
+async def _dead_letters(topic: str, consumer: str) -> list:
+    from aiokafka import AIOKafkaConsumer
+
+    from .conftest import BOOTSTRAP
+
+    reader = AIOKafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest", group_id=None)
+    await reader.start()
+    found = []
+    try:
+        while batch := await reader.getmany(timeout_ms=1500):
+            for records in batch.values():
+                found += [r for r in records if dict(r.headers).get("x-dlq-consumer") == consumer.encode()]
+    finally:
+        await reader.stop()
+    return found
