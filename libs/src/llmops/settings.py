@@ -175,3 +175,12 @@ class ServiceSettings(BaseSettings):
     @property
     def migrations_db_url(self) -> str:
         return self.migrations_database_url or self.postgres.owner_url(self.service)
+
+
+class ClientSettings(BaseSettings):
+    """What the ``llmops`` command line uses to call the platform's services: a bearer token and their URLs."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_CLIENT_", extra="ignore")
+
+    token: SecretStr | None = None
+    audit_url: str = "http://127.0.0.1:8007"

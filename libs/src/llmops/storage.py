@@ -207,6 +207,36 @@ class ObjectStore:
                 raise ObjectNotFound(sha256) from exc
             raise
 
+    def _first_lines(self, sha256: str, count: int, keep) -> list[bytes]:
+        response = self.client.get_object(self.bucket, key_for(sha256))
+        lines: list[bytes] = []
+        pending = b""
+        try:
+            for chunk in response.stream(64 * 1024):
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for line in complete:
+                    if keep is None or keep(line + b"\n"):
+                        lines.append(line + b"\n")
+                        if len(lines) >= count:
+                            return lines
+            if pending and (keep is None or keep(pending)):
+                lines.append(pending)
+            return lines[:count]
+        finally:
+            response.close()
+            response.release_conn()
+
+    async def first_lines(self, sha256: str, count: int, *, keep=None) -> list[bytes]:
+        """The first ``count`` lines (newline kept) of a text object that ``keep`` accepts, reading no further than
+        needed (previews of large files). Not checked against the hash: a preview, not a download."""
+        try:
+            return await asyncio.to_thread(self._first_lines, sha256, count, keep)
+        except S3Error as exc:
+            if exc.code in {"NoSuchKey", "NoSuchObject", "NotFound"}:
+                raise ObjectNotFound(sha256) from exc
+            raise
+
     async def presigned_url(self, sha256: str, *, expires: timedelta = timedelta(hours=1)) -> str:
         """A time-limited URL anyone holding it can download the object from."""
         return await asyncio.to_thread(self.client.presigned_get_object, self.bucket, key_for(sha256), expires)

@@ -143,6 +143,8 @@ class TestOfflineVerifier:
         lines += [export.entry_record(row) async for row in service.export_rows(db, where)]
         async with db.sessions() as session:
             lines += [export.checkpoint_record(c) for c in await service.checkpoints(session)]
+        entries = [r for r in lines if r["kind"] == "entry"]
+        lines.append(export.trailer(len(entries), entries[0]["seq"], entries[-1]["seq"]))
         text = (
             "".join(export.jsonl_line(r) for r in lines)
             if fmt == "jsonl"
@@ -180,6 +182,15 @@ class TestOfflineVerifier:
         path.write_text("".join(export.jsonl_line(r) for r in records))
         report, _ = export.verify_export(path, public_key=signer.public_key)
         assert (report.first_broken_seq, report.reason) == (30, "checkpoint_mismatch")
+
+    async def test_a_cut_off_export_is_reported(self, log_of_50, tmp_path):
+        db, signer, _ = log_of_50
+        path = tmp_path / "audit.jsonl"
+        await self.write_export(db, signer, path, fmt="jsonl")
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(lines[:41] + lines[-1:]))  # header and 40 entries, then the trailer
+        report, _ = export.verify_export(path, public_key=signer.public_key)
+        assert (report.first_broken_seq, report.reason) == (41, "truncated")
 
 
 class TestCheckpointTimer:

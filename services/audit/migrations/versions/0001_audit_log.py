@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from llmops.bus.migrations import create_bus_tables, drop_bus_tables
+from llmops.migrations import create_bus_tables, drop_bus_tables, grant_runtime_role
 
 revision = "0001"
 down_revision = None
@@ -92,21 +92,7 @@ def upgrade() -> None:
         )
 
     # The runtime role (<owner>_app, created by `llmops infra up`) may only insert and read the log.
-    op.execute(
-        """
-        DO $$
-        DECLARE app text := current_user || '_app';
-        BEGIN
-            IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = app) THEN
-                EXECUTE format('GRANT SELECT, INSERT ON audit_log, checkpoints TO %I', app);
-                EXECUTE format('GRANT SELECT, UPDATE ON chain_head TO %I', app);
-                EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON outbox TO %I', app);
-                EXECUTE format('GRANT SELECT, INSERT ON inbox TO %I', app);
-                EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO %I', app);
-            END IF;
-        END $$
-        """
-    )
+    grant_runtime_role({"audit_log": "SELECT, INSERT", "checkpoints": "SELECT, INSERT", "chain_head": "SELECT, UPDATE"})
 
 
 def downgrade() -> None:

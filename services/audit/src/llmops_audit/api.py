@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from llmops.auth import ALL_PROJECTS, Permission, Principal, Role, require_project, requires
 from llmops.errors import Problem
@@ -31,8 +31,8 @@ class Filters(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    from_time: datetime | None = None
-    to_time: datetime | None = None
+    from_time: AwareDatetime | None = None
+    to_time: AwareDatetime | None = None
     actor: str | None = Field(default=None, max_length=512)
     type: str | None = Field(default=None, max_length=256)
     subject: str | None = Field(default=None, max_length=512)
@@ -41,7 +41,7 @@ class Filters(BaseModel):
 
     @field_validator("to_time")
     @classmethod
-    def _after_from_time(cls, value: datetime | None, info) -> datetime | None:
+    def _after_from_time(cls, value: AwareDatetime | None, info) -> AwareDatetime | None:
         start = info.data.get("from_time")
         if value is not None and start is not None and value <= start:
             raise ValueError("to_time must be later than from_time")
@@ -162,14 +162,17 @@ async def export_log(
             contiguous=where.is_range_only, filters=filters, public_key=signer.public_key_b64, key_id=signer.key_id
         )
         first = last = None
+        count = 0
         async for row in service.export_rows(runtime.db, where):
             first = row.seq if first is None else first
             last = row.seq
+            count += 1
             yield export.entry_record(row)
         if first is not None:
             async with runtime.db.sessions() as session:
                 for checkpoint in await service.checkpoints(session, from_seq=first, to_seq=last):
                     yield export.checkpoint_record(checkpoint)
+        yield export.trailer(count, first, last)
 
     async def body():
         if q.format == "jsonl":

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from llmops_audit.chain import ChainVerifier, Entry, Report
 from llmops_schemas.events.audit import CheckpointSigned
 
@@ -58,6 +60,25 @@ def entry_record(row) -> dict[str, Any]:
 
 def checkpoint_record(checkpoint: CheckpointSigned) -> dict[str, Any]:
     return {"kind": "checkpoint", **checkpoint.model_dump(mode="json")}
+
+
+def trailer(entries: int, first_seq: int | None, last_seq: int | None) -> dict[str, Any]:
+    """The last record: how many entries the file holds, so a cut-off file is told from a complete one."""
+    return {"kind": "trailer", "entries": entries, "first_seq": first_seq, "last_seq": last_seq}
+
+
+def _entry(record: dict[str, Any]) -> Entry:
+    try:
+        return Entry(int(record["seq"]), record["prev_hash"], record["hash"], record["event"].encode())
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"entry {record.get('seq')!r} is malformed: {exc!r}") from exc
+
+
+def _checkpoint(record: dict[str, Any]) -> CheckpointSigned:
+    try:
+        return CheckpointSigned.model_validate({k: v for k, v in record.items() if k != "kind"})
+    except ValidationError as exc:
+        raise ValueError(f"checkpoint {record.get('seq')!r} is malformed: {exc.errors()[0]['msg']}") from exc
 
 
 def jsonl_line(record: dict[str, Any]) -> str:
@@ -104,9 +125,12 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
             for number, line in enumerate(handle, start=1):
                 if line.strip():
                     try:
-                        yield json.loads(line)
+                        record = json.loads(line)
                     except json.JSONDecodeError as exc:
                         raise ValueError(f"line {number} is not JSON: {exc}") from exc
+                    if not isinstance(record, dict):
+                        raise ValueError(f"line {number} is not a JSON object")
+                    yield record
 
 
 def verify_export(path: Path, *, public_key: bytes | None = None) -> tuple[Report, list[str]]:
@@ -126,19 +150,26 @@ def verify_export(path: Path, *, public_key: bytes | None = None) -> tuple[Repor
         public_key = base64.b64decode(head["public_key"])
         warnings.append("no --public-key given: trusting the key written in the file itself")
     # Checkpoints come last in the file: read it once for them, then again for the entries (memory stays flat).
-    signed = [
-        CheckpointSigned.model_validate({k: v for k, v in record.items() if k != "kind"})
-        for record in records
-        if record.get("kind") == "checkpoint"
-    ]
+    signed, trailers = [], []
+    for record in records:
+        if record.get("kind") == "checkpoint":
+            signed.append(_checkpoint(record))
+        elif record.get("kind") == "trailer":
+            trailers.append(record)
     verifier = ChainVerifier(contiguous=contiguous)
     verifier.feed(
-        (
-            Entry(int(r["seq"]), r["prev_hash"], r["hash"], r["event"].encode())
-            for r in read_records(path)
-            if r.get("kind") == "entry"
-        ),
+        (_entry(r) for r in read_records(path) if r.get("kind") == "entry"),
         keep_hashes_for={c.seq for c in signed},
     )
     verifier.check_checkpoints(signed, public_key)
-    return verifier.report, warnings
+    report = verifier.report
+    if not trailers:
+        warnings.append("the file has no trailer record: it may have been cut off")
+    elif trailers[-1].get("entries") != report.checked:
+        at = (report.last_seq or 0) + 1
+        report.fail(
+            at,
+            "truncated",
+            f"the trailer announces {trailers[-1].get('entries')} entries, the file holds {report.checked}",
+        )
+    return report, warnings

@@ -12,7 +12,7 @@ from llmops.bus import Delivery, add_to_outbox
 from llmops.db import Database
 from llmops.logging import get_logger
 from llmops_audit import repository
-from llmops_audit.chain import ChainVerifier, Entry, Report, Signer, entry_hash, redacted
+from llmops_audit.chain import GENESIS, ChainVerifier, Entry, Report, Signer, entry_hash, redacted
 from llmops_audit.repository import AuditFilter
 from llmops_schemas import canonical_json, new_event
 from llmops_schemas.events.audit import CheckpointSigned
@@ -120,27 +120,28 @@ async def verify(db: Database, public_key: bytes, *, from_seq: int | None = None
     async with db.sessions() as session:
         head_seq, head_hash = await repository.read_head(session)
         signed = await checkpoints(session, from_seq=from_seq, to_seq=to_seq)
-    verifier = ChainVerifier(expected_prev=None if from_seq and from_seq > 1 else "0" * 64)
+    start = from_seq or 1
+    end = head_seq if to_seq is None else min(to_seq, head_seq)  # the last entry that must exist
+    verifier = ChainVerifier(expected_prev=None if start > 1 else GENESIS)
     keep = {c.seq for c in signed} | {head_seq}
-    after = (from_seq - 1) if from_seq else 0
+    after = start - 1
     while True:
         async with db.sessions() as session:
             rows = await repository.chain_entries(session, after_seq=after, to_seq=to_seq, limit=PAGE)
-        if after == 0 and rows and rows[0].seq != 1:
-            verifier.report.fail(1, "missing_sequence", f"entries 1..{rows[0].seq - 1} are missing (deleted?)")
+        if after == start - 1 and rows and rows[0].seq != start and start <= end:
+            verifier.report.fail(
+                start, "missing_sequence", f"entries {start}..{rows[0].seq - 1} are missing (deleted?)"
+            )
         verifier.feed((Entry(r.seq, r.prev_hash, r.hash, r.event.encode()) for r in rows), keep_hashes_for=keep)
         if len(rows) < PAGE:
             break
         after = rows[-1].seq
     verifier.check_checkpoints(signed, public_key)
     report = verifier.report
-    if to_seq is None or to_seq >= head_seq:
-        last = report.last_seq or 0
-        if last < head_seq:
-            report.fail(
-                last + 1, "missing_sequence", f"entries {last + 1}..{head_seq} are missing (the head is at {head_seq})"
-            )
-        elif verifier.recomputed.get(head_seq) not in (None, head_hash):
-            report.fail(head_seq, "head_mismatch", "the chain head does not match the last entry")
+    last = report.last_seq if report.last_seq is not None else start - 1
+    if last < end:
+        report.fail(last + 1, "missing_sequence", f"entries {last + 1}..{end} are missing (the head is at {head_seq})")
+    elif end == head_seq and verifier.recomputed.get(head_seq) not in (None, head_hash):
+        report.fail(head_seq, "head_mismatch", "the chain head does not match the last entry")
     log.info("audit.verified", ok=report.ok, checked=report.checked, first_broken_seq=report.first_broken_seq)
     return report
