@@ -15,6 +15,7 @@ import uuid
 from typing import Annotated
 
 import httpx
+import orjson
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from rich.console import Console
@@ -27,7 +28,10 @@ from llmops.http import CurrentRuntime, Runtime, Session, correlation_id, create
 from llmops.logging import configure_logging
 from llmops.settings import ServiceSettings
 from llmops.storage import ObjectStore
-from llmops_audit.app import AuditService, migrate
+from llmops_audit.app import AuditService
+from llmops_audit.app import migrate as migrate_audit
+from llmops_datasets.app import DatasetsService
+from llmops_datasets.app import migrate as migrate_datasets
 from llmops_schemas import new_event
 from llmops_schemas.events import ProbeSent
 
@@ -81,9 +85,12 @@ def auth(role: Role | None, subject: str) -> dict[str, str]:
 async def main() -> None:
     configure_logging("WARNING")
     console.rule("[bold]LLMOps platform demo")
-    await asyncio.to_thread(migrate)
+    await asyncio.to_thread(migrate_audit)
+    await asyncio.to_thread(migrate_datasets)
     audit = AuditService()
     await audit.start()
+    datasets = DatasetsService()
+    await datasets.start()
     url = await _demo_database()
     runtime = Runtime(
         DemoSettings(database_url=url, outbox_poll_interval=0.05),
@@ -108,16 +115,19 @@ async def main() -> None:
                 table.add_row(label, str(response.status_code), body.get("object") or body.get("detail", ""))
             console.print(table)
 
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=datasets.app), base_url="http://ds") as api:
+            await _dataset_step(api, run)
+
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=audit.app), base_url="http://audit") as api:
             auditor = auth(Role.AUDITOR, "olivia")
-            trail = await _wait_for_trail(api, auditor, run, expected=3)
+            trail = await _wait_for_trail(api, auditor, run, expected=EXPECTED_EVENTS)
             table = Table(
                 "seq",
                 "event",
                 "subject",
                 "actor / outcome",
                 "chain hash",
-                title="2. the audit trail of this run (outbox -> Kafka -> audit log)",
+                title="3. the audit trail of this run (outbox -> Kafka -> audit log)",
             )
             for entry in trail:
                 data = entry["event"]["data"]
@@ -126,21 +136,81 @@ async def main() -> None:
             console.print(table)
             checkpoint = (await api.post("/audit/checkpoints", headers=auditor)).json()
             console.print(
-                f"3. checkpoint signed: head {checkpoint['seq']} hash {checkpoint['hash'][:16]}… "
+                f"4. checkpoint signed: head {checkpoint['seq']} hash {checkpoint['hash'][:16]}… "
                 f"key {checkpoint['key_id']}"
             )
             report = (await api.get("/audit/verify", headers=auditor)).json()
     finally:
         await runtime.stop()
+        await datasets.stop()
         await audit.stop()
 
-    if len(trail) < 3 or not report["ok"]:
-        console.print(f"[red]demo failed: {len(trail)} of 3 events in the trail; verification {report}[/red]")
+    if len(trail) < EXPECTED_EVENTS or not report["ok"]:
+        console.print(
+            f"[red]demo failed: {len(trail)} of {EXPECTED_EVENTS} events in the trail; verification {report}[/red]"
+        )
         raise SystemExit(1)
     console.print(
-        f"4. [green]chain verified[/green]: {report['checked']} entries, "
+        f"5. [green]chain verified[/green]: {report['checked']} entries, "
         f"{report['checkpoints_checked']} signed checkpoint(s) match"
     )
+
+
+EXPECTED_EVENTS = 5  # the probe, two denials, dataset.created, dataset.version.created
+
+
+def demo_rows(run: str) -> bytes:
+    """A small support-chat dataset with what cleaning is for: odd spacing, a duplicate, an empty row, PII."""
+    rows = []
+    for i in range(40):
+        rows.append(
+            {
+                "messages": [
+                    {"role": "user", "content": f"My order {1000 + i} has not arrived,   can you check?"},
+                    {"role": "assistant", "content": f"Order {1000 + i} ships tomorrow; we will write to you."},
+                ]
+            }
+        )
+    rows[3]["messages"][0]["content"] = "Please answer at jane.doe@example.com or +1 415 555 0132."
+    rows.append(rows[5])  # an exact duplicate
+    rows.append({"messages": [{"role": "user", "content": "   "}]})  # empty after normalisation
+    return b"".join(orjson.dumps(r) + b"\n" for r in rows)
+
+
+async def _dataset_step(api: httpx.AsyncClient, run: str) -> None:
+    steward = {**auth(Role.DATA_STEWARD, "sam"), "x-correlation-id": run}
+    name = f"support-chats-{run[-8:]}"
+    created = await api.post("/projects/demo/datasets", json={"name": name, "format": "chat"}, headers=steward)
+    created.raise_for_status()
+    response = await api.post(
+        f"/projects/demo/datasets/{name}/versions",
+        content=demo_rows(run),
+        params={"redact_pii": "all"},
+        headers=steward | {"content-type": "application/jsonl"},
+    )
+    response.raise_for_status()
+    version = response.json()
+    cleaning = version["cleaning"]
+    table = Table(
+        "dataset",
+        "version",
+        "rows",
+        "sha256",
+        "splits (train/validation/test)",
+        "cleaning",
+        title="2. a dataset uploaded, cleaned and versioned",
+    )
+    splits = version["splits"]["counts"]
+    table.add_row(
+        name,
+        str(version["version"]),
+        f"{cleaning['rows_read']} read, {version['row_count']} kept",
+        version["sha256"][:16] + "…",
+        f"{splits['train']}/{splits['validation']}/{splits['test']}",
+        f"{cleaning['duplicates_removed']} duplicate, {cleaning['empty_removed']} empty removed; "
+        f"PII redacted: {cleaning['pii_redacted']}",
+    )
+    console.print(table)
 
 
 async def _wait_for_trail(api: httpx.AsyncClient, headers, correlation: str, *, expected: int) -> list[dict]:

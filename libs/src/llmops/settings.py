@@ -184,3 +184,4 @@ class ClientSettings(BaseSettings):
 
     token: SecretStr | None = None
     audit_url: str = "http://127.0.0.1:8007"
+    datasets_url: str = "http://127.0.0.1:8001"

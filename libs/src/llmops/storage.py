@@ -118,9 +118,17 @@ class ObjectStore:
         log.info("storage.object_stored", key=stored.key, size=size)
         return stored
 
-    async def put_file(self, path: Path, *, content_type: str = "application/octet-stream") -> StoredObject:
-        """Store a file under its sha256 (multipart for large files); a file already stored is not sent again."""
-        sha256, size = await asyncio.to_thread(sha256_of_file, path)
+    async def put_file(
+        self, path: Path, *, content_type: str = "application/octet-stream", sha256: str | None = None
+    ) -> StoredObject:
+        """Store a file under its sha256 (multipart for large files); a file already stored is not sent again.
+
+        ``sha256``, when the caller computed it while writing the file, saves reading the file twice.
+        """
+        if sha256 is None:
+            sha256, size = await asyncio.to_thread(sha256_of_file, path)
+        else:
+            size = (await asyncio.to_thread(path.stat)).st_size
         return await asyncio.to_thread(self._put_file, path, sha256, size, content_type)
 
     def _put_stream(self, stream: BinaryIO | Iterable[bytes], content_type: str) -> StoredObject:

@@ -1,0 +1,357 @@
+"""HTTP routes of the datasets service. Data stewards (and admins) write; ml-engineers and viewers read; nobody
+sees a project outside their token's scope."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Path as PathParam
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from starlette.background import BackgroundTask
+
+from llmops.auth import Permission, Principal, Role, require_project, requires
+from llmops.errors import Problem
+from llmops.http import CurrentRuntime, Session, correlation_id
+from llmops_datasets import repository, service
+from llmops_datasets.formats import CONTENT_TYPES, Format
+from llmops_datasets.ingest import CleaningConfig, SplitConfig, row_digest, split_rows
+from llmops_datasets.service import Actor
+
+WRITE = Permission("datasets.write", {Role.DATA_STEWARD})
+READ = Permission("datasets.read", {Role.DATA_STEWARD, Role.ML_ENGINEER, Role.VIEWER})
+
+router = APIRouter(prefix="/projects/{project}/datasets", tags=["datasets"])
+Writer = Annotated[Principal, Depends(requires(WRITE))]
+Reader = Annotated[Principal, Depends(requires(READ))]
+Name = Annotated[str, PathParam(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$", description="dataset name")]
+Project = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+
+
+class DatasetIn(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$")
+    format: Format
+    description: str = Field(default="", max_length=4000)
+
+
+class DatasetOut(BaseModel):
+    id: str
+    project: str
+    name: str
+    format: Format
+    description: str
+    created_by: str
+    created_at: datetime
+    latest_version: int | None = None
+
+
+class VersionOut(BaseModel):
+    id: str
+    version: int
+    sha256: str
+    uri: str
+    size_bytes: int
+    row_count: int
+    stats: dict[str, Any]
+    splits: dict[str, Any]
+    cleaning: dict[str, Any]
+    source_type: str
+    invalid_rows_dropped: int
+    errors: list[dict[str, Any]]
+    parent_version_id: str | None
+    diff: dict[str, int] | None
+    created_by: str
+    created_at: datetime
+    deprecated_at: datetime | None
+    deprecated_by: str | None
+    deprecation_reason: str | None
+
+
+class DatasetDetail(DatasetOut):
+    versions: list[VersionOut]
+
+
+class UploadOptions(BaseModel):
+    """Cleaning and split settings of an upload (query parameters), recorded with the version."""
+
+    model_config = {"extra": "forbid"}
+
+    normalize: bool = True
+    drop_empty: bool = True
+    dedupe: bool = True
+    min_chars: int | None = Field(default=None, ge=0)
+    max_chars: int | None = Field(default=None, ge=1)
+    redact_pii: str = Field(default="", description="comma-separated kinds, 'all', or empty for none")
+    train: float = Field(default=0.8, ge=0, le=1)
+    validation: float = Field(default=0.1, ge=0, le=1)
+    test: float = Field(default=0.1, ge=0, le=1, validate_default=True)  # so the sum is checked with defaults too
+    seed: int = Field(default=42, ge=0)
+    keep_valid: bool = Field(default=False, description="store the valid rows when some are invalid")
+
+    @field_validator("redact_pii")
+    @classmethod
+    def _kinds(cls, value: str) -> str:
+        from llmops_datasets.pii import ALL_KINDS
+
+        kinds = {k.strip() for k in value.split(",") if k.strip()}
+        if kinds == {"all"}:
+            return ",".join(sorted(ALL_KINDS))
+        unknown = kinds - ALL_KINDS
+        if unknown:
+            raise ValueError(f"unknown PII kind(s): {', '.join(sorted(unknown))}")
+        return ",".join(sorted(kinds))
+
+    @field_validator("test")
+    @classmethod
+    def _ratios(cls, value: float, info) -> float:
+        if abs(info.data.get("train", 0) + info.data.get("validation", 0) + value - 1) > 1e-9:
+            raise ValueError("train + validation + test must be 1")
+        return value
+
+    def configs(self) -> tuple[CleaningConfig, SplitConfig]:
+        try:
+            cleaning = CleaningConfig(
+                normalize=self.normalize,
+                drop_empty=self.drop_empty,
+                dedupe=self.dedupe,
+                min_chars=self.min_chars,
+                max_chars=self.max_chars,
+                redact_pii=frozenset(k for k in self.redact_pii.split(",") if k),
+            )
+        except ValidationError as exc:
+            # the only rule CleaningConfig adds to the query model's own checks: max_chars >= min_chars
+            raise Problem(
+                422,
+                f"invalid input: max_chars: {exc.errors()[0]['msg']}",
+                type_="urn:llmops:problem:validation",
+                errors=[{"field": "max_chars", "location": "query", "message": e["msg"]} for e in exc.errors()],
+            ) from exc
+        return cleaning, SplitConfig(train=self.train, validation=self.validation, test=self.test, seed=self.seed)
+
+
+def _dataset_out(row, latest: int | None = None) -> DatasetOut:
+    return DatasetOut(
+        **{k: getattr(row, k) for k in DatasetOut.model_fields if k != "latest_version"}, latest_version=latest
+    )
+
+
+def _version_out(row) -> VersionOut:
+    return VersionOut(**{k: getattr(row, k) for k in VersionOut.model_fields})
+
+
+def _actor(request: Request, principal: Principal) -> Actor:
+    return Actor(principal.subject, correlation_id(request))
+
+
+@router.post("", status_code=201, summary="Create a dataset with a declared format")
+async def create_dataset(
+    project: Project, body: DatasetIn, request: Request, session: Session, runtime: CurrentRuntime, principal: Writer
+) -> DatasetOut:
+    await require_project(request, principal, project)
+    row = await service.create_dataset(
+        session,
+        runtime,
+        project=project,
+        name=body.name,
+        row_format=body.format,
+        description=body.description,
+        actor=_actor(request, principal),
+    )
+    return _dataset_out(row)
+
+
+@router.get("", summary="List and search the project's datasets")
+async def list_datasets(
+    project: Project,
+    request: Request,
+    session: Session,
+    principal: Reader,
+    q: Annotated[str | None, Query(max_length=200, description="search in names and descriptions")] = None,
+    format: Format | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[DatasetOut]:
+    await require_project(request, principal, project)
+    rows = await repository.list_datasets(session, project, search=q, row_format=format, limit=limit, offset=offset)
+    return [_dataset_out(r, r.latest_version) for r in rows]
+
+
+@router.get("/{name}", summary="A dataset and its versions")
+async def show_dataset(
+    project: Project, name: Name, request: Request, session: Session, principal: Reader
+) -> DatasetDetail:
+    await require_project(request, principal, project)
+    dataset = await service.get_dataset(session, project, name)
+    versions = [_version_out(v) for v in await repository.list_versions(session, dataset.id)]
+    latest = versions[-1].version if versions else None
+    return DatasetDetail(**_dataset_out(dataset, latest).model_dump(), versions=versions)
+
+
+@router.post(
+    "/{name}/versions",
+    status_code=201,
+    summary="Upload a version (JSONL, CSV or Parquet body), validated, cleaned and stored",
+    openapi_extra={
+        "requestBody": {"content": {t: {"schema": {"type": "string", "format": "binary"}} for t in CONTENT_TYPES}}
+    },
+)
+async def upload_version(
+    project: Project,
+    name: Name,
+    request: Request,
+    response: Response,
+    runtime: CurrentRuntime,
+    principal: Writer,
+    options: Annotated[UploadOptions, Query()],
+) -> VersionOut:
+    await require_project(request, principal, project)
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    file_type = CONTENT_TYPES.get(media)
+    if file_type is None:
+        raise Problem(415, f"unsupported content type {media or '(none)'!r}; send one of {', '.join(CONTENT_TYPES)}")
+    limit = request.app.state.settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise Problem(413, f"the upload ({declared} bytes) is larger than the limit of {limit} bytes")
+    cleaning, split = options.configs()
+    version, created = await service.upload_version(
+        runtime,
+        project=project,
+        name=name,
+        chunks=request.stream(),
+        file_type=file_type,
+        cleaning=cleaning,
+        split=split,
+        keep_valid=options.keep_valid,
+        limit=limit,
+        spool_dir=request.app.state.settings.spool_dir,
+        actor=_actor(request, principal),
+    )
+    if not created:
+        response.status_code = 200  # the same content is already a version: nothing new was stored
+    return _version_out(version)
+
+
+@router.get("/{name}/versions/{version}", summary="One version: hash, stats, splits, cleaning report, diff")
+async def show_version(
+    project: Project, name: Name, version: int, request: Request, session: Session, principal: Reader
+) -> VersionOut:
+    await require_project(request, principal, project)
+    return _version_out((await service.get_version(session, project, name, version))[1])
+
+
+@router.get("/{name}/versions/{version}/preview", summary="The first rows of a version (or of one split)")
+async def preview(
+    project: Project,
+    name: Name,
+    version: int,
+    request: Request,
+    session: Session,
+    runtime: CurrentRuntime,
+    principal: Reader,
+    rows: Annotated[int, Query(ge=1, le=1000)] = 20,
+    split: Literal["train", "validation", "test"] | None = None,
+) -> list[dict[str, Any]]:
+    await require_project(request, principal, project)
+    _, found = await service.get_version(session, project, name, version)
+    rows = min(rows, request.app.state.settings.preview_max_rows)
+    keep = None
+    if split is not None:
+        config = _split_config(found)
+        keep = lambda line: config.split_of(row_digest(line)) == split  # noqa: E731
+    return [orjson.loads(line) for line in await runtime.store.first_lines(found.sha256, rows, keep=keep)]
+
+
+@router.get("/{name}/versions/{version}/download", summary="Download a version or a split (stream or presigned URL)")
+async def download(
+    project: Project,
+    name: Name,
+    version: int,
+    request: Request,
+    session: Session,
+    runtime: CurrentRuntime,
+    principal: Reader,
+    split: Literal["train", "validation", "test"] | None = None,
+    presigned: bool = False,
+):
+    await require_project(request, principal, project)
+    dataset, found = await service.get_version(session, project, name, version)
+    if presigned:
+        if split is not None:
+            raise Problem(
+                422,
+                "invalid input: presigned",
+                errors=[
+                    {
+                        "field": "presigned",
+                        "location": "query",
+                        "message": "splits are computed on download; a presigned URL is for the whole version",
+                    }
+                ],
+            )
+        return {"url": await runtime.store.presigned_url(found.sha256), "sha256": found.sha256}
+    workdir = Path(tempfile.mkdtemp(prefix="llmops-download-"))
+    path = workdir / "cleaned.jsonl"
+    try:
+        await runtime.store.download(found.sha256, path)
+    except BaseException:
+        shutil.rmtree(workdir, True)
+        raise
+    split_config = _split_config(found)
+
+    def body():
+        if split is None:
+            with path.open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    yield chunk
+        else:
+            yield from split_rows(path, split_config, split)
+
+    filename = f"{dataset.name}-v{version}{'-' + split if split else ''}.jsonl"
+    return StreamingResponse(
+        body(),
+        media_type="application/x-ndjson",
+        headers={"content-disposition": f'attachment; filename="{filename}"'},
+        background=BackgroundTask(shutil.rmtree, workdir, True),
+    )
+
+
+class DeprecateIn(BaseModel):
+    model_config = {"extra": "forbid"}
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+@router.post("/{name}/versions/{version}/deprecate", summary="Deprecate a version: readable, refused for training")
+async def deprecate(
+    project: Project,
+    name: Name,
+    version: int,
+    body: DeprecateIn,
+    request: Request,
+    session: Session,
+    runtime: CurrentRuntime,
+    principal: Writer,
+) -> VersionOut:
+    await require_project(request, principal, project)
+    row = await service.deprecate(
+        session,
+        runtime,
+        project=project,
+        name=name,
+        version=version,
+        reason=body.reason,
+        actor=_actor(request, principal),
+    )
+    return _version_out(row)
+
+
+def _split_config(version) -> SplitConfig:
+    return SplitConfig(**{k: version.splits[k] for k in ("train", "validation", "test", "seed")})

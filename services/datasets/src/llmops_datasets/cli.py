@@ -1,0 +1,625 @@
+"""`llmops datasets ...`: create, upload, list, show, preview, download and deprecate datasets, all through the
+datasets service's HTTP API (no business logic here: the service validates, cleans and decides)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+from urllib.parse import quote
+
+import httpx
+import typer
+from rich.console import Console
+from rich.filesize import decimal
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from llmops.errors import PROBLEM_JSON
+from llmops.settings import ClientSettings
+from llmops_datasets.formats import FileType, Format
+
+app = typer.Typer(help="Datasets: create, upload, list, show, preview, download, deprecate.", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+# Connecting should be quick; a download may pause between bytes while the service fetches the version.
+TIMEOUT = httpx.Timeout(30.0, read=600.0)
+# An upload is answered only once the service has validated, cleaned and stored every row: no read limit (Ctrl-C
+# cancels, and the service stores nothing of an upload it did not finish).
+UPLOAD_TIMEOUT = httpx.Timeout(30.0, read=None)
+CHUNK = 1 << 20  # bytes read from the file per chunk sent
+
+#: The Content-Type each file type is uploaded with (the service accepts these among others).
+CONTENT_TYPE: dict[FileType, str] = {
+    FileType.JSONL: "application/jsonl",
+    FileType.CSV: "text/csv",
+    FileType.PARQUET: "application/vnd.apache.parquet",
+}
+#: File extensions the upload's --type defaults from.
+EXTENSIONS: dict[str, FileType] = {
+    ".jsonl": FileType.JSONL,
+    ".ndjson": FileType.JSONL,
+    ".csv": FileType.CSV,
+    ".parquet": FileType.PARQUET,
+}
+CELL_MAX = 200  # characters of a preview cell
+
+
+class SplitName(StrEnum):
+    TRAIN = "train"
+    VALIDATION = "validation"
+    TEST = "test"
+
+
+SPLITS = tuple(SplitName)
+
+#: What to do about an upload's problem, by problem type (the service's words name its query parameters).
+UPLOAD_HINTS = {"urn:llmops:problem:invalid-rows": "fix those rows, or pass --keep-valid to store only the valid ones"}
+
+Url = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="the datasets service's base URL (default: LLMOPS_CLIENT_DATASETS_URL, else http://127.0.0.1:8001)",
+    ),
+]
+Token = Annotated[str | None, typer.Option("--token", help="bearer token (default: LLMOPS_CLIENT_TOKEN)")]
+ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="the project the dataset belongs to")]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
+Name = Annotated[str, typer.Argument(help="the dataset's name")]
+Version = Annotated[int, typer.Argument(help="the version number", min=1)]
+Split = Annotated[SplitName | None, typer.Option("--split", help="one split only (default: every row)")]
+
+
+# -- HTTP and errors (generic: candidates for a shared llmops.client) --------------------------------------------
+def fail(message: str, *details: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/red] {escape(message)}")
+    for detail in details:
+        err.print(f"  {escape(detail)}")
+    raise typer.Exit(code)
+
+
+@contextmanager
+def connect(url: str | None, token: str | None, *, timeout: httpx.Timeout = TIMEOUT) -> Iterator[httpx.Client]:
+    """An HTTP client for the datasets service; a missing token or an unreachable service ends the command (exit 1)."""
+    settings = ClientSettings()
+    token = token or (settings.token.get_secret_value() if settings.token else None)
+    if not token:
+        fail(
+            "no bearer token: pass --token or set LLMOPS_CLIENT_TOKEN "
+            "(`llmops token issue --role data-steward --project P ...`)"
+        )
+    base_url = url or settings.datasets_url
+    try:
+        with httpx.Client(base_url=base_url, headers={"authorization": f"Bearer {token}"}, timeout=timeout) as client:
+            yield client
+    except httpx.TimeoutException as exc:
+        fail(f"the datasets service at {base_url} did not answer in time ({type(exc).__name__})")
+    except (httpx.TransportError, httpx.InvalidURL) as exc:
+        fail(f"cannot reach the datasets service at {base_url}: {exc}")
+
+
+def check(response: httpx.Response, *, hints: dict[str, str] | None = None) -> httpx.Response:
+    """The response if it succeeded; else print the problem's detail and its errors (a table of the rows that do not
+    match the format, with line, field and message), and the hint for the problem's type if any; exit 1."""
+    if response.is_success:
+        return response
+    response.read()
+    if not response.headers.get("content-type", "").startswith(PROBLEM_JSON):
+        fail(f"{response.status_code} {response.reason_phrase}: {response.text[:500]}")
+    problem = response.json()
+    message = f"{response.status_code} {problem.get('detail') or problem.get('title')}"
+    errors = problem.get("errors") or []
+    hint = (hints or {}).get(problem.get("type"))
+    hint_lines = [f"hint: {hint}"] if hint else []
+    if not (errors and all("line" in error for error in errors)):
+        fail(message, *(f"{error.get('field')}: {error.get('message')}" for error in errors), *hint_lines)
+    err.print(f"[red]error:[/red] {escape(message)}")
+    err.print(row_errors_table(errors, title=row_errors_title(problem, errors)))
+    for line in hint_lines:
+        err.print(escape(line))
+    raise typer.Exit(1)
+
+
+def params(**values: Any) -> dict[str, Any]:
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def api_path(project: str, *parts: str | int) -> str:
+    """``/projects/{project}/datasets[/part...]``, each part quoted."""
+    return "/".join(["/projects", quote(project, safe=""), "datasets", *(quote(str(p), safe="") for p in parts)])
+
+
+# -- pure helpers ------------------------------------------------------------------------------------------------
+def file_type_of(path: Path) -> FileType:
+    """The file type an extension stands for (.jsonl/.ndjson, .csv, .parquet; any case)."""
+    found = EXTENSIONS.get(path.suffix.lower())
+    if found is None:
+        raise typer.BadParameter(
+            f"cannot tell the file type of {path.name!r} from its extension ({', '.join(EXTENSIONS)}); pass --type",
+            param_hint="'--type'",
+        )
+    return found
+
+
+def upload_params(
+    *,
+    redact_pii: str | None = None,
+    min_chars: int | None = None,
+    max_chars: int | None = None,
+    dedupe: bool = True,
+    normalize: bool = True,
+    drop_empty: bool = True,
+    keep_valid: bool = False,
+    train: float | None = None,
+    validation: float | None = None,
+    test: float | None = None,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """The upload's query parameters: only what the user chose; the service's defaults apply to the rest."""
+    return params(
+        redact_pii=redact_pii,
+        min_chars=min_chars,
+        max_chars=max_chars,
+        dedupe=None if dedupe else False,
+        normalize=None if normalize else False,
+        drop_empty=None if drop_empty else False,
+        keep_valid=True if keep_valid else None,
+        train=train,
+        validation=validation,
+        test=test,
+        seed=seed,
+    )
+
+
+def cell(value: Any, limit: int = CELL_MAX) -> str:
+    """A preview cell: strings as they are, anything else as compact JSON; cut at ``limit`` characters."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def split_counts(splits: dict[str, Any]) -> list[int]:
+    counts = splits.get("counts") or {}
+    return [counts.get(name, 0) for name in SPLITS]
+
+
+def splits_text(splits: dict[str, Any]) -> str:
+    return "  ".join(f"{name} {count:,}" for name, count in zip(SPLITS, split_counts(splits), strict=True))
+
+
+def when(timestamp: str | None) -> str:
+    """An ISO 8601 time from the API, to the second: ``2026-01-31 12:00:00``."""
+    return "" if not timestamp else timestamp.replace("T", " ")[:19]
+
+
+def diff_text(diff: dict[str, int] | None) -> str:
+    if not diff:
+        return ""
+    return f"+{diff.get('added', 0):,} -{diff.get('removed', 0):,} ={diff.get('unchanged', 0):,}"
+
+
+def row_errors_title(problem: dict[str, Any], errors: list[dict[str, Any]]) -> str:
+    invalid = problem.get("invalid_rows")
+    if isinstance(invalid, int) and invalid > len(errors):
+        return f"{invalid:,} invalid rows; the first {len(errors)} errors"
+    return "invalid rows"
+
+
+# -- output ------------------------------------------------------------------------------------------------------
+def echo_json(value: Any) -> None:
+    typer.echo(json.dumps(value, ensure_ascii=False))
+
+
+def row_errors_table(errors: Iterable[dict[str, Any]], *, title: str = "invalid rows") -> Table:
+    table = Table("line", "field", "message", title=title, title_justify="left")
+    for error in errors:
+        field, message = escape(str(error.get("field", ""))), escape(str(error.get("message", "")))
+        table.add_row(str(error.get("line", "")), field, message)
+    return table
+
+
+def version_table(version: dict[str, Any]) -> Table:
+    table = Table(show_header=False, title=f"version {version['version']}", title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("sha256", version["sha256"])
+    table.add_row("rows", f"{version['row_count']:,}")
+    table.add_row("size", decimal(version["size_bytes"]))
+    table.add_row("splits", splits_text(version.get("splits") or {}))
+    table.add_row("source", str(version.get("source_type", "")))
+    if version.get("diff"):
+        table.add_row("diff to parent", f"{diff_text(version['diff'])} (added, removed, unchanged)")
+    if version.get("invalid_rows_dropped"):
+        table.add_row("invalid rows dropped", f"{version['invalid_rows_dropped']:,}")
+    table.add_row("created", f"{when(version['created_at'])} by {escape(version['created_by'])}")
+    if version.get("deprecated_at"):
+        reason = escape(version.get("deprecation_reason") or "")
+        by = escape(version.get("deprecated_by") or "")
+        table.add_row("[red]deprecated[/red]", f"{when(version['deprecated_at'])} by {by}: {reason}")
+    table.add_row("uri", escape(version["uri"]))
+    return table
+
+
+CLEANING_STEPS = (
+    ("rows_read", "rows read"),
+    ("invalid_rows", "invalid rows"),
+    ("rows_normalized", "rows normalized"),
+    ("empty_removed", "empty rows removed"),
+    ("duplicates_removed", "duplicates removed"),
+    ("too_short_removed", "too short, removed"),
+    ("too_long_removed", "too long, removed"),
+    ("rows_with_pii", "rows with PII redacted"),
+    ("rows_kept", "rows kept"),
+)
+
+
+def cleaning_settings(config: dict[str, Any]) -> str:
+    """The cleaning an upload asked for, in one line."""
+    switches = [name if config.get(name) else f"no {name}" for name in ("normalize", "drop_empty", "dedupe")]
+    bounds = [f"{name}={config[name]}" for name in ("min_chars", "max_chars") if config.get(name) is not None]
+    redact = f"redact_pii={','.join(config['redact_pii'])}" if config.get("redact_pii") else "no PII redaction"
+    return ", ".join([*switches, *bounds, redact])
+
+
+def cleaning_table(report: dict[str, Any]) -> Table:
+    table = Table("step", "rows", title="cleaning report", title_justify="left")
+    table.columns[1].justify = "right"
+    for key, label in CLEANING_STEPS:
+        if key in report:
+            table.add_row(label, f"{report[key]:,}")
+    for kind, count in (report.get("pii_redacted") or {}).items():
+        table.add_row(f"  {escape(kind)} redacted", f"{count:,}")
+    return table
+
+
+def datasets_table(items: list[dict[str, Any]]) -> Table:
+    table = Table("name", "format", "latest", "description", "created by", "created")
+    for item in items:
+        latest = item.get("latest_version")
+        table.add_row(
+            escape(item["name"]),
+            item["format"],
+            "" if latest is None else str(latest),
+            escape(cell(item.get("description") or "", 80)),
+            escape(item["created_by"]),
+            when(item["created_at"]),
+        )
+    return table
+
+
+def versions_table(versions: list[dict[str, Any]]) -> Table:
+    table = Table("version", "rows", "size", "sha256", "train/val/test", "diff", "source", "created", "by", "status")
+    for v in versions:
+        status = f"[red]deprecated[/red]: {escape(v.get('deprecation_reason') or '')}" if v.get("deprecated_at") else ""
+        table.add_row(
+            str(v["version"]),
+            f"{v['row_count']:,}",
+            decimal(v["size_bytes"]),
+            v["sha256"][:12],
+            "/".join(f"{count:,}" for count in split_counts(v.get("splits") or {})),
+            diff_text(v.get("diff")),
+            str(v.get("source_type", "")),
+            when(v["created_at"]),
+            escape(v["created_by"]),
+            status,
+        )
+    return table
+
+
+def preview_table(rows: list[dict[str, Any]]) -> Table:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    table = Table("#", *columns)
+    for number, row in enumerate(rows, start=1):
+        table.add_row(str(number), *(escape(cell(row[c])) if c in row else "" for c in columns))
+    return table
+
+
+def progress_bar() -> Progress:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    return Progress(*columns, console=err)
+
+
+@contextmanager
+def sending(path: Path, label: str) -> Iterator[tuple[Iterator[bytes], Progress]]:
+    """The file's chunks, read as they are sent (never the whole file in memory), with a progress bar over the bytes
+    sent; once all are sent, a spinner while the service validates, cleans and stores them."""
+    size = path.stat().st_size
+    progress = progress_bar()
+    task = progress.add_task(f"uploading {escape(label)}", total=size)
+    waiting = err.status("the service is validating, cleaning and storing the rows")
+
+    def chunks() -> Iterator[bytes]:
+        with path.open("rb") as file:
+            while chunk := file.read(CHUNK):
+                yield chunk
+                progress.advance(task, len(chunk))
+        stop(progress)
+        waiting.start()
+
+    progress.start()
+    try:
+        yield chunks(), progress
+    finally:
+        stop(progress)
+        waiting.stop()
+
+
+def stop(progress: Progress) -> None:
+    """Stop a progress display once (stopping it again would print another blank line on a non-terminal)."""
+    if progress.live.is_started:
+        progress.stop()
+
+
+def save(chunks: Iterable[bytes], path: Path, *, total: int | None, label: str) -> tuple[int, int, str]:
+    """Write the chunks to ``path`` with a progress bar; the bytes written, the lines and the sha256."""
+    written = lines = 0
+    digest = hashlib.sha256()
+    with progress_bar() as progress, path.open("wb") as file:
+        task = progress.add_task(f"downloading {escape(label)}", total=total)
+        for chunk in chunks:
+            file.write(chunk)
+            digest.update(chunk)
+            written += len(chunk)
+            lines += chunk.count(b"\n")
+            progress.update(task, completed=written)
+    return written, lines, digest.hexdigest()
+
+
+# -- commands ----------------------------------------------------------------------------------------------------
+@app.command()
+def create(
+    name: Name,
+    format_: Annotated[Format, typer.Option("--format", help="the format every row must have")],
+    project: ProjectOpt,
+    description: Annotated[str, typer.Option(help="what the dataset is for")] = "",
+    as_json: AsJson = False,
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Create a dataset with a declared row format (chat, instruction, text, classification)."""
+    body = {"name": name, "format": format_.value, "description": description}
+    with connect(url, token) as client:
+        dataset = check(client.post(api_path(project), json=body)).json()
+    if as_json:
+        echo_json(dataset)
+        return
+    out.print(f"created dataset [bold]{escape(dataset['name'])}[/bold] ({dataset['format']}) in project {project}")
+
+
+@app.command()
+def upload(
+    name: Name,
+    file: Annotated[Path, typer.Argument(help="a JSONL, CSV or Parquet file", exists=True, dir_okay=False)],
+    project: ProjectOpt,
+    type_: Annotated[
+        FileType | None, typer.Option("--type", help="the file's type (default: from its extension)")
+    ] = None,
+    redact_pii: Annotated[
+        str | None, typer.Option("--redact-pii", help="PII kinds to redact: 'all' or a list, e.g. email,phone")
+    ] = None,
+    min_chars: Annotated[int | None, typer.Option(help="drop rows with fewer characters of text")] = None,
+    max_chars: Annotated[int | None, typer.Option(help="drop rows with more characters of text")] = None,
+    dedupe: Annotated[bool, typer.Option("--dedupe/--no-dedupe", help="drop exact duplicate rows")] = True,
+    normalize: Annotated[
+        bool, typer.Option("--normalize/--no-normalize", help="Unicode NFC and whitespace normalisation")
+    ] = True,
+    drop_empty: Annotated[bool, typer.Option("--drop-empty/--keep-empty", help="drop rows whose text is empty")] = True,
+    keep_valid: Annotated[
+        bool, typer.Option("--keep-valid", help="store the valid rows when some are invalid (default: refuse)")
+    ] = False,
+    train: Annotated[float | None, typer.Option(help="share of rows in the train split (default 0.8)")] = None,
+    validation: Annotated[float | None, typer.Option(help="share in the validation split (default 0.1)")] = None,
+    test: Annotated[float | None, typer.Option(help="share in the test split (default 0.1)")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed of the split assignment (default 42)")] = None,
+    as_json: AsJson = False,
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Upload FILE as a new version of dataset NAME: validated, cleaned and stored by the service.
+
+    The file is streamed. Exit 1 when rows do not match the dataset's format (each is listed by line and field)
+    unless --keep-valid; the same content as an existing version stores nothing and says so.
+    """
+    file_type = type_ or file_type_of(file)
+    query = upload_params(
+        redact_pii=redact_pii,
+        min_chars=min_chars,
+        max_chars=max_chars,
+        dedupe=dedupe,
+        normalize=normalize,
+        drop_empty=drop_empty,
+        keep_valid=keep_valid,
+        train=train,
+        validation=validation,
+        test=test,
+        seed=seed,
+    )
+    headers = {"content-type": CONTENT_TYPE[file_type], "content-length": str(file.stat().st_size)}
+    with connect(url, token, timeout=UPLOAD_TIMEOUT) as client, sending(file, file.name) as (chunks, progress):
+        try:
+            response = client.post(api_path(project, name, "versions"), content=chunks, params=query, headers=headers)
+        except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            stop(progress)
+            sent = int(progress.tasks[0].completed)
+            fail(f"the connection to {client.base_url} broke during the upload (after {sent:,} bytes sent): {exc}")
+    version = check(response, hints=UPLOAD_HINTS).json()
+    created = response.status_code == 201
+    notice = (
+        f"[green]created[/green] version {version['version']} of {escape(name)}"
+        if created
+        else f"[yellow]unchanged[/yellow]: same content as version {version['version']} of {escape(name)}; "
+        "nothing new was stored"
+    )
+    if as_json:
+        err.print(notice)
+        echo_json(version)
+        return
+    out.print(notice)
+    out.print(version_table(version))
+    if created:
+        out.print(cleaning_table(version["cleaning"]))
+        out.print(f"cleaning settings: {escape(cleaning_settings(version['cleaning'].get('config') or {}))}")
+        if version.get("errors"):
+            out.print(row_errors_table(version["errors"], title="invalid rows dropped (--keep-valid)"))
+
+
+@app.command("list")
+def list_datasets(
+    project: ProjectOpt,
+    search: Annotated[str | None, typer.Option("--search", help="search in names and descriptions")] = None,
+    format_: Annotated[Format | None, typer.Option("--format", help="only datasets of this format")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many (1..500)")] = 100,
+    offset: Annotated[int, typer.Option(help="skip this many")] = 0,
+    as_json: AsJson = False,
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """List and search the project's datasets."""
+    query = params(q=search, format=format_.value if format_ else None, limit=limit, offset=offset)
+    with connect(url, token) as client:
+        items = check(client.get(api_path(project), params=query)).json()
+    if as_json:
+        for item in items:
+            echo_json(item)
+        return
+    if not items:
+        err.print("no datasets")
+        return
+    out.print(datasets_table(items))
+    if len(items) == limit:
+        err.print(f"[yellow]more may match:[/yellow] pass --offset {offset + limit}")
+
+
+@app.command()
+def show(
+    name: Name,
+    project: ProjectOpt,
+    as_json: AsJson = False,
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """A dataset and its versions (rows, hash, splits, diff to the previous version, deprecation)."""
+    with connect(url, token) as client:
+        dataset = check(client.get(api_path(project, name))).json()
+    if as_json:
+        echo_json(dataset)
+        return
+    out.print(f"[bold]{escape(dataset['name'])}[/bold] ({dataset['format']}) in project {escape(dataset['project'])}")
+    if dataset.get("description"):
+        out.print(escape(dataset["description"]))
+    out.print(f"created {when(dataset['created_at'])} by {escape(dataset['created_by'])}")
+    if dataset["versions"]:
+        out.print(versions_table(dataset["versions"]))
+    else:
+        out.print("no versions yet: `llmops datasets upload`")
+
+
+@app.command()
+def preview(
+    name: Name,
+    version: Version,
+    project: ProjectOpt,
+    rows: Annotated[int, typer.Option("--rows", help="how many rows (the service caps it)", min=1)] = 20,
+    split: Split = None,
+    as_json: AsJson = False,
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """The first rows of a version, or of one of its splits."""
+    with connect(url, token) as client:
+        path = api_path(project, name, "versions", version, "preview")
+        items = check(client.get(path, params=params(rows=rows, split=split))).json()
+    if as_json:
+        for item in items:
+            echo_json(item)
+        return
+    if not items:
+        err.print("no rows")
+        return
+    out.print(preview_table(items))
+
+
+@app.command()
+def download(
+    name: Name,
+    version: Version,
+    project: ProjectOpt,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="the file to write (JSONL)", dir_okay=False)
+    ] = None,
+    split: Split = None,
+    presigned: Annotated[
+        bool, typer.Option("--presigned", help="print a presigned URL of the whole version instead")
+    ] = False,
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Download a version (or one split) as JSONL, streamed to OUTPUT.part and renamed when complete.
+
+    A whole version is checked against its sha256.
+    """
+    base = api_path(project, name, "versions", version)
+    if presigned:
+        with connect(url, token) as client:
+            answer = check(client.get(f"{base}/download", params=params(presigned=True, split=split))).json()
+        typer.echo(answer["url"])
+        return
+    if output is None:
+        raise typer.BadParameter("pass --output FILE (or --presigned for a URL)", param_hint="'--output'")
+    # Written aside and renamed when complete: a cut-off download must not pass for a smaller version.
+    partial = output.with_name(output.name + ".part")
+    try:
+        with connect(url, token) as client:
+            info = check(client.get(base)).json()
+            with client.stream("GET", f"{base}/download", params=params(split=split)) as response:
+                check(response)
+                declared = response.headers.get("content-length")
+                total = int(declared) if declared else (info["size_bytes"] if split is None else None)
+                label = f"{name} v{version}" + (f" {split}" if split else "")
+                written, lines, sha256 = save(response.iter_bytes(), partial, total=total, label=label)
+        if split is None and sha256 != info["sha256"]:
+            fail(f"the download's sha256 {sha256} is not the version's {info['sha256']}; nothing was kept")
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(output)
+    err.print(f"wrote {written:,} bytes ({lines:,} rows) to {escape(str(output))}")
+
+
+@app.command()
+def deprecate(
+    name: Name,
+    version: Version,
+    project: ProjectOpt,
+    reason: Annotated[str, typer.Option("--reason", help="why (recorded and shown with the version)")],
+    as_json: AsJson = False,
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Deprecate a version: it stays readable, and training refuses it."""
+    with connect(url, token) as client:
+        found = check(client.post(api_path(project, name, "versions", version, "deprecate"), json={"reason": reason}))
+    deprecated = found.json()
+    if as_json:
+        echo_json(deprecated)
+        return
+    out.print(f"deprecated version {deprecated['version']} of {escape(name)}: {escape(reason)}")

@@ -1,0 +1,253 @@
+"""The datasets service's use cases. Errors are :class:`llmops.errors.Problem`, answered as RFC 9457 documents.
+
+Uploading a version is long work (a file of gigabytes): it runs outside any database transaction, in a worker thread,
+and only its short bookkeeping steps open transactions of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llmops.bus import add_to_outbox
+from llmops.errors import Problem
+from llmops.http import Runtime
+from llmops.logging import get_logger
+from llmops_datasets import repository
+from llmops_datasets.formats import FileType, Format
+from llmops_datasets.ingest import CleaningConfig, IngestResult, SplitConfig, diff, ingest
+from llmops_schemas import new_event
+from llmops_schemas.events import DatasetCreated, DatasetVersionCreated, DatasetVersionDeprecated
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts, for events: the principal and the request's correlation id."""
+
+    subject: str
+    correlation_id: str | None = None
+
+
+# -- datasets ----------------------------------------------------------------------------------------------------
+async def create_dataset(
+    session: AsyncSession,
+    runtime: Runtime,
+    *,
+    project: str,
+    name: str,
+    row_format: Format,
+    description: str,
+    actor: Actor,
+) -> Row:
+    if await repository.find_dataset(session, project, name) is not None:
+        raise Problem(409, f"a dataset named {name!r} already exists in project {project!r}")
+    dataset_id = str(uuid.uuid4())
+    await repository.insert_dataset(
+        session,
+        {
+            "id": dataset_id,
+            "project": project,
+            "name": name,
+            "format": row_format.value,
+            "description": description,
+            "created_by": actor.subject,
+        },
+    )
+    event = DatasetCreated(
+        dataset_id=dataset_id, project=project, name=name, format=row_format.value, description=description
+    )
+    await add_to_outbox(session, _event(event, dataset_id, runtime, actor, project))
+    return await repository.find_dataset(session, project, name)
+
+
+async def get_dataset(session: AsyncSession, project: str, name: str) -> Row:
+    dataset = await repository.find_dataset(session, project, name)
+    if dataset is None:
+        raise Problem(404, f"no dataset named {name!r} in project {project!r}")
+    return dataset
+
+
+async def get_version(session: AsyncSession, project: str, name: str, version: int) -> tuple[Row, Row]:
+    dataset = await get_dataset(session, project, name)
+    found = await repository.find_version(session, dataset.id, version)
+    if found is None:
+        raise Problem(404, f"dataset {name!r} has no version {version}")
+    return dataset, found
+
+
+async def deprecate(
+    session: AsyncSession, runtime: Runtime, *, project: str, name: str, version: int, reason: str, actor: Actor
+) -> Row:
+    dataset, found = await get_version(session, project, name, version)
+    if found.deprecated_at is not None:
+        raise Problem(409, f"version {version} of {name!r} is already deprecated")
+    await repository.deprecate_version(session, found.id, by=actor.subject, reason=reason)
+    event = DatasetVersionDeprecated(
+        dataset_id=dataset.id, version_id=found.id, version=version, project=project, reason=reason
+    )
+    await add_to_outbox(session, _event(event, dataset.id, runtime, actor, project))
+    return (await get_version(session, project, name, version))[1]
+
+
+# -- uploads -----------------------------------------------------------------------------------------------------
+async def spool(chunks: AsyncIterator[bytes], destination: Path, *, limit: int) -> int:
+    """Write an upload to disk as it arrives; refuse (413) as soon as it passes ``limit`` bytes."""
+    size = 0
+    with destination.open("wb") as out:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                raise Problem(413, f"the upload is larger than the limit of {limit} bytes")
+            out.write(chunk)
+    return size
+
+
+async def upload_version(
+    runtime: Runtime,
+    *,
+    project: str,
+    name: str,
+    chunks: AsyncIterator[bytes],
+    file_type: FileType,
+    cleaning: CleaningConfig,
+    split: SplitConfig,
+    keep_valid: bool,
+    limit: int,
+    spool_dir: Path | None,
+    actor: Actor,
+) -> tuple[Row, bool]:
+    """Validate, clean and store an uploaded file as a new version; returns (version, created). The same cleaned
+    content as an existing version returns that version (created False) and stores nothing."""
+    async with runtime.db.sessions() as session:
+        dataset = await get_dataset(session, project, name)
+    row_format = Format(dataset.format)
+    workdir = Path(tempfile.mkdtemp(prefix="llmops-upload-", dir=spool_dir))
+    try:
+        size = await spool(chunks, workdir / "upload", limit=limit)
+        if size == 0:
+            raise Problem(422, "the upload is empty", errors=[{"field": "<body>", "message": "no bytes were sent"}])
+        result = await asyncio.to_thread(
+            ingest, workdir / "upload", file_type, row_format, workdir, cleaning=cleaning, split=split
+        )
+        _refuse_invalid(result, keep_valid)
+        if result.rows == 0:
+            raise Problem(422, "no rows are left after cleaning; nothing was stored", cleaning=result.cleaning)
+        async with runtime.db.sessions() as session:
+            existing = await repository.find_version_by_sha(session, dataset.id, result.sha256)
+            parent = await repository.latest_version(session, dataset.id)
+        if existing is not None:
+            return existing, False
+        stored = await runtime.store.put_file(result.cleaned, content_type="application/x-ndjson", sha256=result.sha256)
+        hashes = await runtime.store.put_file(result.row_hashes)
+        changes = await _diff_to(runtime, parent, result, workdir) if parent is not None else None
+        return await _record_version(
+            runtime, dataset, result, stored, hashes.sha256, parent, changes, file_type, actor
+        ), True
+    finally:
+        await asyncio.to_thread(shutil.rmtree, workdir, True)
+
+
+def _refuse_invalid(result: IngestResult, keep_valid: bool) -> None:
+    if result.invalid_rows and not keep_valid:
+        first = result.errors[0]
+        raise Problem(
+            422,
+            f"{result.invalid_rows} row(s) do not match the dataset's format (first: line {first.line}, "
+            f"{first.field}: {first.message}); nothing was stored. Pass keep_valid=true to store only the valid rows.",
+            type_="urn:llmops:problem:invalid-rows",
+            invalid_rows=result.invalid_rows,
+            errors=[e.as_dict() for e in result.errors],
+        )
+
+
+async def _diff_to(runtime: Runtime, parent: Row, result: IngestResult, workdir: Path) -> dict[str, int]:
+    await runtime.store.download(parent.row_hashes_sha256, workdir / "parent_hashes.bin")
+    return await asyncio.to_thread(diff, workdir / "parent_hashes.bin", result.row_hashes)
+
+
+async def _record_version(
+    runtime: Runtime,
+    dataset: Row,
+    result: IngestResult,
+    stored,
+    hashes_sha256: str,
+    parent: Row | None,
+    changes: dict[str, int] | None,
+    file_type: FileType,
+    actor: Actor,
+) -> Row:
+    try:
+        async with runtime.db.transaction() as session:
+            await repository.lock_dataset(session, dataset.id)
+            existing = await repository.find_version_by_sha(session, dataset.id, result.sha256)
+            if existing is not None:  # the same content was stored concurrently
+                return existing
+            number = await repository.next_version_number(session, dataset.id)
+            version_id = str(uuid.uuid4())
+            values: dict[str, Any] = {
+                "id": version_id,
+                "dataset_id": dataset.id,
+                "version": number,
+                "sha256": result.sha256,
+                "uri": stored.uri,
+                "size_bytes": result.size,
+                "row_count": result.rows,
+                "row_hashes_sha256": hashes_sha256,
+                "stats": result.stats,
+                "splits": result.splits,
+                "cleaning": result.cleaning,
+                "source_type": file_type.value,
+                "invalid_rows_dropped": result.invalid_rows,
+                "errors": [e.as_dict() for e in result.errors],
+                "parent_version_id": parent.id if parent is not None else None,
+                "diff": changes,
+                "created_by": actor.subject,
+            }
+            await repository.insert_version(session, values)
+            event = DatasetVersionCreated(
+                dataset_id=dataset.id,
+                version_id=version_id,
+                version=number,
+                project=dataset.project,
+                name=dataset.name,
+                format=dataset.format,
+                uri=stored.uri,
+                sha256=result.sha256,
+                size_bytes=result.size,
+                row_count=result.rows,
+                stats=result.stats,
+                splits=result.splits,
+                cleaning=result.cleaning,
+                parent_version_id=values["parent_version_id"],
+                diff=changes,
+                invalid_rows_dropped=result.invalid_rows,
+            )
+            await add_to_outbox(session, _event(event, dataset.id, runtime, actor, dataset.project))
+            created = await repository.find_version(session, dataset.id, number)
+    except IntegrityError as exc:
+        raise Problem(409, "a concurrent upload stored this dataset's next version first; retry") from exc
+    log.info("dataset.version.stored", dataset=dataset.name, version=number, sha256=result.sha256, rows=result.rows)
+    return created
+
+
+def _event(payload, subject: str, runtime: Runtime, actor: Actor, project: str):
+    return new_event(
+        payload,
+        subject=subject,
+        source=runtime.source,
+        actor=actor.subject,
+        project=project,
+        correlation_id=actor.correlation_id,
+    )

@@ -1,0 +1,23 @@
+"""The datasets service's settings (prefix ``LLMOPS_DATASETS_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from llmops.settings import ServiceSettings
+
+
+class DatasetsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_DATASETS_", extra="ignore")
+
+    service: str = "datasets"
+    #: Largest upload accepted (bytes); larger ones are refused with 413 before or while reading them.
+    max_upload_bytes: int = Field(default=10 * 1024**3, ge=1)
+    #: Where uploads are spooled while processed (None: the system temporary directory).
+    spool_dir: Path | None = None
+    preview_max_rows: int = Field(default=100, ge=1)
+    http_host: str = "127.0.0.1"
+    http_port: int = 8001

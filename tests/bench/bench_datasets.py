@@ -1,0 +1,158 @@
+"""Benchmark: dataset ingest through the datasets service beside a plain upload of the same file to the object store.
+
+1. A 200 MB JSONL of chat rows (distinct per run) is generated, then, in one run:
+   plain:  ObjectStore.put_file (sha256 pass + multipart upload), the floor any ingest pays;
+   ingest: the datasets service, running as its own process, receives the file over HTTP (streamed) and validates,
+           cleans (normalisation, empty rows, exact de-duplication), hashes, splits and stores it as a version.
+   Both are printed in MB/s with their ratio (target >= 0.5).
+2. A 1 GB JSONL is uploaded the same way while the service's peak resident memory (VmHWM) is read from /proc;
+   target: under 300 MB.
+Usage: python tests/bench/bench_datasets.py [--mb 200] [--big-mb 1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import orjson
+
+from llmops.auth import Role, issue_token
+from llmops.db import create_database, drop_database
+from llmops.logging import configure_logging
+from llmops.settings import PostgresSettings
+from llmops.storage import ObjectStore
+from llmops_datasets.app import migrate
+from llmops_datasets.settings import DatasetsSettings
+
+TURNS = [
+    "Could you explain how gradient clipping keeps training of a transformer stable when the loss spikes?",
+    "Gradient clipping rescales the gradient when its norm exceeds a threshold, so one bad batch cannot push the "
+    "weights far; combined with a warm-up of the learning rate it keeps the early steps of training well behaved.",
+    "And what threshold would you start with for a model of a few hundred million parameters trained in bf16?",
+    "A global norm of 1.0 is the common starting point; watch the fraction of clipped steps and lower it if the "
+    "loss still spikes, or raise it if nearly every step is clipped, since then clipping slows learning down.",
+]
+
+
+def write_chat_jsonl(path: Path, megabytes: int, run: str) -> int:
+    """Distinct chat rows of about 1 KB until the file reaches ``megabytes``; returns its size."""
+    target, size, i = megabytes * 1024 * 1024, 0, 0
+    with path.open("wb") as out:
+        while size < target:
+            messages = [
+                {"role": "user" if n % 2 == 0 else "assistant", "content": f"{t} ({run}-{i}-{n})"}
+                for n, t in enumerate(TURNS)
+            ]
+            line = orjson.dumps({"messages": messages}) + b"\n"
+            out.write(line)
+            size += len(line)
+            i += 1
+    return size
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def upload(url: str, token: str, name: str, path: Path) -> tuple[float, dict]:
+    size = await asyncio.to_thread(lambda: path.stat().st_size)
+
+    async def chunks():
+        with path.open("rb") as handle:
+            while chunk := handle.read(1024 * 1024):
+                yield chunk
+
+    async with httpx.AsyncClient(base_url=url, timeout=3600) as http:
+        headers = {"authorization": f"Bearer {token}"}
+        await http.post("/projects/bench/datasets", json={"name": name, "format": "chat"}, headers=headers)
+        started = time.perf_counter()
+        response = await http.post(
+            f"/projects/bench/datasets/{name}/versions",
+            content=chunks(),
+            headers=headers | {"content-type": "application/jsonl", "content-length": str(size)},
+        )
+        elapsed = time.perf_counter() - started
+    response.raise_for_status()
+    return elapsed, response.json()
+
+
+async def main(mb: int, big_mb: int) -> None:
+    configure_logging("WARNING")
+    run = uuid.uuid4().hex[:6]
+    pg, name = PostgresSettings(), f"llmops_datasets_bench_{run}"
+    await create_database(name, owner="llmops_datasets", connect=("llmops_datasets_app",))
+    settings = DatasetsSettings(
+        database_url=pg.url(name, user="llmops_datasets_app"),
+        migrations_database_url=pg.url(name, user="llmops_datasets"),
+    )
+    await asyncio.to_thread(migrate, settings)
+    port = free_port()
+    env = os.environ | {"LLMOPS_DATASETS_DATABASE_URL": settings.database_url, "LLMOPS_LOG_LEVEL": "WARNING"}
+    server = subprocess.Popen(  # noqa: ASYNC220 (started once, before anything is timed)
+        [sys.executable, "-m", "llmops_datasets.app", "serve", "--no-migrations", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url, token = f"http://127.0.0.1:{port}", issue_token("bench", [Role.DATA_STEWARD], ["bench"])
+    try:
+        async with httpx.AsyncClient(base_url=url) as http:
+            for _ in range(100):
+                try:
+                    if (await http.get("/healthz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.2)
+        with tempfile.TemporaryDirectory(prefix="llmops-bench-") as tmp:
+            source = Path(tmp) / "chat.jsonl"
+            size = await asyncio.to_thread(write_chat_jsonl, source, mb, run + "-plain")
+            store = ObjectStore()
+            started = time.perf_counter()
+            await store.put_file(source)
+            plain = time.perf_counter() - started
+            size = await asyncio.to_thread(write_chat_jsonl, source, mb, run + "-ingest")
+            ingest, version = await upload(url, token, "medium", source)
+            rows = version["row_count"]
+            print(f"file: {size / 2**20:.0f} MB of chat JSONL, {rows} rows")
+            print(f"plain upload to the object store:             {size / 2**20 / plain:7.1f} MB/s")
+            print(f"ingest (validate, clean, hash, split, store):  {size / 2**20 / ingest:7.1f} MB/s")
+            print(f"ratio ingest/plain: {plain / ingest:.2f}  (target >= 0.5)")
+            source.unlink()
+            if big_mb:
+                big = await asyncio.to_thread(write_chat_jsonl, source, big_mb, run + "-big")
+                elapsed, version = await upload(url, token, "big", source)
+                print(
+                    f"{big / 2**20:.0f} MB upload: {version['row_count']} rows in {elapsed:.1f} s; service peak "
+                    f"resident memory {peak_rss_mb(server.pid):.0f} MB (target < 300 MB)"
+                )
+    finally:
+        server.terminate()
+        server.wait(30)
+        await drop_database(name)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mb", type=int, default=200)
+    parser.add_argument("--big-mb", type=int, default=1024, help="size of the memory test upload; 0 skips it")
+    args = parser.parse_args()
+    asyncio.run(main(args.mb, args.big_mb))
