@@ -8,7 +8,7 @@ UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen --no-sync
 LLMOPS := $(RUN) llmops
 
-.PHONY: help install infra-up infra-down infra-status lint format schemas test test-unit demo bench-bus bench-audit bench-datasets clean
+.PHONY: help install infra-up infra-down infra-status lint format schemas test test-unit demo bench-bus bench-audit bench-datasets bench-prompts clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ bench-audit: infra-up ## sustained audit ingest (events/s into the verified chai
 
 bench-datasets: infra-up ## dataset ingest MB/s vs plain object-store upload; service memory on a 1 GB upload
 	$(RUN) python tests/bench/bench_datasets.py
+
+bench-prompts: install ## renders/s through the prompts client's local renderer vs plain Jinja2
+	$(RUN) python tests/bench/bench_prompts.py
 
 clean: ## remove the virtual environment (the infrastructure cache stays)
 	rm -rf .venv

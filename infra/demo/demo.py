@@ -26,12 +26,15 @@ from llmops.bus import BUS_METADATA, add_to_outbox, make_broker
 from llmops.db import Database, create_database
 from llmops.http import CurrentRuntime, Runtime, Session, correlation_id, create_app
 from llmops.logging import configure_logging
+from llmops.prompt_client import PromptClient
 from llmops.settings import ServiceSettings
 from llmops.storage import ObjectStore
 from llmops_audit.app import AuditService
 from llmops_audit.app import migrate as migrate_audit
 from llmops_datasets.app import DatasetsService
 from llmops_datasets.app import migrate as migrate_datasets
+from llmops_prompts.app import PromptsService
+from llmops_prompts.app import migrate as migrate_prompts
 from llmops_schemas import new_event
 from llmops_schemas.events import ProbeSent
 
@@ -87,10 +90,13 @@ async def main() -> None:
     console.rule("[bold]LLMOps platform demo")
     await asyncio.to_thread(migrate_audit)
     await asyncio.to_thread(migrate_datasets)
+    await asyncio.to_thread(migrate_prompts)
     audit = AuditService()
     await audit.start()
     datasets = DatasetsService()
     await datasets.start()
+    prompts = PromptsService()
+    await prompts.start()
     url = await _demo_database()
     runtime = Runtime(
         DemoSettings(database_url=url, outbox_poll_interval=0.05),
@@ -118,6 +124,9 @@ async def main() -> None:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=datasets.app), base_url="http://ds") as api:
             await _dataset_step(api, run)
 
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=prompts.app), base_url="http://pr") as api:
+            await _prompt_step(api, run, httpx.ASGITransport(app=prompts.app))
+
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=audit.app), base_url="http://audit") as api:
             auditor = auth(Role.AUDITOR, "olivia")
             trail = await _wait_for_trail(api, auditor, run, expected=EXPECTED_EVENTS)
@@ -127,7 +136,7 @@ async def main() -> None:
                 "subject",
                 "actor / outcome",
                 "chain hash",
-                title="3. the audit trail of this run (outbox -> Kafka -> audit log)",
+                title="4. the audit trail of this run (outbox -> Kafka -> audit log)",
             )
             for entry in trail:
                 data = entry["event"]["data"]
@@ -136,13 +145,14 @@ async def main() -> None:
             console.print(table)
             checkpoint = (await api.post("/audit/checkpoints", headers=auditor)).json()
             console.print(
-                f"4. checkpoint signed: head {checkpoint['seq']} hash {checkpoint['hash'][:16]}… "
+                f"5. checkpoint signed: head {checkpoint['seq']} hash {checkpoint['hash'][:16]}… "
                 f"key {checkpoint['key_id']}"
             )
             report = (await api.get("/audit/verify", headers=auditor)).json()
     finally:
         await runtime.stop()
         await datasets.stop()
+        await prompts.stop()
         await audit.stop()
 
     if len(trail) < EXPECTED_EVENTS or not report["ok"]:
@@ -151,12 +161,14 @@ async def main() -> None:
         )
         raise SystemExit(1)
     console.print(
-        f"5. [green]chain verified[/green]: {report['checked']} entries, "
+        f"6. [green]chain verified[/green]: {report['checked']} entries, "
         f"{report['checkpoints_checked']} signed checkpoint(s) match"
     )
 
 
-EXPECTED_EVENTS = 5  # the probe, two denials, dataset.created, dataset.version.created
+# the probe, two denials, dataset.created, dataset.version.created, prompt.created, prompt.version.created,
+# prompt.label.moved
+EXPECTED_EVENTS = 8
 
 
 def demo_rows(run: str) -> bytes:
@@ -210,6 +222,50 @@ async def _dataset_step(api: httpx.AsyncClient, run: str) -> None:
         f"{cleaning['duplicates_removed']} duplicate, {cleaning['empty_removed']} empty removed; "
         f"PII redacted: {cleaning['pii_redacted']}",
     )
+    console.print(table)
+
+
+async def _prompt_step(api: httpx.AsyncClient, run: str, transport) -> None:
+    engineer = {**auth(Role.ML_ENGINEER, "ada"), "x-correlation-id": run}
+    name = f"support-answer-{run[-8:]}"
+    (await api.post("/projects/demo/prompts", json={"name": name}, headers=engineer)).raise_for_status()
+    template = {
+        "kind": "chat",
+        "messages": [
+            {"role": "system", "content": "You are {{ company }}'s support assistant. Answer in {{ language }}."},
+            {"role": "user", "content": "{{ question }}"},
+        ],
+        "variables": {
+            "company": {"type": "string"},
+            "language": {"type": "string", "enum": ["English", "German"]},
+            "question": {"type": "string", "maxLength": 2000},
+        },
+    }
+    version = await api.post(
+        f"/projects/demo/prompts/{name}/versions",
+        headers=engineer,
+        json={"template": template, "parameters": {"temperature": 0.2}, "message": "first cut"},
+    )
+    version.raise_for_status()
+    label = await api.put(
+        f"/projects/demo/prompts/{name}/labels/production",
+        headers=engineer,
+        json={"version": 1, "reason": "reviewed in the demo"},
+    )
+    label.raise_for_status()
+    token = auth(Role.VIEWER, "app")["authorization"].split()[1]
+    async with PromptClient("demo", base_url="http://pr", token=token, transport=transport) as client:
+        rendered = await client.render(
+            name, {"company": "ACME", "language": "English", "question": "Where is my order?"}, label="production"
+        )
+    table = Table(
+        "prompt",
+        "version",
+        "label",
+        "rendered locally by the client",
+        title="3. a prompt versioned, labelled and rendered",
+    )
+    table.add_row(name, "1", "production", "\n".join(f"{m['role']}: {m['content']}" for m in rendered))
     console.print(table)
 
 

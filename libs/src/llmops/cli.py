@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from llmops.auth import Role, issue_token
 from llmops.logging import configure_logging
+from llmops.tokens import Role, issue_token
 
 app = typer.Typer(help="The LLMOps platform's command line.", no_args_is_help=True)
 infra_app = typer.Typer(help="Start, stop and inspect the local Kafka, Postgres and S3 store.", no_args_is_help=True)

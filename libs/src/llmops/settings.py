@@ -185,3 +185,6 @@ class ClientSettings(BaseSettings):
     token: SecretStr | None = None
     audit_url: str = "http://127.0.0.1:8007"
     datasets_url: str = "http://127.0.0.1:8001"
+    prompts_url: str = "http://127.0.0.1:8002"
+    #: How long the prompts client trusts a fetched prompt before revalidating it (ETag) with the service.
+    prompts_cache_ttl_seconds: float = 30.0

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import os
 import socket
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
-from llmops.auth import Role, issue_token
+from llmops.testing import llmops, serve
+from llmops.tokens import Role, issue_token
 from llmops_audit import export
 from llmops_audit.chain import GENESIS, Signer, entry_hash, redacted
 from llmops_audit.cli import app
@@ -166,25 +163,11 @@ class TestOnlineCommandsWithoutAService:
 
 
 # -- against a real server ---------------------------------------------------------------------------------------
-LLMOPS = str(Path(sys.executable).parent / "llmops")
-
-
 @pytest.fixture
 async def server(audit):
     """The audit app served by uvicorn on a free local port, in this test's event loop (where its runtime lives)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(audit.app, lifespan="off", log_config=None, access_log=False)
-    served = uvicorn.Server(config)
-    task = asyncio.create_task(served.serve(sockets=[sock]))
-    async with asyncio.timeout(10):
-        while not served.started:
-            assert not task.done(), task.exception()
-            await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    served.should_exit = True
-    await task
-    sock.close()
+    async with serve(audit.app) as url:
+        yield url
 
 
 @pytest.fixture
@@ -193,19 +176,6 @@ async def recorded(audit, topics):
     await publish(topics[0], events)
     await wait_for_head(audit.runtime.db, len(events))
     return events
-
-
-async def llmops(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """Run the installed `llmops` command (the real entry point) without blocking the server's event loop."""
-    process = await asyncio.create_subprocess_exec(
-        LLMOPS,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
-    return process.returncode, stdout.decode(), stderr.decode()
 
 
 def auditor() -> str:

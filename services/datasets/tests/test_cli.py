@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import socket
-import sys
+from functools import partial
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 import typer
-import uvicorn
 from typer.testing import CliRunner
 
-from llmops.auth import Role, issue_token
+from llmops import testing
 from llmops.errors import PROBLEM_JSON
+from llmops.testing import serve
+from llmops.tokens import Role, issue_token
 from llmops_datasets import cli
 from llmops_datasets.cli import app
 from llmops_datasets.formats import CONTENT_TYPES, FileType
@@ -221,7 +221,6 @@ class TestWithoutAService:
 
 
 # -- against a real server ---------------------------------------------------------------------------------------
-LLMOPS = str(Path(sys.executable).parent / "llmops")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 TEXT_ROWS = [{"text": f"A sentence about item {i}."} for i in range(30)]
 
@@ -233,19 +232,8 @@ def jsonl(rows) -> bytes:
 @pytest.fixture
 async def server(datasets):
     """The datasets app served by uvicorn on a free local port, in this test's event loop (where its runtime lives)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(datasets.app, lifespan="off", log_config=None, access_log=False)
-    served = uvicorn.Server(config)
-    task = asyncio.create_task(served.serve(sockets=[sock]))
-    async with asyncio.timeout(10):
-        while not served.started:
-            assert not task.done(), task.exception()
-            await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    served.should_exit = True
-    await task
-    sock.close()
+    async with serve(datasets.app) as url:
+        yield url
 
 
 @pytest.fixture
@@ -255,18 +243,8 @@ def env(server) -> dict[str, str]:
     return {"LLMOPS_CLIENT_TOKEN": token, "LLMOPS_CLIENT_DATASETS_URL": server}
 
 
-async def llmops(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    """Run the installed `llmops datasets` command (the real entry point) without blocking the server's event loop."""
-    process = await asyncio.create_subprocess_exec(
-        LLMOPS,
-        "datasets",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "200", **env},
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 180)
-    return process.returncode, stdout.decode(), stderr.decode()
+#: Run the installed `llmops datasets` command (the real entry point) without blocking the server's event loop.
+llmops = partial(testing.llmops, "datasets")
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from llmops_schemas.events.audit import CheckpointSigned
 from llmops_schemas.events.datasets import DatasetCreated, DatasetVersionCreated, DatasetVersionDeprecated
 from llmops_schemas.events.platform import ProbeSent
+from llmops_schemas.events.prompts import PromptCreated, PromptLabelMoved, PromptVersionCreated
 from llmops_schemas.events.security import AccessDenied
 
 __all__ = [
@@ -12,4 +13,7 @@ __all__ = [
     "DatasetVersionCreated",
     "DatasetVersionDeprecated",
     "ProbeSent",
+    "PromptCreated",
+    "PromptLabelMoved",
+    "PromptVersionCreated",
 ]

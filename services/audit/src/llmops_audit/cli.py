@@ -8,31 +8,23 @@ import binascii
 import csv
 import json
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import httpx
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import DownloadColumn, Progress, SpinnerColumn, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from llmops.errors import PROBLEM_JSON
-from llmops.settings import ClientSettings
-from llmops_audit import export
+from llmops import client as llmops_client
+from llmops.client import Token, check, echo_json, err, fail, out, params, save, url_option
 
 app = typer.Typer(
     help="The audit log: query, history, export, verify; verify-export works offline.", no_args_is_help=True
 )
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
-
-# Connecting should be quick; an export or a verification of a long chain may take minutes between bytes.
-TIMEOUT = httpx.Timeout(30.0, read=600.0)
 
 
 class Format(StrEnum):
@@ -40,13 +32,7 @@ class Format(StrEnum):
     CSV = "csv"
 
 
-Url = Annotated[
-    str | None,
-    typer.Option(
-        "--url", help="the audit service's base URL (default: LLMOPS_CLIENT_AUDIT_URL, else http://127.0.0.1:8007)"
-    ),
-]
-Token = Annotated[str | None, typer.Option("--token", help="bearer token (default: LLMOPS_CLIENT_TOKEN)")]
+Url = url_option("audit")
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON (one object per line) instead of a table")]
 EventType = Annotated[str | None, typer.Option("--type", help="event type, e.g. dataset.version.created")]
 Actor = Annotated[str | None, typer.Option(help="who caused the event")]
@@ -60,44 +46,9 @@ ToSeq = Annotated[int | None, typer.Option(help="last sequence number")]
 
 
 # -- the service's API -------------------------------------------------------------------------------------------
-def fail(message: str, *details: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {escape(message)}")
-    for detail in details:
-        err.print(f"  {escape(detail)}")
-    raise typer.Exit(code)
-
-
-@contextmanager
-def connect(url: str | None, token: str | None) -> Iterator[httpx.Client]:
+def connect(url: str | None, token: str | None) -> AbstractContextManager[httpx.Client]:
     """An HTTP client for the audit service; a missing token or an unreachable service ends the command (exit 1)."""
-    settings = ClientSettings()
-    token = token or (settings.token.get_secret_value() if settings.token else None)
-    if not token:
-        fail("no bearer token: pass --token or set LLMOPS_CLIENT_TOKEN (`llmops token issue --role auditor ...`)")
-    base_url = url or settings.audit_url
-    try:
-        with httpx.Client(base_url=base_url, headers={"authorization": f"Bearer {token}"}, timeout=TIMEOUT) as client:
-            yield client
-    except httpx.TimeoutException as exc:
-        fail(f"the audit service at {base_url} did not answer in time ({type(exc).__name__})")
-    except (httpx.TransportError, httpx.InvalidURL) as exc:
-        fail(f"cannot reach the audit service at {base_url}: {exc}")
-
-
-def check(response: httpx.Response) -> httpx.Response:
-    """The response if it succeeded; else print the problem's detail (and each invalid field) and exit 1."""
-    if response.is_success:
-        return response
-    response.read()
-    if response.headers.get("content-type", "").startswith(PROBLEM_JSON):
-        problem = response.json()
-        fields = [f"{error.get('field')}: {error.get('message')}" for error in problem.get("errors") or []]
-        fail(f"{response.status_code} {problem.get('detail') or problem.get('title')}", *fields)
-    fail(f"{response.status_code} {response.reason_phrase}: {response.text[:500]}")
-
-
-def params(**values: Any) -> dict[str, Any]:
-    return {name: value for name, value in values.items() if value is not None}
+    return llmops_client.connect("audit", url, token, issue_hint="llmops token issue --role auditor ...")
 
 
 def entries(client: httpx.Client, query: dict[str, Any], *, follow: bool) -> Iterator[dict[str, Any]]:
@@ -118,7 +69,7 @@ def entries(client: httpx.Client, query: dict[str, Any], *, follow: bool) -> Ite
 def show_entries(items: Iterable[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         for item in items:
-            typer.echo(json.dumps(item, ensure_ascii=False))
+            echo_json(item)
         return
     table = Table("seq", "time", "type", "subject", "actor", "project")
     for item in items:
@@ -221,29 +172,11 @@ def export_log(
         from_seq=from_seq,
         to_seq=to_seq,
     )
-    # Written aside and renamed when complete: a cut-off download must not pass for a shorter export.
-    partial = output.with_name(output.name + ".part")
-    try:
-        with connect(url, token) as client, client.stream("GET", "/audit/export", params=selection) as response:
-            check(response)
-            written = save(response.iter_bytes(), partial)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    partial.replace(output)
-    err.print(f"wrote {written:,} bytes to {escape(str(output))}")
-
-
-def save(chunks: Iterable[bytes], path: Path) -> int:
-    written = 0
-    columns = (SpinnerColumn(), TextColumn("exporting"), DownloadColumn(), TransferSpeedColumn())
-    with Progress(*columns, console=err, transient=True) as progress, path.open("wb") as file:
-        task = progress.add_task("export", total=None)
-        for chunk in chunks:
-            file.write(chunk)
-            written += len(chunk)
-            progress.update(task, completed=written)
-    return written
+    # Streamed to OUTPUT.part and renamed when complete: a cut-off download must not pass for a shorter export.
+    with connect(url, token) as client, client.stream("GET", "/audit/export", params=selection) as response:
+        check(response)
+        saved = save(response.iter_bytes(), output, label="exporting", transient=True)
+    err.print(f"wrote {saved.size:,} bytes to {escape(str(output))}")
 
 
 @app.command()
@@ -291,6 +224,8 @@ def verify_export(
     Checks each entry's hash, the links between entries (contiguous exports) and each checkpoint's signature.
     Exit 0 when intact, 1 when broken, 2 when the file is not a readable export.
     """
+    from llmops_audit import export  # the chain's hashing and signatures, needed by this command only
+
     key = public_key_bytes(public_key)
     try:
         report, warnings = export.verify_export(file, public_key=key)

@@ -3,40 +3,27 @@ datasets service's HTTP API (no business logic here: the service validates, clea
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import httpx
 import typer
-from rich.console import Console
 from rich.filesize import decimal
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from rich.progress import Progress
 from rich.table import Table
 
-from llmops.errors import PROBLEM_JSON
-from llmops.settings import ClientSettings
+from llmops import client as llmops_client
+from llmops.client import TIMEOUT, Saved, Token, echo_json, err, fail, out, params, progress_bar, save, url_option
 from llmops_datasets.formats import FileType, Format
 
 app = typer.Typer(help="Datasets: create, upload, list, show, preview, download, deprecate.", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
 
-# Connecting should be quick; a download may pause between bytes while the service fetches the version.
-TIMEOUT = httpx.Timeout(30.0, read=600.0)
 # An upload is answered only once the service has validated, cleaned and stored every row: no read limit (Ctrl-C
 # cancels, and the service stores nothing of an upload it did not finish).
 UPLOAD_TIMEOUT = httpx.Timeout(30.0, read=None)
@@ -69,14 +56,7 @@ SPLITS = tuple(SplitName)
 #: What to do about an upload's problem, by problem type (the service's words name its query parameters).
 UPLOAD_HINTS = {"urn:llmops:problem:invalid-rows": "fix those rows, or pass --keep-valid to store only the valid ones"}
 
-Url = Annotated[
-    str | None,
-    typer.Option(
-        "--url",
-        help="the datasets service's base URL (default: LLMOPS_CLIENT_DATASETS_URL, else http://127.0.0.1:8001)",
-    ),
-]
-Token = Annotated[str | None, typer.Option("--token", help="bearer token (default: LLMOPS_CLIENT_TOKEN)")]
+Url = url_option("datasets")
 ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="the project the dataset belongs to")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
 Name = Annotated[str, typer.Argument(help="the dataset's name")]
@@ -84,58 +64,19 @@ Version = Annotated[int, typer.Argument(help="the version number", min=1)]
 Split = Annotated[SplitName | None, typer.Option("--split", help="one split only (default: every row)")]
 
 
-# -- HTTP and errors (generic: candidates for a shared llmops.client) --------------------------------------------
-def fail(message: str, *details: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {escape(message)}")
-    for detail in details:
-        err.print(f"  {escape(detail)}")
-    raise typer.Exit(code)
-
-
-@contextmanager
-def connect(url: str | None, token: str | None, *, timeout: httpx.Timeout = TIMEOUT) -> Iterator[httpx.Client]:
+# -- HTTP and errors (the plumbing is llmops.client's) -----------------------------------------------------------
+def connect(
+    url: str | None, token: str | None, *, timeout: httpx.Timeout = TIMEOUT
+) -> AbstractContextManager[httpx.Client]:
     """An HTTP client for the datasets service; a missing token or an unreachable service ends the command (exit 1)."""
-    settings = ClientSettings()
-    token = token or (settings.token.get_secret_value() if settings.token else None)
-    if not token:
-        fail(
-            "no bearer token: pass --token or set LLMOPS_CLIENT_TOKEN "
-            "(`llmops token issue --role data-steward --project P ...`)"
-        )
-    base_url = url or settings.datasets_url
-    try:
-        with httpx.Client(base_url=base_url, headers={"authorization": f"Bearer {token}"}, timeout=timeout) as client:
-            yield client
-    except httpx.TimeoutException as exc:
-        fail(f"the datasets service at {base_url} did not answer in time ({type(exc).__name__})")
-    except (httpx.TransportError, httpx.InvalidURL) as exc:
-        fail(f"cannot reach the datasets service at {base_url}: {exc}")
+    issue_hint = "llmops token issue --role data-steward --project P ..."
+    return llmops_client.connect("datasets", url, token, timeout=timeout, issue_hint=issue_hint)
 
 
 def check(response: httpx.Response, *, hints: dict[str, str] | None = None) -> httpx.Response:
     """The response if it succeeded; else print the problem's detail and its errors (a table of the rows that do not
     match the format, with line, field and message), and the hint for the problem's type if any; exit 1."""
-    if response.is_success:
-        return response
-    response.read()
-    if not response.headers.get("content-type", "").startswith(PROBLEM_JSON):
-        fail(f"{response.status_code} {response.reason_phrase}: {response.text[:500]}")
-    problem = response.json()
-    message = f"{response.status_code} {problem.get('detail') or problem.get('title')}"
-    errors = problem.get("errors") or []
-    hint = (hints or {}).get(problem.get("type"))
-    hint_lines = [f"hint: {hint}"] if hint else []
-    if not (errors and all("line" in error for error in errors)):
-        fail(message, *(f"{error.get('field')}: {error.get('message')}" for error in errors), *hint_lines)
-    err.print(f"[red]error:[/red] {escape(message)}")
-    err.print(row_errors_table(errors, title=row_errors_title(problem, errors)))
-    for line in hint_lines:
-        err.print(escape(line))
-    raise typer.Exit(1)
-
-
-def params(**values: Any) -> dict[str, Any]:
-    return {name: value for name, value in values.items() if value is not None}
+    return llmops_client.check(response, hints=hints, errors_table=invalid_rows_table)
 
 
 def api_path(project: str, *parts: str | int) -> str:
@@ -211,6 +152,13 @@ def diff_text(diff: dict[str, int] | None) -> str:
     return f"+{diff.get('added', 0):,} -{diff.get('removed', 0):,} ={diff.get('unchanged', 0):,}"
 
 
+def invalid_rows_table(problem: dict[str, Any], errors: list[dict[str, Any]]) -> Table | None:
+    """The table of an upload's invalid rows when every error names its line; else None (a list of fields)."""
+    if not all("line" in error for error in errors):
+        return None
+    return row_errors_table(errors, title=row_errors_title(problem, errors))
+
+
 def row_errors_title(problem: dict[str, Any], errors: list[dict[str, Any]]) -> str:
     invalid = problem.get("invalid_rows")
     if isinstance(invalid, int) and invalid > len(errors):
@@ -219,10 +167,6 @@ def row_errors_title(problem: dict[str, Any], errors: list[dict[str, Any]]) -> s
 
 
 # -- output ------------------------------------------------------------------------------------------------------
-def echo_json(value: Any) -> None:
-    typer.echo(json.dumps(value, ensure_ascii=False))
-
-
 def row_errors_table(errors: Iterable[dict[str, Any]], *, title: str = "invalid rows") -> Table:
     table = Table("line", "field", "message", title=title, title_justify="left")
     for error in errors:
@@ -327,17 +271,6 @@ def preview_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def progress_bar() -> Progress:
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
-    return Progress(*columns, console=err)
-
-
 @contextmanager
 def sending(path: Path, label: str) -> Iterator[tuple[Iterator[bytes], Progress]]:
     """The file's chunks, read as they are sent (never the whole file in memory), with a progress bar over the bytes
@@ -367,21 +300,6 @@ def stop(progress: Progress) -> None:
     """Stop a progress display once (stopping it again would print another blank line on a non-terminal)."""
     if progress.live.is_started:
         progress.stop()
-
-
-def save(chunks: Iterable[bytes], path: Path, *, total: int | None, label: str) -> tuple[int, int, str]:
-    """Write the chunks to ``path`` with a progress bar; the bytes written, the lines and the sha256."""
-    written = lines = 0
-    digest = hashlib.sha256()
-    with progress_bar() as progress, path.open("wb") as file:
-        task = progress.add_task(f"downloading {escape(label)}", total=total)
-        for chunk in chunks:
-            file.write(chunk)
-            digest.update(chunk)
-            written += len(chunk)
-            lines += chunk.count(b"\n")
-            progress.update(task, completed=written)
-    return written, lines, digest.hexdigest()
 
 
 # -- commands ----------------------------------------------------------------------------------------------------
@@ -585,24 +503,21 @@ def download(
         return
     if output is None:
         raise typer.BadParameter("pass --output FILE (or --presigned for a URL)", param_hint="'--output'")
-    # Written aside and renamed when complete: a cut-off download must not pass for a smaller version.
-    partial = output.with_name(output.name + ".part")
-    try:
-        with connect(url, token) as client:
-            info = check(client.get(base)).json()
-            with client.stream("GET", f"{base}/download", params=params(split=split)) as response:
-                check(response)
-                declared = response.headers.get("content-length")
-                total = int(declared) if declared else (info["size_bytes"] if split is None else None)
-                label = f"{name} v{version}" + (f" {split}" if split else "")
-                written, lines, sha256 = save(response.iter_bytes(), partial, total=total, label=label)
-        if split is None and sha256 != info["sha256"]:
-            fail(f"the download's sha256 {sha256} is not the version's {info['sha256']}; nothing was kept")
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    partial.replace(output)
-    err.print(f"wrote {written:,} bytes ({lines:,} rows) to {escape(str(output))}")
+    # Streamed to OUTPUT.part and renamed when complete: a cut-off download must not pass for a smaller version.
+    with connect(url, token) as client:
+        info = check(client.get(base)).json()
+
+        def verify(saved: Saved) -> None:
+            if split is None and saved.sha256 != info["sha256"]:
+                fail(f"the download's sha256 {saved.sha256} is not the version's {info['sha256']}; nothing was kept")
+
+        with client.stream("GET", f"{base}/download", params=params(split=split)) as response:
+            check(response)
+            declared = response.headers.get("content-length")
+            total = int(declared) if declared else (info["size_bytes"] if split is None else None)
+            label = f"downloading {name} v{version}" + (f" {split}" if split else "")
+            saved = save(response.iter_bytes(), output, total=total, label=label, verify=verify)
+    err.print(f"wrote {saved.size:,} bytes ({saved.lines:,} rows) to {escape(str(output))}")
 
 
 @app.command()

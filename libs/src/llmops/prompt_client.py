@@ -1,0 +1,119 @@
+"""The prompts client applications embed: fetch a prompt version by label once, render it locally, every request.
+
+``await client.get("support-answer", label="production")`` asks the prompts service only when its cached copy is
+older than the TTL (``LLMOPS_CLIENT_PROMPTS_CACHE_TTL_SECONDS``), and then with ``If-None-Match`` so an unchanged
+prompt costs a 304 and no body. ``revalidate=True`` revalidates on every ``get`` (a label move is seen at once, at
+the price of a round trip). ``render`` uses :mod:`llmops.prompts`, the renderer the platform's services use.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from llmops.prompts import PromptTemplate, render
+from llmops.settings import ClientSettings
+
+
+class PromptClientError(RuntimeError):
+    """The prompts service refused or failed a request; ``status`` and ``detail`` come from its problem document."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status, self.detail = status, detail
+
+
+@dataclass(frozen=True)
+class PromptVersion:
+    """A prompt version as the client holds it."""
+
+    name: str
+    version: int
+    template: PromptTemplate
+    parameters: dict[str, Any]
+    hash: str
+    etag: str | None
+
+
+@dataclass
+class _Cached:
+    value: PromptVersion
+    fetched_at: float
+
+
+class PromptClient:
+    """An async client of one project's prompts with a local cache and the shared renderer."""
+
+    def __init__(
+        self,
+        project: str,
+        *,
+        base_url: str | None = None,
+        token: str | None = None,
+        ttl_seconds: float | None = None,
+        revalidate: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        settings = ClientSettings()
+        token = token or (settings.token.get_secret_value() if settings.token else None)
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.project = project
+        self.ttl = settings.prompts_cache_ttl_seconds if ttl_seconds is None else ttl_seconds
+        self.revalidate = revalidate
+        self.requests = 0  # requests made to the service (observability, and what the cache saves)
+        self._cache: dict[tuple[str, str | None, int | None], _Cached] = {}
+        self._http = httpx.AsyncClient(
+            base_url=base_url or settings.prompts_url, headers=headers, transport=transport, timeout=10
+        )
+
+    async def get(self, name: str, *, label: str | None = None, version: int | None = None) -> PromptVersion:
+        """The version ``label`` points at (or ``version``, or the latest), from the cache when fresh."""
+        key = (name, label, version)
+        cached = self._cache.get(key)
+        now = time.monotonic()
+        if cached is not None and not self.revalidate and now - cached.fetched_at < self.ttl:
+            return cached.value
+        params = {k: v for k, v in (("label", label), ("version", version)) if v is not None}
+        headers = {"if-none-match": cached.value.etag} if cached is not None and cached.value.etag else {}
+        self.requests += 1
+        response = await self._http.get(
+            f"/projects/{self.project}/prompts/{name}/resolve", params=params, headers=headers
+        )
+        if response.status_code == 304 and cached is not None:
+            cached.fetched_at = now
+            return cached.value
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise PromptClientError(response.status_code, detail)
+        body = response.json()
+        value = PromptVersion(
+            name=name,
+            version=body["version"],
+            template=PromptTemplate.model_validate(body["template"]),
+            parameters=body["parameters"],
+            hash=body["hash"],
+            etag=response.headers.get("etag"),
+        )
+        self._cache[key] = _Cached(value, now)
+        return value
+
+    async def render(
+        self, name: str, variables: dict[str, Any], *, label: str | None = None, version: int | None = None
+    ) -> str | list[dict[str, str]]:
+        """Render locally with the platform's renderer (raises :class:`llmops.prompts.RenderError`)."""
+        return render((await self.get(name, label=label, version=version)).template, variables)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> PromptClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

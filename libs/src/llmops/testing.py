@@ -1,0 +1,68 @@
+"""Helpers for the services' tests: serve an app over real HTTP inside the test's event loop, and run the installed
+``llmops`` command against it.
+
+Only tests import this module (it needs no pytest itself). A fixture serving a service's app is three lines::
+
+    @pytest.fixture
+    async def server(audit):
+        async with serve(audit.app) as url:
+            yield url
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+#: The ``llmops`` command installed beside the running interpreter (the real entry point, as users run it).
+LLMOPS = str(Path(sys.executable).parent / "llmops")
+#: Seconds one run of the command may take (an upload of tens of megabytes included).
+LLMOPS_TIMEOUT = 180
+
+
+@asynccontextmanager
+async def serve(app: Any, *, startup_timeout: float = 10) -> AsyncIterator[str]:
+    """Serve the ASGI ``app`` with uvicorn on a free local port, in the running event loop (where the service's
+    runtime lives, so the app's database pool and producer work as in the service); yields its base URL.
+
+    The app's lifespan is not run: the test's fixtures start and stop the service's runtime.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
+    served = uvicorn.Server(config)
+    task = asyncio.create_task(served.serve(sockets=[sock]))
+    async with asyncio.timeout(startup_timeout):
+        while not served.started:
+            assert not task.done(), task.exception()
+            await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        served.should_exit = True
+        await task
+        sock.close()
+
+
+async def llmops(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run the installed ``llmops`` command with ``args`` in a subprocess, without blocking the event loop (which
+    serves the app it calls); ``env`` is added to this process's environment, with a wide terminal (200 columns)
+    so that tables are not wrapped. Returns the exit code, stdout and stderr; a run over :data:`LLMOPS_TIMEOUT`
+    seconds fails."""
+    process = await asyncio.create_subprocess_exec(
+        LLMOPS,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), LLMOPS_TIMEOUT)
+    return process.returncode, stdout.decode(), stderr.decode()

@@ -1,0 +1,328 @@
+"""HTTP routes of the prompts service. ml-engineers (and admins) write; viewers read; project scopes everywhere."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Path as PathParam
+from pydantic import BaseModel, Field
+
+from llmops.auth import Permission, Principal, Role, require_project, requires
+from llmops.http import CurrentRuntime, Session, correlation_id
+from llmops.prompts import Expectation, PromptTemplate
+from llmops_prompts import repository, service
+from llmops_prompts.service import Actor
+
+WRITE = Permission("prompts.write", {Role.ML_ENGINEER})
+READ = Permission("prompts.read", {Role.ML_ENGINEER, Role.VIEWER})
+
+router = APIRouter(prefix="/projects/{project}/prompts", tags=["prompts"])
+Writer = Annotated[Principal, Depends(requires(WRITE))]
+Reader = Annotated[Principal, Depends(requires(READ))]
+NAME = r"^[a-z0-9][a-z0-9._-]{0,127}$"
+Name = Annotated[str, PathParam(pattern=NAME)]
+LabelName = Annotated[str, PathParam(pattern=NAME)]
+Project = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+
+
+class PromptIn(BaseModel):
+    model_config = {"extra": "forbid"}
+    name: str = Field(pattern=NAME)
+    description: str = Field(default="", max_length=4000)
+
+
+class Parameters(BaseModel):
+    model_config = {"extra": "forbid"}
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    stop: list[str] | None = Field(default=None, max_length=16)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+
+
+class VersionIn(BaseModel):
+    model_config = {"extra": "forbid"}
+    template: PromptTemplate
+    parameters: Parameters = Field(default_factory=Parameters)
+    message: str = Field(min_length=1, max_length=2000, description="what changed and why")
+
+
+class VersionOut(BaseModel):
+    id: str
+    version: int
+    template: dict[str, Any]
+    parameters: dict[str, Any]
+    hash: str
+    message: str
+    author: str
+    created_at: datetime
+
+
+class LabelOut(BaseModel):
+    name: str
+    version: int
+    protected: bool
+    updated_by: str
+    updated_at: datetime
+
+
+class PromptOut(BaseModel):
+    id: str
+    project: str
+    name: str
+    description: str
+    created_by: str
+    created_at: datetime
+
+
+class PromptDetail(PromptOut):
+    versions: list[VersionOut]
+    labels: list[LabelOut]
+
+
+class LabelMoveIn(BaseModel):
+    model_config = {"extra": "forbid"}
+    version: int = Field(ge=1)
+    reason: str = Field(min_length=1, max_length=2000)
+    protected: bool | None = Field(default=None, description="protect or unprotect the label (admin only)")
+
+
+class MoveOut(BaseModel):
+    label: str
+    from_version: int | None
+    to_version: int
+    protected: bool
+    moved_by: str
+    reason: str
+    moved_at: datetime
+
+
+class RenderIn(BaseModel):
+    model_config = {"extra": "forbid"}
+    label: str | None = None
+    version: int | None = Field(default=None, ge=1)
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class TestCaseIn(BaseModel):
+    model_config = {"extra": "forbid"}
+    name: str = Field(pattern=NAME)
+    variables: dict[str, Any]
+    expect: Expectation
+
+
+def _out(model, row):
+    return model(**{k: getattr(row, k) for k in model.model_fields})
+
+
+def _actor(request: Request, principal: Principal) -> Actor:
+    return Actor(principal.subject, correlation_id(request))
+
+
+@router.post("", status_code=201, summary="Create a prompt")
+async def create_prompt(
+    project: Project, body: PromptIn, request: Request, session: Session, runtime: CurrentRuntime, principal: Writer
+) -> PromptOut:
+    await require_project(request, principal, project)
+    row = await service.create_prompt(
+        session,
+        runtime,
+        project=project,
+        name=body.name,
+        description=body.description,
+        actor=_actor(request, principal),
+    )
+    return _out(PromptOut, row)
+
+
+@router.get("", summary="The project's prompts")
+async def list_prompts(
+    project: Project,
+    request: Request,
+    session: Session,
+    principal: Reader,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[PromptOut]:
+    await require_project(request, principal, project)
+    return [_out(PromptOut, r) for r in await repository.list_prompts(session, project, limit=limit, offset=offset)]
+
+
+@router.get("/{name}", summary="A prompt, its versions and labels")
+async def show_prompt(
+    project: Project, name: Name, request: Request, session: Session, principal: Reader
+) -> PromptDetail:
+    await require_project(request, principal, project)
+    prompt = await service.get_prompt(session, project, name)
+    versions = [_out(VersionOut, v) for v in await repository.list_versions(session, prompt.id)]
+    labels = [_out(LabelOut, label) for label in await repository.list_labels(session, prompt.id)]
+    return PromptDetail(**_out(PromptOut, prompt).model_dump(), versions=versions, labels=labels)
+
+
+@router.post("/{name}/versions", status_code=201, summary="Commit an immutable version")
+async def commit_version(
+    project: Project,
+    name: Name,
+    body: VersionIn,
+    request: Request,
+    response: Response,
+    session: Session,
+    runtime: CurrentRuntime,
+    principal: Writer,
+) -> VersionOut:
+    await require_project(request, principal, project)
+    version, created = await service.commit_version(
+        session,
+        runtime,
+        project=project,
+        name=name,
+        template=body.template,
+        parameters=body.parameters.model_dump(exclude_none=True),
+        message=body.message,
+        actor=_actor(request, principal),
+    )
+    if not created:
+        response.status_code = 200  # nothing changed since the latest version
+    return _out(VersionOut, version)
+
+
+@router.get("/{name}/resolve", summary="The version a label points at (or a version, or the latest), with an ETag")
+async def resolve(
+    project: Project,
+    name: Name,
+    request: Request,
+    response: Response,
+    session: Session,
+    principal: Reader,
+    label: Annotated[str | None, Query(pattern=NAME)] = None,
+    version: Annotated[int | None, Query(ge=1)] = None,
+) -> VersionOut | None:
+    await require_project(request, principal, project)
+    prompt = await service.get_prompt(session, project, name)
+    found = await service.resolve(session, prompt, label=label, version=version)
+    etag = f'"v{found.version}-{found.hash[:32]}"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"etag": etag})
+    response.headers["etag"] = etag
+    return _out(VersionOut, found)
+
+
+@router.get("/{name}/versions/{version}", summary="One version")
+async def show_version(
+    project: Project, name: Name, version: int, request: Request, session: Session, principal: Reader
+) -> VersionOut:
+    await require_project(request, principal, project)
+    prompt = await service.get_prompt(session, project, name)
+    return _out(VersionOut, await service.get_version(session, prompt, version))
+
+
+@router.get("/{name}/diff", summary="Template, variables and parameters changed between two versions")
+async def diff(
+    project: Project,
+    name: Name,
+    request: Request,
+    session: Session,
+    principal: Reader,
+    from_version: Annotated[int, Query(alias="from", ge=1)],
+    to_version: Annotated[int, Query(alias="to", ge=1)],
+) -> dict[str, Any]:
+    await require_project(request, principal, project)
+    prompt = await service.get_prompt(session, project, name)
+    return service.diff(
+        await service.get_version(session, prompt, from_version), await service.get_version(session, prompt, to_version)
+    )
+
+
+@router.put("/{name}/labels/{label}", summary="Move a label to a version (protected labels: admin, tests first)")
+async def move_label(
+    project: Project,
+    name: Name,
+    label: LabelName,
+    body: LabelMoveIn,
+    request: Request,
+    session: Session,
+    runtime: CurrentRuntime,
+    principal: Writer,
+) -> MoveOut:
+    await require_project(request, principal, project)
+    prompt = await service.get_prompt(session, project, name)
+    move = await service.move_label(
+        session,
+        runtime,
+        request,
+        principal,
+        prompt=prompt,
+        label=label,
+        version=body.version,
+        reason=body.reason,
+        protected=body.protected,
+        guard_role=request.app.state.settings.protected_label_role,
+        actor=_actor(request, principal),
+    )
+    return _out(MoveOut, move)
+
+
+@router.get("/{name}/labels/{label}/history", summary="Every move of a label: who, when, from, to, why")
+async def label_history(
+    project: Project, name: Name, label: LabelName, request: Request, session: Session, principal: Reader
+) -> list[MoveOut]:
+    await require_project(request, principal, project)
+    prompt = await service.get_prompt(session, project, name)
+    return [_out(MoveOut, m) for m in await repository.label_history(session, prompt.id, label)]
+
+
+@router.post("/{name}/render", summary="Render by label or version with variables (422 names each bad variable)")
+async def render(
+    project: Project, name: Name, body: RenderIn, request: Request, session: Session, principal: Reader
+) -> dict[str, Any]:
+    await require_project(request, principal, project)
+    prompt = await service.get_prompt(session, project, name)
+    version = await service.resolve(session, prompt, label=body.label, version=body.version)
+    rendered = service.render_version(version, body.variables)
+    return {
+        "version": version.version,
+        "parameters": version.parameters,
+        ("text" if isinstance(rendered, str) else "messages"): rendered,
+    }
+
+
+@router.post("/{name}/tests", status_code=201, summary="Add a test case (variables and expectations)")
+async def add_test(
+    project: Project, name: Name, body: TestCaseIn, request: Request, session: Session, principal: Writer
+) -> dict[str, Any]:
+    await require_project(request, principal, project)
+    prompt = await service.get_prompt(session, project, name)
+    case = await service.add_test_case(
+        session, prompt, name=body.name, variables=body.variables, expect=body.expect, actor=_actor(request, principal)
+    )
+    return {"name": case.name, "variables": case.variables, "expect": case.expect}
+
+
+@router.get("/{name}/tests", summary="The prompt's test cases")
+async def list_tests(
+    project: Project, name: Name, request: Request, session: Session, principal: Reader
+) -> list[dict[str, Any]]:
+    await require_project(request, principal, project)
+    prompt = await service.get_prompt(session, project, name)
+    return [
+        {"name": c.name, "variables": c.variables, "expect": c.expect}
+        for c in await repository.list_test_cases(session, prompt.id)
+    ]
+
+
+@router.post("/{name}/tests/run", summary="Run the test cases against a version or label (default latest)")
+async def run_tests(
+    project: Project,
+    name: Name,
+    request: Request,
+    session: Session,
+    principal: Reader,
+    label: Annotated[str | None, Query(pattern=NAME)] = None,
+    version: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    await require_project(request, principal, project)
+    prompt = await service.get_prompt(session, project, name)
+    target = await service.resolve(session, prompt, label=label, version=version)
+    results = service.run_tests(target, await repository.list_test_cases(session, prompt.id))
+    return {"version": target.version, "passed": all(r["passed"] for r in results), "results": results}
