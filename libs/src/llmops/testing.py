@@ -66,3 +66,24 @@ async def llmops(*args: str, env: dict[str, str] | None = None) -> tuple[int, st
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), LLMOPS_TIMEOUT)
     return process.returncode, stdout.decode(), stderr.decode()
+
+
+@asynccontextmanager
+async def service_database(service: str, settings_class: type, **overrides: Any) -> AsyncIterator[Any]:
+    """Settings of ``service`` pointing at a fresh database owned by its owner role and used through its runtime
+    role, as deployed; migrations are the caller's to run. The database is dropped afterwards."""
+    import uuid
+
+    from llmops.db import create_database, drop_database
+    from llmops.settings import PostgresSettings
+
+    pg = PostgresSettings()
+    owner, app = f"llmops_{service}", f"llmops_{service}_app"
+    name = f"llmops_{service}_test_{uuid.uuid4().hex[:12]}"
+    await create_database(name, owner=owner, connect=(app,))
+    try:
+        yield settings_class(
+            database_url=pg.url(name, user=app), migrations_database_url=pg.url(name, user=owner), **overrides
+        )
+    finally:
+        await drop_database(name)

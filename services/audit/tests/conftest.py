@@ -11,8 +11,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from llmops.db import create_database, drop_database
-from llmops.settings import KafkaSettings, PostgresSettings
+from llmops.settings import KafkaSettings
+from llmops.testing import service_database
 from llmops_audit.app import AuditService, migrate
 from llmops_audit.settings import AuditSettings
 from llmops_schemas import new_event
@@ -20,7 +20,6 @@ from llmops_schemas.events import ProbeSent
 
 RUN = uuid.uuid4().hex[:8]
 BOOTSTRAP = KafkaSettings().bootstrap_servers
-OWNER, APP = "llmops_audit", "llmops_audit_app"
 
 
 @pytest.fixture(scope="session")
@@ -43,20 +42,16 @@ async def topics(infra_up):
 @pytest.fixture
 async def audit_settings(infra_up, topics):
     """Settings for an audit service on a fresh database owned by the audit owner role, used as the app role."""
-    pg = PostgresSettings()
-    name = f"llmops_audit_test_{RUN}_{uuid.uuid4().hex[:6]}"
-    await create_database(name, owner=OWNER, connect=(APP,))
-    settings = AuditSettings(
-        database_url=pg.url(name, user=APP),
-        migrations_database_url=pg.url(name, user=OWNER),
+    async with service_database(
+        "audit",
+        AuditSettings,
         topics=topics,
         consumer_group=f"audit-test-{uuid.uuid4().hex[:8]}",
         checkpoint_interval_seconds=3600,
         outbox_poll_interval=0.05,
-    )
-    await asyncio.to_thread(migrate, settings)
-    yield settings
-    await drop_database(name)
+    ) as settings:
+        await asyncio.to_thread(migrate, settings)
+        yield settings
 
 
 @pytest.fixture

@@ -4,19 +4,14 @@ as the owner role and used through the runtime role."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import httpx
 import pytest
 
 from llmops.auth import Role, issue_token
-from llmops.db import create_database, drop_database
-from llmops.settings import PostgresSettings
+from llmops.testing import service_database
 from llmops_datasets.app import DatasetsService, migrate
 from llmops_datasets.settings import DatasetsSettings
-
-RUN = uuid.uuid4().hex[:8]
-OWNER, APP = "llmops_datasets", "llmops_datasets_app"
 
 
 @pytest.fixture(scope="session")
@@ -28,18 +23,14 @@ def infra_up():
 
 @pytest.fixture
 async def datasets_settings(infra_up):
-    pg = PostgresSettings()
-    name = f"llmops_datasets_test_{RUN}_{uuid.uuid4().hex[:6]}"
-    await create_database(name, owner=OWNER, connect=(APP,))
-    settings = DatasetsSettings(
-        database_url=pg.url(name, user=APP),
-        migrations_database_url=pg.url(name, user=OWNER),
+    async with service_database(
+        "datasets",
+        DatasetsSettings,
         max_upload_bytes=2 * 1024 * 1024,
         outbox_poll_interval=0.05,
-    )
-    await asyncio.to_thread(migrate, settings)
-    yield settings
-    await drop_database(name)
+    ) as settings:
+        await asyncio.to_thread(migrate, settings)
+        yield settings
 
 
 @pytest.fixture

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
 
-import typer
 from fastapi import FastAPI
 
 from llmops.bus import Consumer, make_broker
 from llmops.db import Database, upgrade
+from llmops.entrypoint import service_cli
 from llmops.http import Runtime, create_app
-from llmops.logging import configure_logging, get_logger
+from llmops.logging import get_logger
 from llmops_audit import service
 from llmops_audit.api import router
 from llmops_audit.chain import Signer
@@ -62,52 +61,11 @@ class AuditService:
 
 
 def migrate(settings: AuditSettings | None = None) -> None:
-    settings = settings or AuditSettings()
-    upgrade(MIGRATIONS, settings.migrations_db_url)
+    upgrade(MIGRATIONS, (settings or AuditSettings()).migrations_db_url)
 
 
-cli = typer.Typer(help="The audit service.", no_args_is_help=True)
-
-
-@cli.command()
-def serve(
-    host: Annotated[str | None, typer.Option(help="listen address (default LLMOPS_AUDIT_HTTP_HOST)")] = None,
-    port: Annotated[int | None, typer.Option(help="listen port (default LLMOPS_AUDIT_HTTP_PORT)")] = None,
-    http: Annotated[bool, typer.Option(help="serve the HTTP API; --no-http runs only the consumer")] = True,
-    migrations: Annotated[bool, typer.Option(help="apply the database migrations first")] = True,
-) -> None:
-    """Run the audit service."""
-    configure_logging()
-    settings = AuditSettings()
-    if migrations:
-        migrate(settings)
-    audit = AuditService(settings)
-    if http:
-        import uvicorn
-
-        uvicorn.run(audit.app, host=host or settings.http_host, port=port or settings.http_port, log_config=None)
-        return
-
-    async def consume_forever() -> None:
-        await audit.start()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await audit.stop()
-
-    asyncio.run(consume_forever())
-
-
-@cli.command("migrate")
-def migrate_command() -> None:
-    """Apply the database migrations (as the database owner)."""
-    configure_logging()
-    migrate()
-
-
-def main() -> None:
-    cli()
-
+cli = service_cli("audit", settings=AuditSettings, build=AuditService, migrate=migrate, runs_without_http=True)
+main = cli
 
 if __name__ == "__main__":
     main()

@@ -6,15 +6,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-import typer
 from fastapi import FastAPI
 
 from llmops.bus import make_broker
 from llmops.db import Database, upgrade
+from llmops.entrypoint import service_cli
 from llmops.http import Runtime, create_app
-from llmops.logging import configure_logging
 from llmops.storage import ObjectStore
 from llmops_datasets.api import router
 from llmops_datasets.settings import DatasetsSettings
@@ -44,40 +42,11 @@ class DatasetsService:
 
 
 def migrate(settings: DatasetsSettings | None = None) -> None:
-    settings = settings or DatasetsSettings()
-    upgrade(MIGRATIONS, settings.migrations_db_url)
+    upgrade(MIGRATIONS, (settings or DatasetsSettings()).migrations_db_url)
 
 
-cli = typer.Typer(help="The datasets service.", no_args_is_help=True)
-
-
-@cli.command()
-def serve(
-    host: Annotated[str | None, typer.Option(help="listen address (default LLMOPS_DATASETS_HTTP_HOST)")] = None,
-    port: Annotated[int | None, typer.Option(help="listen port (default LLMOPS_DATASETS_HTTP_PORT)")] = None,
-    migrations: Annotated[bool, typer.Option(help="apply the database migrations first")] = True,
-) -> None:
-    """Run the datasets service's API."""
-    import uvicorn
-
-    configure_logging()
-    settings = DatasetsSettings()
-    if migrations:
-        migrate(settings)
-    service = DatasetsService(settings)
-    uvicorn.run(service.app, host=host or settings.http_host, port=port or settings.http_port, log_config=None)
-
-
-@cli.command("migrate")
-def migrate_command() -> None:
-    """Apply the database migrations (as the database owner)."""
-    configure_logging()
-    migrate()
-
-
-def main() -> None:
-    cli()
-
+cli = service_cli("datasets", settings=DatasetsSettings, build=DatasetsService, migrate=migrate)
+main = cli
 
 if __name__ == "__main__":
     main()

@@ -1,20 +1,18 @@
 """Composition root of the prompts service: its HTTP API (the service consumes no events yet).
 
-``llmops-datasets serve`` applies the migrations (as the database owner) and serves the API.
+``llmops-prompts serve`` applies the migrations (as the database owner) and serves the API.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-import typer
 from fastapi import FastAPI
 
 from llmops.bus import make_broker
 from llmops.db import Database, upgrade
+from llmops.entrypoint import service_cli
 from llmops.http import Runtime, create_app
-from llmops.logging import configure_logging
 from llmops_prompts.api import router
 from llmops_prompts.settings import PromptsSettings
 
@@ -42,40 +40,11 @@ class PromptsService:
 
 
 def migrate(settings: PromptsSettings | None = None) -> None:
-    settings = settings or PromptsSettings()
-    upgrade(MIGRATIONS, settings.migrations_db_url)
+    upgrade(MIGRATIONS, (settings or PromptsSettings()).migrations_db_url)
 
 
-cli = typer.Typer(help="The prompts service.", no_args_is_help=True)
-
-
-@cli.command()
-def serve(
-    host: Annotated[str | None, typer.Option(help="listen address (default LLMOPS_PROMPTS_HTTP_HOST)")] = None,
-    port: Annotated[int | None, typer.Option(help="listen port (default LLMOPS_PROMPTS_HTTP_PORT)")] = None,
-    migrations: Annotated[bool, typer.Option(help="apply the database migrations first")] = True,
-) -> None:
-    """Run the prompts service's API."""
-    import uvicorn
-
-    configure_logging()
-    settings = PromptsSettings()
-    if migrations:
-        migrate(settings)
-    service = PromptsService(settings)
-    uvicorn.run(service.app, host=host or settings.http_host, port=port or settings.http_port, log_config=None)
-
-
-@cli.command("migrate")
-def migrate_command() -> None:
-    """Apply the database migrations (as the database owner)."""
-    configure_logging()
-    migrate()
-
-
-def main() -> None:
-    cli()
-
+cli = service_cli("prompts", settings=PromptsSettings, build=PromptsService, migrate=migrate)
+main = cli
 
 if __name__ == "__main__":
     main()
