@@ -290,3 +290,24 @@ class TestPermissions:
         await setup_prompt(client)
         response = await move(client, "production", 0)
         assert response.status_code == 422 and response.json()["errors"][0]["field"] == "version"
+
+
+class TestSyncClient:
+    async def test_the_sync_client_caches_and_revalidates_like_the_async_one(self, client, prompts):
+        from llmops.prompt_client import SyncPromptClient
+        from llmops.testing import serve
+
+        await setup_prompt(client)
+        await move(client, "production", 1)
+        token = bearer(Role.VIEWER)["authorization"].split()[1]
+        async with serve(prompts.app) as url:
+
+            def use() -> tuple[int, int, int, str]:
+                with SyncPromptClient("p1", base_url=url, token=token, ttl_seconds=60) as pc:
+                    first = pc.get("support", label="production").version
+                    pc.get("support", label="production")
+                    rendered = pc.render("support", VARIABLES, label="production")
+                    return first, pc.requests, len(rendered), rendered[1]["content"]
+
+            # a blocking client in a thread, the server in this event loop
+            assert await asyncio.to_thread(use) == (1, 1, 2, "Where is my order?")
