@@ -15,6 +15,7 @@ from sqlalchemy import func, insert, select
 from llmops.bus import Consumer, PermanentError, add_to_outbox, make_broker, outbox
 from llmops.bus import dlq as dlq_headers
 from llmops.settings import KafkaSettings
+from llmops.testing import caught_up
 from llmops_schemas import new_event
 from llmops_schemas.topics import DEAD_LETTER
 
@@ -135,7 +136,7 @@ class TestOutboxToConsumer:
         await consumer.broker.start()
         try:
             await wait_for(lambda: _reached(db, name, total), what=f"{total} effects")
-            await asyncio.sleep(2)  # give any double application time to show
+            await caught_up(name, [TEST_TOPIC])  # every copy on the topic, duplicates included, was processed
         finally:
             await consumer.broker.stop()
         assert await count_effects(db, name) == (total, total)
@@ -169,8 +170,10 @@ class TestOutboxToConsumer:
         # Same inbox (consumer name), new Kafka group: every record is delivered again from the start.
         replay = recording_consumer(name, db, [TEST_TOPIC], group_id=f"{name}-replay")
         await replay.broker.start()
-        await asyncio.sleep(5)
-        await replay.broker.stop()
+        try:
+            await caught_up(f"{name}-replay", [TEST_TOPIC])  # the replay really read (and committed) every record
+        finally:
+            await replay.broker.stop()
         assert await count_effects(db, name) == before
         assert before[0] == before[1]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, inspect, select, text
 
 from llmops.bus import BUS_METADATA, add_to_outbox, outbox
 from llmops.db import Database, create_database, drop_database, upgrade
@@ -72,3 +72,21 @@ class TestTransactions:
 async def _stored(db, event_id: str) -> int:
     async with db.sessions() as session:
         return await session.scalar(select(func.count()).where(outbox.c.event_id == event_id))
+
+
+class TestOutboxPurge:
+    async def test_published_rows_older_than_the_limit_are_purged_and_unpublished_ones_kept(self, db):
+        from sqlalchemy import update
+
+        from llmops.bus.outbox import purge_published
+
+        sent, pending = (new_event(ProbeSent(message=m), subject="purge", source="/tests") for m in ("sent", "pending"))
+        async with db.transaction() as session:
+            await add_to_outbox(session, sent, pending)
+            await session.execute(
+                update(outbox)
+                .where(outbox.c.event_id == sent.id)
+                .values(published_at=func.now() - text("interval '2 hours'"))
+            )
+        assert await purge_published(db, older_than_seconds=3600) >= 1
+        assert (await _stored(db, sent.id), await _stored(db, pending.id)) == (0, 1)

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.auth import TokenVerifier
 from llmops.bus.broker import make_producer
-from llmops.bus.outbox import OutboxRelay, add_to_outbox
+from llmops.bus.outbox import OutboxRelay, add_to_outbox, purge_published
 from llmops.db import Database
 from llmops.errors import Problem, install_problem_handlers
 from llmops.logging import bound_context, get_logger
@@ -71,6 +71,17 @@ class Runtime:
                 poll_interval=self.settings.outbox_poll_interval,
             )
             self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+            self.spawn(self._purge_outbox(), name="outbox-purge")
+
+    async def _purge_outbox(self) -> None:
+        while True:
+            try:
+                purged = await purge_published(self.db, older_than_seconds=self.settings.outbox_retention_seconds)
+                if purged:
+                    log.info("outbox.purged", rows=purged)
+            except Exception:
+                log.exception("outbox.purge_failed")
+            await asyncio.sleep(3600)
 
     def spawn(self, coroutine, *, name: str) -> asyncio.Task:
         """Run a background loop for the service's lifetime; it is cancelled on stop."""

@@ -163,6 +163,8 @@ class ServiceSettings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_poll_interval: float = Field(default=0.2, gt=0)
+    #: Published outbox rows are deleted after this long (checked hourly by the service).
+    outbox_retention_seconds: float = Field(default=7 * 24 * 3600, gt=0)
     consumer_max_attempts: int = Field(default=3, ge=1)
     consumer_backoff_seconds: float = Field(default=0.2, ge=0)
 

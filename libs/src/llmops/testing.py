@@ -87,3 +87,34 @@ async def service_database(service: str, settings_class: type, **overrides: Any)
         )
     finally:
         await drop_database(name)
+
+
+async def caught_up(group: str, topics: list[str], *, within: float = 60) -> None:
+    """Wait until consumer ``group`` has committed offsets at the end of every partition of ``topics``: everything
+    published before the call has been processed (what a fixed sleep would only hope for)."""
+    import time
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from llmops.settings import KafkaSettings
+
+    bootstrap = KafkaSettings().bootstrap_servers
+    probe, admin = AIOKafkaConsumer(bootstrap_servers=bootstrap), AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await probe.start()
+    await admin.start()
+    try:
+        await probe.topics()  # load the metadata of every topic
+        partitions = [TopicPartition(t, p) for t in topics for p in sorted(probe.partitions_for_topic(t) or ())]
+        ends = await probe.end_offsets(partitions)
+        deadline = time.monotonic() + within
+        while True:
+            committed = await admin.list_consumer_group_offsets(group)
+            if all(committed.get(tp) and committed[tp].offset >= end for tp, end in ends.items()):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"consumer group {group} did not catch up with {', '.join(topics)}")
+            await asyncio.sleep(0.2)
+    finally:
+        await probe.stop()
+        await admin.close()

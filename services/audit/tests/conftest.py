@@ -8,8 +8,7 @@ import time
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 
 from llmops.settings import KafkaSettings
 from llmops.testing import service_database
@@ -20,13 +19,6 @@ from llmops_schemas.events import ProbeSent
 
 RUN = uuid.uuid4().hex[:8]
 BOOTSTRAP = KafkaSettings().bootstrap_servers
-
-
-@pytest.fixture(scope="session")
-def infra_up():
-    from llmops import infra
-
-    infra.up()
 
 
 @pytest.fixture
@@ -105,32 +97,3 @@ async def wait_for_head(db, seq: int, *, within: float = 120) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"the chain head reached {current}, not {seq}")
         await asyncio.sleep(0.2)
-
-
-async def caught_up(group: str, topics: list[str], *, within: float = 60) -> None:
-    """Wait until ``group`` has committed offsets at the end of every partition of ``topics``."""
-    probe = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP)
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await probe.start()
-    await admin.start()
-    try:
-        await probe.topics()  # load the metadata of every topic
-        partitions = [tp for t in topics for tp in _partitions(probe, t)]
-        ends = await probe.end_offsets(partitions)
-        deadline = time.monotonic() + within
-        while True:
-            committed = await admin.list_consumer_group_offsets(group)
-            if all(committed.get(tp) and committed[tp].offset >= end for tp, end in ends.items()):
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"consumer group {group} did not catch up")
-            await asyncio.sleep(0.2)
-    finally:
-        await probe.stop()
-        await admin.close()
-
-
-def _partitions(consumer, topic):
-    from aiokafka import TopicPartition
-
-    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [0, 1, 2])]

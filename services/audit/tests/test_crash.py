@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -13,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from llmops.db import Database
+from llmops.testing import caught_up
 from llmops_audit import service
 from llmops_audit.chain import Signer
 from llmops_audit.models import audit_log
@@ -55,7 +55,7 @@ class TestCrash:
         second = start_service(audit_settings)
         try:
             await wait_for_head(db, 10_000)
-            await asyncio.sleep(2)  # anything redelivered after the restart has had time to land
+            await caught_up(audit_settings.consumer_group, audit_settings.topics)  # redeliveries processed too
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(30)

@@ -8,10 +8,11 @@ import json
 import pytest
 from sqlalchemy import func, select
 
+from llmops.testing import caught_up
 from llmops_audit import service
 from llmops_audit.models import audit_log
 
-from .conftest import caught_up, probes, publish, wait_for_head
+from .conftest import probes, publish, wait_for_head
 
 pytestmark = pytest.mark.integration
 

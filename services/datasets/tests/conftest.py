@@ -14,13 +14,6 @@ from llmops_datasets.app import DatasetsService, migrate
 from llmops_datasets.settings import DatasetsSettings
 
 
-@pytest.fixture(scope="session")
-def infra_up():
-    from llmops import infra
-
-    infra.up()
-
-
 @pytest.fixture
 async def datasets_settings(infra_up):
     async with service_database(

@@ -14,13 +14,6 @@ from llmops_prompts.app import PromptsService, migrate
 from llmops_prompts.settings import PromptsSettings
 
 
-@pytest.fixture(scope="session")
-def infra_up():
-    from llmops import infra
-
-    infra.up()
-
-
 @pytest.fixture
 async def prompts_settings(infra_up):
     async with service_database(
