@@ -8,7 +8,7 @@ UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen --no-sync
 LLMOPS := $(RUN) llmops
 
-.PHONY: help install infra-up infra-down infra-status lint format schemas test test-unit demo bench-bus bench-audit bench-datasets bench-prompts clean
+.PHONY: help install infra-up infra-down infra-status lint format schemas test test-unit demo bench-bus bench-audit bench-datasets bench-prompts bench-train clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ bench-datasets: infra-up ## dataset ingest MB/s vs plain object-store upload; se
 
 bench-prompts: install ## renders/s through the prompts client's local renderer vs plain Jinja2
 	$(RUN) python tests/bench/bench_prompts.py
+
+bench-train: infra-up ## training tokens/s of the worker vs a plain TRL + peft script on the same tiny model
+	$(RUN) python tests/bench/bench_train.py
 
 clean: ## remove the virtual environment (the infrastructure cache stays)
 	rm -rf .venv

@@ -5,13 +5,22 @@ accepts a probe from an ml-engineer (its text stored in the S3 store; state and 
 refuses a viewer (403) and an anonymous caller (401). The outbox relay publishes the probe and both denials to
 Kafka; the audit service appends all three to its hash chain; an auditor reads the trail of this run through the
 audit API, a checkpoint is signed, and the whole chain is verified.
+
+Between the two, the datasets and prompts services version a support-chat dataset and a prompt, and the training
+service fine-tunes a model on that dataset: a tiny Llama is built offline and registered as a base model, a LoRA job
+is requested, an in-process training worker takes it from Kafka and trains it on the CPU (a few seconds), and the
+registered model version is shown with its lineage (base model hash, dataset version and sha256, hyperparameters).
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import time
 import uuid
+from collections import Counter
+from pathlib import Path
 from typing import Annotated
 
 import httpx
@@ -37,6 +46,11 @@ from llmops_prompts.app import PromptsService
 from llmops_prompts.app import migrate as migrate_prompts
 from llmops_schemas import new_event
 from llmops_schemas.events import ProbeSent
+from llmops_training import cli as training_cli
+from llmops_training.app import TrainingService
+from llmops_training.app import migrate as migrate_training
+from llmops_training.settings import Pool, TrainingSettings
+from llmops_training.worker import TrainingWorker
 
 console = Console(width=140)
 SEND_PROBE = Permission("platform.probe.send", {Role.ML_ENGINEER})
@@ -81,6 +95,12 @@ async def _demo_database() -> str:
     return url
 
 
+def _build_tiny_model(directory: Path) -> Path:
+    from llmops_training.ml.tiny import build_tiny_model  # imports torch (seconds): started early, in a thread
+
+    return build_tiny_model(directory)
+
+
 def auth(role: Role | None, subject: str) -> dict[str, str]:
     return {} if role is None else {"authorization": f"Bearer {issue_token(subject, [role], ['*'])}"}
 
@@ -88,15 +108,30 @@ def auth(role: Role | None, subject: str) -> dict[str, str]:
 async def main() -> None:
     configure_logging("WARNING")
     console.rule("[bold]LLMOps platform demo")
+    scratch = Path(tempfile.mkdtemp(prefix="llmops-demo-"))
+    # torch and transformers take seconds to import: the tiny base model is built while the first steps run.
+    tiny = asyncio.create_task(asyncio.to_thread(_build_tiny_model, scratch / "tiny-llama"))
     await asyncio.to_thread(migrate_audit)
     await asyncio.to_thread(migrate_datasets)
     await asyncio.to_thread(migrate_prompts)
+    await asyncio.to_thread(migrate_training)
     audit = AuditService()
     await audit.start()
     datasets = DatasetsService()
     await datasets.start()
     prompts = PromptsService()
     await prompts.start()
+    training_settings = TrainingSettings(
+        pools={DEMO_POOL: Pool(description="the demo's in-process CPU worker")},
+        pool=DEMO_POOL,
+        progress_interval_seconds=1.0,
+        work_dir=scratch / "training",
+    )
+    training = TrainingService(training_settings)
+    await training.start()
+    # Started now, so that it has joined its consumer group by the time the job is requested.
+    worker = TrainingWorker(training_settings, name="demo-worker")
+    worker_task = asyncio.create_task(worker.run())
     url = await _demo_database()
     runtime = Runtime(
         DemoSettings(database_url=url, outbox_poll_interval=0.05),
@@ -122,53 +157,87 @@ async def main() -> None:
             console.print(table)
 
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=datasets.app), base_url="http://ds") as api:
-            await _dataset_step(api, run)
+            dataset = await _dataset_step(api, run)
 
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=prompts.app), base_url="http://pr") as api:
             await _prompt_step(api, run, httpx.ASGITransport(app=prompts.app))
 
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=training.app), base_url="http://tr", timeout=120
+        ) as api:
+            await _training_step(api, run, await tiny, dataset)
+
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=audit.app), base_url="http://audit") as api:
             auditor = auth(Role.AUDITOR, "olivia")
-            trail = await _wait_for_trail(api, auditor, run, expected=EXPECTED_EVENTS)
+            trail = await _wait_for_trail(api, auditor, run)
             table = Table(
                 "seq",
                 "event",
                 "subject",
                 "actor / outcome",
                 "chain hash",
-                title="4. the audit trail of this run (outbox -> Kafka -> audit log)",
+                title="5. the audit trail of this run (outbox -> Kafka -> audit log)",
             )
-            for entry in trail:
+            for entry, repeated in _collapse_progress(trail):
                 data = entry["event"]["data"]
                 outcome = entry["actor"] or f"{data.get('status')} {data.get('reason')} ({data.get('principal')})"
-                table.add_row(str(entry["seq"]), entry["type"], entry["subject"], outcome, entry["hash"][:16] + "…")
+                event = entry["type"] + (f" x{repeated}" if repeated > 1 else "")
+                table.add_row(str(entry["seq"]), event, entry["subject"], outcome, entry["hash"][:16] + "…")
             console.print(table)
             checkpoint = (await api.post("/audit/checkpoints", headers=auditor)).json()
             console.print(
-                f"5. checkpoint signed: head {checkpoint['seq']} hash {checkpoint['hash'][:16]}… "
+                f"6. checkpoint signed: head {checkpoint['seq']} hash {checkpoint['hash'][:16]}… "
                 f"key {checkpoint['key_id']}"
             )
             report = (await api.get("/audit/verify", headers=auditor)).json()
     finally:
+        worker.stop()
+        await asyncio.gather(worker_task, return_exceptions=True)
+        tiny.cancel()
+        await asyncio.gather(tiny, return_exceptions=True)
         await runtime.stop()
+        await training.stop()
         await datasets.stop()
         await prompts.stop()
         await audit.stop()
+        await asyncio.to_thread(shutil.rmtree, scratch, True)
 
-    if len(trail) < EXPECTED_EVENTS or not report["ok"]:
-        console.print(
-            f"[red]demo failed: {len(trail)} of {EXPECTED_EVENTS} events in the trail; verification {report}[/red]"
-        )
+    missing = _missing(trail)
+    if missing or not report["ok"]:
+        console.print(f"[red]demo failed: events missing from the trail: {dict(missing)}; verification {report}[/red]")
         raise SystemExit(1)
     console.print(
-        f"6. [green]chain verified[/green]: {report['checked']} entries, "
+        f"7. [green]chain verified[/green]: {report['checked']} entries, "
         f"{report['checkpoints_checked']} signed checkpoint(s) match"
     )
 
 
-# the probe, two denials, dataset.created, dataset.version.created, prompt.created, prompt.version.created,
-# prompt.label.moved
-EXPECTED_EVENTS = 8
+#: What this run leaves in the audit trail, by event type (at least this many of each): the probe and two denials,
+#: the dataset and the prompt, then the training step's base model, job (its progress at least once) and model.
+EXPECTED_EVENTS = Counter(
+    {
+        "platform.probe.sent": 1,
+        "security.access.denied": 2,
+        "dataset.created": 1,
+        "dataset.version.created": 1,
+        "prompt.created": 1,
+        "prompt.version.created": 1,
+        "prompt.label.moved": 1,
+        "base_model.registered": 1,
+        "training.job.requested": 1,
+        "training.job.started": 1,
+        "training.job.progress": 1,
+        "training.job.completed": 1,
+        "model.version.registered": 1,
+        "model.alias.moved": 1,
+    }
+)
+#: The demo's worker pool: a consumer group of its own, so no other worker on the same Kafka (a test's, a compose
+#: one) takes the demo's job, and the demo's worker takes no one else's.
+DEMO_POOL = "demo"
+#: A few dozen steps of the tiny model: seconds on two CPU cores, and the loss visibly falls.
+DEMO_HYPERPARAMETERS = {"max_steps": 30, "batch_size": 4, "learning_rate": 5e-3, "max_seq_length": 128, "seed": 7}
+TERMINAL = ("completed", "failed", "cancelled")
 
 
 def demo_rows(run: str) -> bytes:
@@ -189,7 +258,7 @@ def demo_rows(run: str) -> bytes:
     return b"".join(orjson.dumps(r) + b"\n" for r in rows)
 
 
-async def _dataset_step(api: httpx.AsyncClient, run: str) -> None:
+async def _dataset_step(api: httpx.AsyncClient, run: str) -> dict:
     steward = {**auth(Role.DATA_STEWARD, "sam"), "x-correlation-id": run}
     name = f"support-chats-{run[-8:]}"
     created = await api.post("/projects/demo/datasets", json={"name": name, "format": "chat"}, headers=steward)
@@ -223,6 +292,7 @@ async def _dataset_step(api: httpx.AsyncClient, run: str) -> None:
         f"PII redacted: {cleaning['pii_redacted']}",
     )
     console.print(table)
+    return {"name": name, "version": version["version"]}
 
 
 async def _prompt_step(api: httpx.AsyncClient, run: str, transport) -> None:
@@ -269,12 +339,108 @@ async def _prompt_step(api: httpx.AsyncClient, run: str, transport) -> None:
     console.print(table)
 
 
-async def _wait_for_trail(api: httpx.AsyncClient, headers, correlation: str, *, expected: int) -> list[dict]:
+async def _training_step(api: httpx.AsyncClient, run: str, tiny_dir: Path, dataset: dict) -> None:
+    engineer = {**auth(Role.ML_ENGINEER, "ada"), "x-correlation-id": run}
+    base_name = f"tiny-{run[-8:]}"
+    archive = tiny_dir.parent / "tiny-llama.tar"
+    await asyncio.to_thread(training_cli.pack, tiny_dir, archive)  # what `llmops models base register DIR` sends
+    response = await api.post(
+        f"/projects/demo/base-models/{base_name}/upload",
+        content=archive.read_bytes(),
+        headers=engineer | {"content-type": training_cli.TAR},
+    )
+    response.raise_for_status()
+    base = response.json()
+    body = {
+        "base_model": base_name,
+        "dataset": {"name": dataset["name"], "version": dataset["version"]},
+        "method": "lora",
+        "pool": DEMO_POOL,
+        "model_name": "support-assistant",
+        "hyperparameters": DEMO_HYPERPARAMETERS,
+    }
+    job = await _request_job(api, engineer, body)
+    console.print(
+        f"4. base model {base_name} registered ({base['architecture']}, {base['parameters']:,} parameters, "
+        f"sha256 {base['manifest_sha256'][:16]}…); LoRA job {job['id']} queued on pool {DEMO_POOL!r}"
+    )
+    job = await _follow(api, engineer, job["id"])
+    if job["status"] != "completed":
+        console.print(f"[red]demo failed: the training job ended {job['status']}: {job.get('error')}[/red]")
+        raise SystemExit(1)
+    model = (await api.get("/projects/demo/models/support-assistant", headers=engineer)).json()
+    version = next(v for v in model["versions"] if v["id"] == job["model_version_id"])
+    moved = await api.put(
+        "/projects/demo/models/support-assistant/aliases/candidate",
+        json={"version": version["version"], "reason": f"trained by {run}"},
+        headers=engineer,
+    )
+    moved.raise_for_status()
+    lineage = await api.get("/projects/demo/models/support-assistant/versions/candidate/lineage", headers=engineer)
+    lineage.raise_for_status()
+    steps = (await api.get(f"/projects/demo/training/jobs/{job['id']}/metrics", headers=engineer)).json()
+    curve = [step["loss"] for step in steps if step["loss"] is not None]
+    loss = f"loss {curve[0]:.3f} -> {curve[-1]:.3f}" if curve else "no loss logged"
+    console.print(
+        f"   trained {job['step']} steps in {version['metrics']['wall_seconds']:.1f} s on {job['worker']}: "
+        f"{loss}; registered [bold]support-assistant v{version['version']}[/bold] "
+        f"({version['kind']}, sha256 {version['manifest_sha256'][:16]}…), alias candidate -> v{version['version']}"
+    )
+    lineage_table = training_cli.lineage_table(
+        "support-assistant", f"v{version['version']}", lineage.json(), version["metrics"]
+    )
+    console.print(lineage_table)
+
+
+async def _request_job(api: httpx.AsyncClient, headers: dict[str, str], body: dict) -> dict:
+    """Request the job once the dataset version has reached the training service (its projection of the datasets
+    service's events, fed through Kafka)."""
     deadline = time.monotonic() + 60
     while True:
-        response = await api.get("/audit/events", params={"correlation_id": correlation}, headers=headers)
+        response = await api.post("/projects/demo/training/jobs", json=body, headers=headers)
+        waiting = response.status_code == 422 and "no dataset version" in response.text
+        if not waiting or time.monotonic() > deadline:
+            response.raise_for_status()
+            return response.json()
+        await asyncio.sleep(0.2)
+
+
+async def _follow(api: httpx.AsyncClient, headers: dict[str, str], job_id: str) -> dict:
+    """The job's progress bar until it ends (what `llmops train status --follow` shows)."""
+    deadline = time.monotonic() + 600
+    with training_cli.job_progress(console) as progress:
+        task = progress.add_task("queued", total=None, loss="-", speed="-")
+        while True:
+            job = (await api.get(f"/projects/demo/training/jobs/{job_id}", headers=headers)).json()
+            training_cli.show_job(progress, task, job)
+            if job["status"] in TERMINAL or time.monotonic() > deadline:
+                return job
+            await asyncio.sleep(0.2)
+
+
+def _missing(trail: list[dict]) -> Counter:
+    return EXPECTED_EVENTS - Counter(entry["type"] for entry in trail)
+
+
+def _collapse_progress(trail: list[dict]) -> list[tuple[dict, int]]:
+    """The trail with each run of consecutive progress events as one row (the last of them) and their count."""
+    rows: list[tuple[dict, int]] = []
+    for entry in trail:
+        if rows and entry["type"] == "training.job.progress" == rows[-1][0]["type"]:
+            rows[-1] = (entry, rows[-1][1] + 1)
+        else:
+            rows.append((entry, 1))
+    return rows
+
+
+async def _wait_for_trail(api: httpx.AsyncClient, headers, correlation: str) -> list[dict]:
+    deadline = time.monotonic() + 60
+    while True:
+        response = await api.get(
+            "/audit/events", params={"correlation_id": correlation, "limit": 1000}, headers=headers
+        )
         items = response.json()["items"]
-        if len(items) >= expected or time.monotonic() > deadline:
+        if not _missing(items) or time.monotonic() > deadline:
             return items
         await asyncio.sleep(0.2)
 

@@ -50,7 +50,8 @@ def infra_up():
     infra.up()
     kafka = KafkaSettings()
     asyncio.run(infra.ensure_topics(kafka.bootstrap_servers, [TEST_TOPIC], 3, 1))
-    return kafka
+    yield kafka
+    asyncio.run(infra.delete_topics(kafka.bootstrap_servers, [TEST_TOPIC, f"{TEST_TOPIC}.dlq"]))
 
 
 @pytest.fixture(scope="session")

@@ -116,6 +116,7 @@ async def main(n: int) -> None:
         ingest, verify = await audit_rate(settings, n)
     finally:
         await drop_database(name)
+        await infra.delete_topics(BOOTSTRAP, [topic])
     print(f"events: {n} (3 partitions)")
     print(f"raw aiokafka consume:                         {raw:9.0f} events/s")
     print(f"audit ingest (Kafka -> hash chain, verified): {ingest:9.0f} events/s  (target >= 5000)")

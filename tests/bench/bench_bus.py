@@ -167,6 +167,7 @@ def main(n: int) -> None:
         platform = measure(platform_producer, platform_consumer, platform_topic, n, url)
     finally:
         asyncio.run(drop_database(name))
+        asyncio.run(infra.delete_topics(BOOTSTRAP, [raw_topic, platform_topic]))
     raw_rate, platform_rate = n / raw, n / platform
     print(f"events: {n} (3 partitions; a producing and a consuming process per path)")
     print(f"raw aiokafka produce -> consume:                  {raw_rate:9.0f} events/s  ({raw:.2f} s)")

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated
 
 from aiokafka import AIOKafkaProducer
@@ -30,13 +31,27 @@ from llmops.errors import Problem, install_problem_handlers
 from llmops.logging import bound_context, get_logger
 from llmops.settings import ServiceSettings
 from llmops.storage import ObjectStore
-from llmops_schemas import new_event
+from llmops.tokens import Principal
+from llmops_schemas import CloudEvent, EventPayload, new_event
 from llmops_schemas.events import AccessDenied
 
 log = get_logger(__name__)
 
 REQUESTS = Counter("llmops_http_requests", "HTTP requests answered", ["service", "method", "route", "status"])
 LATENCY = Histogram("llmops_http_request_seconds", "HTTP request latency", ["service", "method", "route"])
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts, for events: the principal's subject and the request's correlation id."""
+
+    subject: str
+    correlation_id: str | None = None
+
+
+def actor_of(request: Request, principal: Principal) -> Actor:
+    """The actor of a request made by ``principal``."""
+    return Actor(principal.subject, correlation_id(request))
 
 
 @dataclass
@@ -100,6 +115,17 @@ class Runtime:
             await self._producer.stop()
         await self.broker.stop()
         await self.db.dispose()
+
+    def event(self, payload: EventPayload, *, subject: str, actor: Actor, project: str) -> CloudEvent:
+        """A new event of this service, caused by ``actor`` in ``project``."""
+        return new_event(
+            payload,
+            subject=subject,
+            source=self.source,
+            actor=actor.subject,
+            project=project,
+            correlation_id=actor.correlation_id,
+        )
 
     async def record_denial(self, denial: AccessDenied, subject: str, correlation_id: str | None = None) -> None:
         """Write a denial to the outbox in a transaction of its own (the refused request's work is rolled back)."""
@@ -214,3 +240,21 @@ def create_app(
     for router in routers:
         app.include_router(router)
     return app
+
+
+async def spool(
+    chunks: AsyncIterator[bytes], destination: Path, *, limit: int, written: Callable[[bytes], None] | None = None
+) -> int:
+    """Write a request body to disk as it arrives; refuse (413) as soon as it passes ``limit`` bytes. ``written`` is
+    told of each chunk once it is in the file (for work that starts before the upload ends)."""
+    size = 0
+    with destination.open("wb") as out:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                raise Problem(413, f"the upload is larger than the limit of {limit} bytes")
+            out.write(chunk)
+            if written is not None:
+                out.flush()
+                written(chunk)
+    return size

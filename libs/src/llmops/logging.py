@@ -32,13 +32,18 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
     for noisy in ("aiokafka", "kafka", "faststream"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
     _configured = True
+
+
+def _stderr_logger(*args: Any) -> structlog.PrintLogger:
+    # The stderr of the moment, not the one at configuration time (which a test's capture may have closed since).
+    return structlog.PrintLogger(sys.stderr)
 
 
 def get_logger(name: str | None = None, **context: Any) -> structlog.stdlib.BoundLogger:

@@ -28,7 +28,8 @@ async def topics(infra_up):
 
     names = [f"llmops.test.{RUN}.{uuid.uuid4().hex[:6]}.{t}" for t in ("datasets", "training", "security")]
     await infra.ensure_topics(BOOTSTRAP, names, 3, 1)
-    return names
+    yield names
+    await infra.delete_topics(BOOTSTRAP, names)
 
 
 @pytest.fixture

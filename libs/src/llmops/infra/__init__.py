@@ -6,7 +6,7 @@ without starting anything. Used by ``llmops infra up|down|status`` and ``make in
 """
 
 from llmops.infra.base import ComponentStatus, InfraError, Paths
-from llmops.infra.kafka import ensure_topics
+from llmops.infra.kafka import delete_topics, ensure_topics
 from llmops.infra.manager import COMPONENTS, default_topics, down, status, up
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "InfraError",
     "Paths",
     "default_topics",
+    "delete_topics",
     "down",
     "ensure_topics",
     "status",

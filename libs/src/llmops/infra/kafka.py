@@ -138,6 +138,19 @@ async def ensure_topics(
     return created
 
 
+async def delete_topics(bootstrap: str, topics: Sequence[str], *, timeout_ms: int = 30000, batch: int = 200) -> None:
+    """Delete ``topics`` (those that exist); a broker keeps every partition in memory, so tests remove theirs."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        doomed = [t for t in dict.fromkeys(topics) if t in existing]
+        for start in range(0, len(doomed), batch):
+            await admin.delete_topics(doomed[start : start + batch], timeout_ms=timeout_ms)
+    finally:
+        await admin.close()
+
+
 class Kafka(Component):
     name = "kafka"
 

@@ -2,18 +2,36 @@
 
 from llmops_schemas.events.audit import CheckpointSigned
 from llmops_schemas.events.datasets import DatasetCreated, DatasetVersionCreated, DatasetVersionDeprecated
+from llmops_schemas.events.models import BaseModelRegistered, ModelAliasMoved, ModelVersionRegistered
 from llmops_schemas.events.platform import ProbeSent
 from llmops_schemas.events.prompts import PromptCreated, PromptLabelMoved, PromptVersionCreated
 from llmops_schemas.events.security import AccessDenied
+from llmops_schemas.events.training import (
+    TrainingJobCancelled,
+    TrainingJobCompleted,
+    TrainingJobFailed,
+    TrainingJobProgress,
+    TrainingJobRequested,
+    TrainingJobStarted,
+)
 
 __all__ = [
     "AccessDenied",
+    "BaseModelRegistered",
     "CheckpointSigned",
     "DatasetCreated",
     "DatasetVersionCreated",
     "DatasetVersionDeprecated",
+    "ModelAliasMoved",
+    "ModelVersionRegistered",
     "ProbeSent",
     "PromptCreated",
     "PromptLabelMoved",
     "PromptVersionCreated",
+    "TrainingJobCancelled",
+    "TrainingJobCompleted",
+    "TrainingJobFailed",
+    "TrainingJobProgress",
+    "TrainingJobRequested",
+    "TrainingJobStarted",
 ]

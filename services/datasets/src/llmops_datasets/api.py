@@ -18,11 +18,11 @@ from starlette.background import BackgroundTask
 
 from llmops.auth import Permission, Principal, Role, require_project, requires
 from llmops.errors import Problem
-from llmops.http import CurrentRuntime, Session, correlation_id
+from llmops.http import CurrentRuntime, Session, actor_of
 from llmops_datasets import repository, service
 from llmops_datasets.formats import CONTENT_TYPES, Format
-from llmops_datasets.ingest import CleaningConfig, SplitConfig, row_digest, split_rows
-from llmops_datasets.service import Actor
+from llmops_datasets.ingest import CleaningConfig, split_rows
+from llmops_schemas.splits import SplitConfig, row_digest
 
 WRITE = Permission("datasets.write", {Role.DATA_STEWARD})
 READ = Permission("datasets.read", {Role.DATA_STEWARD, Role.ML_ENGINEER, Role.VIEWER})
@@ -147,10 +147,6 @@ def _version_out(row) -> VersionOut:
     return VersionOut(**{k: getattr(row, k) for k in VersionOut.model_fields})
 
 
-def _actor(request: Request, principal: Principal) -> Actor:
-    return Actor(principal.subject, correlation_id(request))
-
-
 @router.post("", status_code=201, summary="Create a dataset with a declared format")
 async def create_dataset(
     project: Project, body: DatasetIn, request: Request, session: Session, runtime: CurrentRuntime, principal: Writer
@@ -163,7 +159,7 @@ async def create_dataset(
         name=body.name,
         row_format=body.format,
         description=body.description,
-        actor=_actor(request, principal),
+        actor=actor_of(request, principal),
     )
     return _dataset_out(row)
 
@@ -233,7 +229,8 @@ async def upload_version(
         keep_valid=options.keep_valid,
         limit=limit,
         spool_dir=request.app.state.settings.spool_dir,
-        actor=_actor(request, principal),
+        actor=actor_of(request, principal),
+        workers=request.app.state.settings.ingest_workers,
     )
     if not created:
         response.status_code = 200  # the same content is already a version: nothing new was stored
@@ -348,10 +345,10 @@ async def deprecate(
         name=name,
         version=version,
         reason=body.reason,
-        actor=_actor(request, principal),
+        actor=actor_of(request, principal),
     )
     return _version_out(row)
 
 
 def _split_config(version) -> SplitConfig:
-    return SplitConfig(**{k: version.splits[k] for k in ("train", "validation", "test", "seed")})
+    return SplitConfig.of_version(version.splits)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import orjson
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_config
@@ -28,9 +28,12 @@ class Format(StrEnum):
 _STRICT = ConfigDict(extra="forbid", strict=True)
 
 
+Role = Literal["system", "user", "assistant", "tool"]
+
+
 @with_config(_STRICT)
 class Message(TypedDict):
-    role: Literal["system", "user", "assistant", "tool"]
+    role: Role
     content: str
 
 
@@ -182,6 +185,66 @@ def validate(raw: RawRow, row_format: Format) -> tuple[dict[str, Any] | None, li
         if errors[0]["type"] in {"dict_type", "model_type"} and not errors[0]["loc"]:
             return None, [RowError(raw.line, "<row>", "a row must be a JSON object")]
         return None, [RowError(raw.line, ".".join(str(p) for p in e["loc"]) or "<row>", e["msg"]) for e in errors[:5]]
+
+
+_ROLES = frozenset(get_args(Role))
+
+
+def _is_chat(row: Any) -> bool:
+    if type(row) is not dict or len(row) != 1:
+        return False
+    messages = row.get("messages")
+    if type(messages) is not list or not messages:
+        return False
+    for message in messages:
+        if type(message) is not dict or len(message) != 2 or type(message.get("content")) is not str:
+            return False
+        role = message.get("role")
+        if type(role) is not str or role not in _ROLES:
+            return False
+    return True
+
+
+def _is_instruction(row: Any) -> bool:
+    return type(row) is dict and len(row) == 2 and type(row.get("prompt")) is str and type(row.get("completion")) is str
+
+
+def _is_text(row: Any) -> bool:
+    return type(row) is dict and len(row) == 1 and type(row.get("text")) is str
+
+
+def _is_classification(row: Any) -> bool:
+    # ``type(...) is int`` leaves out bool, as strict validation does; floats (and integers orjson reads as floats
+    # because they pass 64 bits) take the slow path, which decides.
+    return type(row) is dict and len(row) == 2 and type(row.get("text")) is str and type(row.get("label")) in (str, int)
+
+
+#: Plain-Python checks that accept only rows the format's TypeAdapter accepts unchanged: the fast path of
+#: :func:`parse_jsonl`. They may refuse a valid row (the TypeAdapter then decides); they never accept an invalid one.
+_FAST_CHECKS = {
+    Format.CHAT: _is_chat,
+    Format.INSTRUCTION: _is_instruction,
+    Format.TEXT: _is_text,
+    Format.CLASSIFICATION: _is_classification,
+}
+
+
+def jsonl_parser(row_format: Format):
+    """A function from one JSONL line to the row (a plain dict), or None when the line needs :func:`validate`.
+
+    orjson and a plain check are about four times faster than the TypeAdapter; anything they do not accept (invalid
+    JSON, a wrong shape, an integer past 64 bits) goes through the TypeAdapter, which also words the errors.
+    """
+    loads, check, decode_error = orjson.loads, _FAST_CHECKS[row_format], orjson.JSONDecodeError
+
+    def parse(line: bytes) -> dict[str, Any] | None:
+        try:
+            row = loads(line)
+        except decode_error:
+            return None
+        return row if check(row) else None
+
+    return parse
 
 
 def texts(row: dict[str, Any], row_format: Format) -> list[str]:

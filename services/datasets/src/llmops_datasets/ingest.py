@@ -11,19 +11,19 @@ import hashlib
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from llmops_datasets.formats import FileType, Format, RowError, read_rows, texts, validate
+from llmops_datasets.formats import FileType, Format, RawRow, RowError, jsonl_parser, read_rows, validate
+from llmops_schemas.splits import DIGEST, SPLITS, SplitConfig, split_lines
 
 MAX_REPORTED_ERRORS = 20
-DIGEST = 16  # bytes of a row's sha256 kept for de-duplication and diffs
-SPLITS = ("train", "validation", "test")
 
 
 class CleaningConfig(BaseModel):
@@ -55,34 +55,6 @@ class CleaningConfig(BaseModel):
         return self
 
 
-class SplitConfig(BaseModel):
-    """Deterministic train/validation/test assignment by row hash and seed."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    train: float = Field(default=0.8, ge=0, le=1)
-    validation: float = Field(default=0.1, ge=0, le=1)
-    test: float = Field(default=0.1, ge=0, le=1)
-    seed: int = Field(default=42, ge=0, lt=2**63)
-
-    @model_validator(mode="after")
-    def _sums_to_one(self) -> SplitConfig:
-        if abs(self.train + self.validation + self.test - 1.0) > 1e-9:
-            raise ValueError("train + validation + test must be 1")
-        return self
-
-    @property
-    def _key(self) -> bytes:
-        return self.seed.to_bytes(8, "big")
-
-    def split_of(self, row_digest: bytes) -> str:
-        """The split of a row: a keyed hash (BLAKE2b, key = seed) of its digest, as a point in [0, 1)."""
-        point = int.from_bytes(hashlib.blake2b(row_digest, digest_size=8, key=self._key).digest(), "big") / 2**64
-        if point < self.train:
-            return "train"
-        return "validation" if point < self.train + self.validation else "test"
-
-
 @dataclass
 class Stats:
     """Row count, text lengths, token estimates and label or role distributions of a version."""
@@ -107,6 +79,17 @@ class Stats:
             roles = self.roles
             for message in row["messages"]:
                 roles[message["role"]] += 1
+
+    def merge(self, other: Stats) -> None:
+        """Add the rows ``other`` describes (rows that follow this one's)."""
+        self.rows += other.rows
+        self.chars_total += other.chars_total
+        if other.chars_min is not None:
+            self.chars_min = other.chars_min if self.chars_min is None else min(self.chars_min, other.chars_min)
+        self.chars_max = max(self.chars_max, other.chars_max)
+        self.labels.update(other.labels)
+        self.roles.update(other.roles)
+        self.messages_total += other.messages_total
 
     def as_dict(self) -> dict[str, Any]:
         result: dict[str, Any] = {
@@ -141,6 +124,13 @@ class Cleaning:
     too_long: int = 0
     pii: Counter = field(default_factory=Counter)
     rows_with_pii: int = 0
+
+    def merge(self, other: Cleaning) -> None:
+        for name in ("rows_read", "invalid", "normalized", "empty_removed", "duplicates_removed", "too_short"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.too_long += other.too_long
+        self.pii.update(other.pii)
+        self.rows_with_pii += other.rows_with_pii
 
     def as_dict(self, config: CleaningConfig, kept: int) -> dict[str, Any]:
         return {
@@ -212,6 +202,205 @@ def _map_texts(row: dict[str, Any], row_format: Format, fn) -> dict[str, Any]:
     return {**row, "text": fn(row["text"])}
 
 
+def _normalize_row(row: dict[str, Any], row_format: Format) -> bool:
+    """Normalise the texts of ``row`` in place; whether any changed."""
+    changed = False
+    if row_format is Format.CHAT:
+        for message in row["messages"]:
+            text = message["content"]
+            clean = normalize_text(text)
+            if clean != text:
+                message["content"], changed = clean, True
+        return changed
+    for key in ("prompt", "completion") if row_format is Format.INSTRUCTION else ("text",):
+        text = row[key]
+        clean = normalize_text(text)
+        if clean != text:
+            row[key], changed = clean, True
+    return changed
+
+
+_content, _role = itemgetter("content"), itemgetter("role")
+CHARS = {
+    Format.CHAT: lambda row: sum(map(len, map(_content, row["messages"]))),
+    Format.INSTRUCTION: lambda row: len(row["prompt"]) + len(row["completion"]),
+    Format.TEXT: lambda row: len(row["text"]),
+    Format.CLASSIFICATION: lambda row: len(row["text"]),
+}
+
+
+def _already_normal(line: bytes) -> bool:
+    """Whether normalisation leaves every string of a JSON line as it is, judged on the bytes (C-speed scans).
+
+    ASCII without escapes has no tabs, newlines, carriage returns or non-ASCII spaces in its strings; and without a
+    double space, nor a space beside a quote, no string has a run of spaces or a space at either end."""
+    return line.isascii() and b"\\" not in line and b"  " not in line and b'" ' not in line and b' "' not in line
+
+
+Rows = Iterator[tuple[dict[str, Any], bool]]  # validated rows, each with whether normalisation would leave it as is
+
+
+def jsonl_rows(lines: Iterable[bytes], first_line: int, row_format: Format, report: Cleaning, errors: list) -> Rows:
+    """The valid rows of JSONL ``lines`` (numbered from ``first_line``); invalid ones are counted and reported."""
+    parse = jsonl_parser(row_format)
+    read = invalid = 0
+    for number, line in enumerate(lines, start=first_line):
+        if line.isspace():
+            continue  # blank lines are not rows
+        read += 1
+        row = parse(line)
+        if row is not None:
+            yield row, _already_normal(line)
+            continue
+        row, row_errors = validate(RawRow(number, raw_json=line), row_format)
+        if row is None:
+            invalid += 1
+            if len(errors) < MAX_REPORTED_ERRORS:
+                errors.extend(row_errors[: MAX_REPORTED_ERRORS - len(errors)])
+            continue
+        yield row, False
+    report.rows_read += read
+    report.invalid += invalid
+
+
+def _raw_rows(raws: Iterable[RawRow], row_format: Format, report: Cleaning, errors: list) -> Rows:
+    for raw in raws:
+        report.rows_read += 1
+        row, row_errors = validate(raw, row_format)
+        if row is None:
+            report.invalid += 1
+            if len(errors) < MAX_REPORTED_ERRORS:
+                errors.extend(row_errors[: MAX_REPORTED_ERRORS - len(errors)])
+            continue
+        yield row, False
+
+
+@dataclass
+class Cleaner:
+    """Cleans, de-duplicates, hashes and describes validated rows, writing them canonical to ``out``."""
+
+    row_format: Format
+    cleaning: CleaningConfig
+    split: SplitConfig
+    report: Cleaning = field(default_factory=Cleaning)
+    stats: Stats = field(default_factory=Stats)
+    errors: list[RowError] = field(default_factory=list)
+    split_counts: Counter = field(default_factory=Counter)
+    seen: set[bytes] = field(default_factory=set)
+    size: int = 0
+
+    def clean(self, rows: Rows, out, content=None, kept: list[bytes] | None = None) -> None:
+        """Write the kept rows of ``rows`` to ``out``; ``content`` (a hash) sees the bytes written and ``kept``
+        receives the digest of each row written, in order."""
+        row_format, cleaning, report = self.row_format, self.cleaning, self.report
+        redactor = None
+        if cleaning.redact_pii:
+            from llmops_datasets.pii import PiiRedactor
+
+            redactor = PiiRedactor(cleaning.redact_pii)
+        normalize, dedupe, drop_empty = cleaning.normalize, cleaning.dedupe, cleaning.drop_empty
+        min_chars, max_chars = cleaning.min_chars, cleaning.max_chars
+        chars_of, dumps, option = CHARS[row_format], orjson.dumps, orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
+        sha256, seen, split_of, split_counts = hashlib.sha256, self.seen, self.split.split_of, self.split_counts
+        chat, classification = row_format is Format.CHAT, row_format is Format.CLASSIFICATION
+        stats = self.stats
+        labels = stats.labels
+        turns: dict[tuple[str, ...], int] = {}  # role sequences of chat rows, counted: a few distinct ones in practice
+        normalized = empty = short = long = duplicates = 0
+        kept_rows = chars_total = 0
+        chars_min, chars_max = stats.chars_min, stats.chars_max
+        pending: list[bytes] = []
+        for row, already_normal in rows:
+            if normalize and not already_normal:
+                normalized += _normalize_row(row, row_format)
+            if redactor is not None:
+                row = _redact(row, row_format, redactor, report)
+            chars = chars_of(row)
+            if drop_empty and chars == 0:
+                empty += 1
+                continue
+            if min_chars is not None and chars < min_chars:
+                short += 1
+                continue
+            if max_chars is not None and chars > max_chars:
+                long += 1
+                continue
+            line = dumps(row, option=option)
+            digest = sha256(line).digest()[:DIGEST]  # row_digest(line), inlined: this runs for every row
+            if digest in seen:
+                if dedupe:
+                    duplicates += 1
+                    continue
+            else:
+                seen.add(digest)
+            pending.append(line)
+            if kept is not None:
+                kept.append(digest)
+            if len(pending) == 2048:
+                self._write(pending, out, content)
+            kept_rows += 1
+            chars_total += chars
+            if chars_min is None or chars < chars_min:
+                chars_min = chars
+            if chars > chars_max:
+                chars_max = chars
+            if chat:
+                sequence = tuple(map(_role, row["messages"]))
+                turns[sequence] = turns.get(sequence, 0) + 1
+            elif classification:
+                labels[str(row["label"])] += 1
+            split_counts[split_of(digest)] += 1
+        self._write(pending, out, content)
+        report.normalized += normalized
+        report.empty_removed += empty
+        report.too_short += short
+        report.too_long += long
+        report.duplicates_removed += duplicates
+        stats.rows += kept_rows
+        stats.chars_total += chars_total
+        for sequence, count in turns.items():
+            stats.messages_total += len(sequence) * count
+            for role in sequence:
+                stats.roles[role] += count
+        stats.chars_min, stats.chars_max = chars_min, chars_max
+
+    def result(self, cleaned: Path, sha256: str, row_hashes: Path) -> IngestResult:
+        return IngestResult(
+            cleaned=cleaned,
+            sha256=sha256,
+            size=self.size,
+            row_hashes=row_hashes,
+            stats=self.stats.as_dict(),
+            cleaning=self.report.as_dict(self.cleaning, self.stats.rows),
+            splits=self.split.model_dump() | {"counts": {name: self.split_counts.get(name, 0) for name in SPLITS}},
+            errors=self.errors,
+            invalid_rows=self.report.invalid,
+        )
+
+    def _write(self, pending: list[bytes], out, content) -> None:
+        data = b"".join(pending)
+        pending.clear()
+        out.write(data)
+        if content is not None:
+            content.update(data)
+        self.size += len(data)
+
+
+def _redact(row: dict[str, Any], row_format: Format, redactor, report: Cleaning) -> dict[str, Any]:
+    found: Counter = Counter()
+
+    def redact(text: str) -> str:
+        result, counts = redactor.redact(text)
+        found.update(counts)
+        return result
+
+    row = _map_texts(row, row_format, redact)
+    if found:
+        report.pii.update(found)
+        report.rows_with_pii += 1
+    return row
+
+
 def ingest(
     source: Path,
     file_type: FileType,
@@ -220,81 +409,39 @@ def ingest(
     *,
     cleaning: CleaningConfig,
     split: SplitConfig,
+    workers: int = 1,
 ) -> IngestResult:
-    """Run the whole pipeline over ``source``; the cleaned file and row hashes are written in ``workdir``."""
-    redactor = None
-    if cleaning.redact_pii:
-        from llmops_datasets.pii import PiiRedactor
+    """Run the whole pipeline over ``source``; the cleaned file and row hashes are written in ``workdir``.
 
-        redactor = PiiRedactor(cleaning.redact_pii)
-    report, stats, errors = Cleaning(), Stats(), []
-    split_counts: Counter = Counter()
-    seen: set[bytes] = set()
+    A JSONL file larger than a block is cleaned by ``workers`` processes when more than one (same result)."""
+    if file_type is FileType.JSONL and workers > 1:
+        from llmops_datasets.parallel import BLOCK_BYTES, StreamedIngest
+
+        if source.stat().st_size > BLOCK_BYTES:
+            with StreamedIngest(source, row_format, workdir, cleaning=cleaning, split=split, workers=workers) as job:
+                with source.open("rb") as handle:
+                    while chunk := handle.read(1024 * 1024):
+                        job.feed(chunk)
+                return job.finish()
+    cleaner = Cleaner(row_format, cleaning, split)
     cleaned_path, hashes_path = workdir / "cleaned.jsonl", workdir / "row_hashes.bin"
     content = hashlib.sha256()
-    size = 0
     with cleaned_path.open("wb") as out:
-        for raw in read_rows(source, file_type, row_format):
-            report.rows_read += 1
-            row, row_errors = validate(raw, row_format)
-            if row is None:
-                report.invalid += 1
-                if len(errors) < MAX_REPORTED_ERRORS:
-                    errors.extend(row_errors[: MAX_REPORTED_ERRORS - len(errors)])
-                continue
-            if cleaning.normalize:
-                normalized = _map_texts(row, row_format, normalize_text)
-                report.normalized += normalized != row
-                row = normalized
-            if redactor is not None:
-                found: Counter = Counter()
+        if file_type is FileType.JSONL:
+            with source.open("rb") as handle:
+                cleaner.clean(jsonl_rows(handle, 1, row_format, cleaner.report, cleaner.errors), out, content)
+        else:
+            raws = read_rows(source, file_type, row_format)
+            cleaner.clean(_raw_rows(raws, row_format, cleaner.report, cleaner.errors), out, content)
+    write_digests(hashes_path, cleaner.seen)
+    return cleaner.result(cleaned_path, content.hexdigest(), hashes_path)
 
-                def redact(text: str, found: Counter = found) -> str:
-                    result, counts = redactor.redact(text)
-                    found.update(counts)
-                    return result
 
-                row = _map_texts(row, row_format, redact)
-                if found:
-                    report.pii.update(found)
-                    report.rows_with_pii += 1
-            chars = sum(len(t) for t in texts(row, row_format))
-            if cleaning.drop_empty and chars == 0:
-                report.empty_removed += 1
-                continue
-            if cleaning.min_chars is not None and chars < cleaning.min_chars:
-                report.too_short += 1
-                continue
-            if cleaning.max_chars is not None and chars > cleaning.max_chars:
-                report.too_long += 1
-                continue
-            line = orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n"
-            digest = row_digest(line)
-            if digest in seen:
-                if cleaning.dedupe:
-                    report.duplicates_removed += 1
-                    continue
-            else:
-                seen.add(digest)
-            out.write(line)
-            content.update(line)
-            size += len(line)
-            stats.add(row, row_format, chars)
-            split_counts[split.split_of(digest)] += 1
-    with hashes_path.open("wb") as out:
+def write_digests(path: Path, seen: set[bytes]) -> None:
+    """The row-hash file: the distinct row digests, sorted (what :func:`diff` merges)."""
+    with path.open("wb") as out:
         for digest in sorted(seen):
             out.write(digest)
-    return IngestResult(
-        cleaned=cleaned_path,
-        sha256=content.hexdigest(),
-        size=size,
-        row_hashes=hashes_path,
-        stats=stats.as_dict(),
-        cleaning=report.as_dict(cleaning, stats.rows),
-        splits=split.model_dump() | {"counts": {name: split_counts.get(name, 0) for name in SPLITS}},
-        errors=errors,
-        invalid_rows=report.invalid,
-    )
 
 
 def digests(path: Path) -> Iterator[bytes]:
@@ -323,14 +470,7 @@ def diff(parent: Path, child: Path) -> dict[str, int]:
     return {"added": added, "removed": removed, "unchanged": unchanged}
 
 
-def row_digest(line: bytes) -> bytes:
-    """The digest of one canonical row (its line in the cleaned file, newline included)."""
-    return hashlib.sha256(line).digest()[:DIGEST]
-
-
 def split_rows(cleaned: Path, split: SplitConfig, name: str) -> Iterator[bytes]:
     """The lines of one split of a cleaned file (recomputed from row hashes and seed: splits are never stored)."""
     with cleaned.open("rb") as handle:
-        for line in handle:
-            if split.split_of(row_digest(line)) == name:
-                yield line
+        yield from split_lines(handle, split, name)

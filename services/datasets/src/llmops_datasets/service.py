@@ -11,7 +11,6 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import add_to_outbox
 from llmops.errors import Problem
-from llmops.http import Runtime
+from llmops.http import Actor, Runtime, spool
 from llmops.logging import get_logger
 from llmops_datasets import repository
 from llmops_datasets.formats import FileType, Format
 from llmops_datasets.ingest import CleaningConfig, IngestResult, SplitConfig, diff, ingest
-from llmops_schemas import new_event
+from llmops_datasets.parallel import StreamedIngest
 from llmops_schemas.events import DatasetCreated, DatasetVersionCreated, DatasetVersionDeprecated
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who acts, for events: the principal and the request's correlation id."""
-
-    subject: str
-    correlation_id: str | None = None
 
 
 # -- datasets ----------------------------------------------------------------------------------------------------
@@ -68,7 +59,7 @@ async def create_dataset(
     event = DatasetCreated(
         dataset_id=dataset_id, project=project, name=name, format=row_format.value, description=description
     )
-    await add_to_outbox(session, _event(event, dataset_id, runtime, actor, project))
+    await add_to_outbox(session, runtime.event(event, subject=dataset_id, actor=actor, project=project))
     return await repository.find_dataset(session, project, name)
 
 
@@ -97,23 +88,11 @@ async def deprecate(
     event = DatasetVersionDeprecated(
         dataset_id=dataset.id, version_id=found.id, version=version, project=project, reason=reason
     )
-    await add_to_outbox(session, _event(event, dataset.id, runtime, actor, project))
+    await add_to_outbox(session, runtime.event(event, subject=dataset.id, actor=actor, project=project))
     return (await get_version(session, project, name, version))[1]
 
 
 # -- uploads -----------------------------------------------------------------------------------------------------
-async def spool(chunks: AsyncIterator[bytes], destination: Path, *, limit: int) -> int:
-    """Write an upload to disk as it arrives; refuse (413) as soon as it passes ``limit`` bytes."""
-    size = 0
-    with destination.open("wb") as out:
-        async for chunk in chunks:
-            size += len(chunk)
-            if size > limit:
-                raise Problem(413, f"the upload is larger than the limit of {limit} bytes")
-            out.write(chunk)
-    return size
-
-
 async def upload_version(
     runtime: Runtime,
     *,
@@ -127,6 +106,7 @@ async def upload_version(
     limit: int,
     spool_dir: Path | None,
     actor: Actor,
+    workers: int = 1,
 ) -> tuple[Row, bool]:
     """Validate, clean and store an uploaded file as a new version; returns (version, created). The same cleaned
     content as an existing version returns that version (created False) and stores nothing."""
@@ -134,13 +114,20 @@ async def upload_version(
         dataset = await get_dataset(session, project, name)
     row_format = Format(dataset.format)
     workdir = Path(tempfile.mkdtemp(prefix="llmops-upload-", dir=spool_dir))
+    upload = workdir / "upload"
+    # JSONL is cleaned by worker processes while it arrives, block by block (see llmops_datasets.parallel)
+    parallel = StreamedIngest(upload, row_format, workdir, cleaning=cleaning, split=split, workers=workers)
     try:
-        size = await spool(chunks, workdir / "upload", limit=limit)
+        streamed = file_type is FileType.JSONL and workers > 1
+        size = await spool(chunks, upload, limit=limit, written=parallel.feed if streamed else None)
         if size == 0:
             raise Problem(422, "the upload is empty", errors=[{"field": "<body>", "message": "no bytes were sent"}])
-        result = await asyncio.to_thread(
-            ingest, workdir / "upload", file_type, row_format, workdir, cleaning=cleaning, split=split
-        )
+        if parallel.started:
+            result = await asyncio.to_thread(parallel.finish)
+        else:
+            result = await asyncio.to_thread(
+                ingest, upload, file_type, row_format, workdir, cleaning=cleaning, split=split
+            )
         _refuse_invalid(result, keep_valid)
         if result.rows == 0:
             raise Problem(422, "no rows are left after cleaning; nothing was stored", cleaning=result.cleaning)
@@ -156,6 +143,7 @@ async def upload_version(
             runtime, dataset, result, stored, hashes.sha256, parent, changes, file_type, actor
         ), True
     finally:
+        await asyncio.to_thread(parallel.__exit__)
         await asyncio.to_thread(shutil.rmtree, workdir, True)
 
 
@@ -234,20 +222,9 @@ async def _record_version(
                 diff=changes,
                 invalid_rows_dropped=result.invalid_rows,
             )
-            await add_to_outbox(session, _event(event, dataset.id, runtime, actor, dataset.project))
+            await add_to_outbox(session, runtime.event(event, subject=dataset.id, actor=actor, project=dataset.project))
             created = await repository.find_version(session, dataset.id, number)
     except IntegrityError as exc:
         raise Problem(409, "a concurrent upload stored this dataset's next version first; retry") from exc
     log.info("dataset.version.stored", dataset=dataset.name, version=number, sha256=result.sha256, rows=result.rows)
     return created
-
-
-def _event(payload, subject: str, runtime: Runtime, actor: Actor, project: str):
-    return new_event(
-        payload,
-        subject=subject,
-        source=runtime.source,
-        actor=actor.subject,
-        project=project,
-        correlation_id=actor.correlation_id,
-    )

@@ -10,10 +10,9 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from llmops.auth import Permission, Principal, Role, require_project, requires
-from llmops.http import CurrentRuntime, Session, correlation_id
+from llmops.http import CurrentRuntime, Session, actor_of
 from llmops.prompts import Expectation, PromptTemplate
 from llmops_prompts import repository, service
-from llmops_prompts.service import Actor
 
 WRITE = Permission("prompts.write", {Role.ML_ENGINEER})
 READ = Permission("prompts.read", {Role.ML_ENGINEER, Role.VIEWER})
@@ -116,10 +115,6 @@ def _out(model, row):
     return model(**{k: getattr(row, k) for k in model.model_fields})
 
 
-def _actor(request: Request, principal: Principal) -> Actor:
-    return Actor(principal.subject, correlation_id(request))
-
-
 @router.post("", status_code=201, summary="Create a prompt")
 async def create_prompt(
     project: Project, body: PromptIn, request: Request, session: Session, runtime: CurrentRuntime, principal: Writer
@@ -131,7 +126,7 @@ async def create_prompt(
         project=project,
         name=body.name,
         description=body.description,
-        actor=_actor(request, principal),
+        actor=actor_of(request, principal),
     )
     return _out(PromptOut, row)
 
@@ -180,7 +175,7 @@ async def commit_version(
         template=body.template,
         parameters=body.parameters.model_dump(exclude_none=True),
         message=body.message,
-        actor=_actor(request, principal),
+        actor=actor_of(request, principal),
     )
     if not created:
         response.status_code = 200  # nothing changed since the latest version
@@ -258,7 +253,7 @@ async def move_label(
         reason=body.reason,
         protected=body.protected,
         guard_role=request.app.state.settings.protected_label_role,
-        actor=_actor(request, principal),
+        actor=actor_of(request, principal),
     )
     return _out(MoveOut, move)
 
@@ -294,7 +289,12 @@ async def add_test(
     await require_project(request, principal, project)
     prompt = await service.get_prompt(session, project, name)
     case = await service.add_test_case(
-        session, prompt, name=body.name, variables=body.variables, expect=body.expect, actor=_actor(request, principal)
+        session,
+        prompt,
+        name=body.name,
+        variables=body.variables,
+        expect=body.expect,
+        actor=actor_of(request, principal),
     )
     return {"name": case.name, "variables": case.variables, "expect": case.expect}
 

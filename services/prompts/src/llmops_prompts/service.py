@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -16,28 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from llmops.auth import AuthError, Principal, Role, deny
 from llmops.bus import add_to_outbox
 from llmops.errors import Problem
-from llmops.http import Runtime
+from llmops.http import Actor, Runtime
 from llmops.prompts import Expectation, PromptTemplate, RenderError, as_text, failed_expectations, render
 from llmops_prompts import repository
-from llmops_schemas import new_event
 from llmops_schemas.events import PromptCreated, PromptLabelMoved, PromptVersionCreated
-
-
-@dataclass(frozen=True)
-class Actor:
-    subject: str
-    correlation_id: str | None = None
-
-
-def _event(payload, subject: str, runtime: Runtime, actor: Actor, project: str):
-    return new_event(
-        payload,
-        subject=subject,
-        source=runtime.source,
-        actor=actor.subject,
-        project=project,
-        correlation_id=actor.correlation_id,
-    )
 
 
 def version_hash(template: PromptTemplate, parameters: dict[str, Any]) -> str:
@@ -61,7 +42,7 @@ async def create_prompt(
         {"id": prompt_id, "project": project, "name": name, "description": description, "created_by": actor.subject},
     )
     payload = PromptCreated(prompt_id=prompt_id, project=project, name=name, description=description)
-    await add_to_outbox(session, _event(payload, prompt_id, runtime, actor, project))
+    await add_to_outbox(session, runtime.event(payload, subject=prompt_id, actor=actor, project=project))
     return await repository.find_prompt(session, project, name)
 
 
@@ -117,7 +98,7 @@ async def commit_version(
         hash=digest,
         message=message,
     )
-    await add_to_outbox(session, _event(payload, prompt.id, runtime, actor, project))
+    await add_to_outbox(session, runtime.event(payload, subject=prompt.id, actor=actor, project=project))
     return await repository.find_version(session, prompt.id, number), True
 
 
@@ -295,5 +276,5 @@ async def move_label(
         reason=reason,
         protected=will_protect,
     )
-    await add_to_outbox(session, _event(payload, prompt.id, runtime, actor, prompt.project))
+    await add_to_outbox(session, runtime.event(payload, subject=prompt.id, actor=actor, project=prompt.project))
     return move

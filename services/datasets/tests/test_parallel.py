@@ -1,0 +1,136 @@
+"""The parallel ingest gives exactly what one pass over the file gives: hash, rows, report, stats, splits, errors."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from llmops_datasets.formats import FileType, Format
+from llmops_datasets.ingest import CleaningConfig, SplitConfig, ingest
+from llmops_datasets.parallel import Blocks, StreamedIngest
+
+
+def chat(text: str, role: str = "user") -> bytes:
+    return orjson.dumps({"messages": [{"role": role, "content": text}, {"role": "assistant", "content": "ok"}]})
+
+
+def mixed_rows(count: int) -> list[bytes]:
+    """Rows of every kind the cleaning treats differently, with repeats far apart (across blocks)."""
+    lines = []
+    for i in range(count):
+        lines.append(chat(f"question {i % 50}"))  # repeats every 50 rows
+        if i % 7 == 0:
+            lines.append(chat(f"  spaced   out {i % 30}\r\n\n\n\nend "))  # normalised, repeats too
+        if i % 11 == 0:
+            lines.append(chat(f"Cafe\u0301 {i}", role="system"))  # non-ASCII, NFC changes it
+        if i % 13 == 0:
+            lines.append(b"")  # a blank line: not a row, but it counts in line numbers
+        if i % 17 == 0:
+            lines.append(chat("   "))  # empty after normalisation
+        if i % 19 == 0:
+            lines.append(b'{"messages": [{"role": "robot", "content": "x"}]}')  # invalid: unknown role
+        if i % 23 == 0:
+            lines.append(b'{"messages": [')  # invalid: broken JSON
+    return lines
+
+
+def sequential(tmp_path, source, row_format=Format.CHAT, **cleaning):
+    work = tmp_path / "sequential"
+    work.mkdir()
+    return ingest(
+        source, FileType.JSONL, row_format, work, cleaning=CleaningConfig(**cleaning), split=SplitConfig(seed=7)
+    )
+
+
+def parallel(tmp_path, source, row_format=Format.CHAT, *, block_bytes=2048, chunk=333, **cleaning):
+    work = tmp_path / "parallel"
+    work.mkdir()
+    config = CleaningConfig(**cleaning)
+    with StreamedIngest(
+        source, row_format, work, cleaning=config, split=SplitConfig(seed=7), workers=2, block_bytes=block_bytes
+    ) as job:
+        data = source.read_bytes()
+        for start in range(0, len(data), chunk):
+            job.feed(data[start : start + chunk])
+        assert job.started
+        return job.finish()
+
+
+def same(a, b) -> None:
+    assert a.sha256 == b.sha256 and a.size == b.size
+    assert a.cleaned.read_bytes() == b.cleaned.read_bytes()
+    assert a.row_hashes.read_bytes() == b.row_hashes.read_bytes()
+    assert (a.stats, a.cleaning, a.splits, a.invalid_rows) == (b.stats, b.cleaning, b.splits, b.invalid_rows)
+    assert a.errors == b.errors
+
+
+class TestParallelIngest:
+    def test_duplicates_across_blocks_errors_and_cleaning_match_one_pass(self, tmp_path):
+        source = tmp_path / "in.jsonl"
+        source.write_bytes(b"\n".join(mixed_rows(400)) + b"\n")
+        expected, got = sequential(tmp_path, source), parallel(tmp_path, source)
+        same(got, expected)
+        assert expected.cleaning["duplicates_removed"] > 0 and expected.cleaning["rows_normalized"] > 0
+        assert len(expected.errors) == 20 and expected.invalid_rows > 20
+
+    def test_an_error_in_a_later_block_names_its_line_in_the_file(self, tmp_path):
+        lines = [chat(f"row {i}") for i in range(300)]
+        lines[250] = b'{"messages": "not a list"}'
+        source = tmp_path / "in.jsonl"
+        source.write_bytes(b"\n".join(lines))  # and no newline after the last line
+        got = parallel(tmp_path, source)
+        same(got, sequential(tmp_path, source))
+        assert [(e.line, e.field) for e in got.errors] == [(251, "messages")]
+
+    def test_without_deduplication_repeats_are_all_kept(self, tmp_path):
+        source = tmp_path / "in.jsonl"
+        source.write_bytes(b"\n".join(mixed_rows(200)) + b"\n")
+        got = parallel(tmp_path, source, dedupe=False)
+        same(got, sequential(tmp_path, source, dedupe=False))
+        assert got.cleaning["duplicates_removed"] == 0
+
+    @pytest.mark.parametrize("row_format", [Format.CLASSIFICATION, Format.INSTRUCTION])
+    def test_other_formats_and_length_filters_match_one_pass(self, tmp_path, row_format):
+        def row(i: int) -> dict:
+            if row_format is Format.CLASSIFICATION:
+                return {"text": "word " * (i % 9), "label": i % 3 if i % 2 else f"l{i % 4}"}
+            return {"prompt": f"p {i % 40}", "completion": "c" * (i % 12)}
+
+        source = tmp_path / "in.jsonl"
+        source.write_bytes(b"".join(orjson.dumps(row(i)) + b"\n" for i in range(600)))
+        got = parallel(tmp_path, source, row_format, min_chars=3, max_chars=30)
+        same(got, sequential(tmp_path, source, row_format, min_chars=3, max_chars=30))
+
+    def test_the_ingest_of_a_file_on_disk_uses_the_workers_alike(self, tmp_path, monkeypatch):
+        monkeypatch.setattr("llmops_datasets.parallel.BLOCK_BYTES", 4096)
+        source = tmp_path / "in.jsonl"
+        source.write_bytes(b"\n".join(mixed_rows(300)) + b"\n")
+        work = tmp_path / "both"
+        work.mkdir()
+        got = ingest(
+            source, FileType.JSONL, Format.CHAT, work, cleaning=CleaningConfig(), split=SplitConfig(seed=7), workers=2
+        )
+        same(got, sequential(tmp_path, source))
+
+
+class TestBlocks:
+    def test_blocks_end_at_line_ends_and_know_their_first_line(self):
+        data = b"".join(b"line %d\n" % i for i in range(1, 101)) + b"last"
+        cut = []
+        blocks = Blocks(lambda start, end, first: cut.append((start, end, first)), size=100)
+        for start in range(0, len(data), 37):
+            blocks.feed(data[start : start + 37])
+        blocks.close()
+        assert cut[0][0] == 0 and cut[-1][1] == len(data)
+        for (start, end, first), following in zip(cut, [*cut[1:], None], strict=True):
+            assert end == len(data) or data[end - 1 : end] == b"\n"
+            assert first == data[:start].count(b"\n") + 1
+            if following is not None:
+                assert following[0] == end and end - start >= 100
+
+    def test_a_stream_smaller_than_a_block_is_one_block(self):
+        cut = []
+        blocks = Blocks(lambda *block: cut.append(block), size=1000)
+        blocks.feed(b'{"text": "a"}\n')
+        blocks.close()
+        assert cut == [(0, 14, 1)]

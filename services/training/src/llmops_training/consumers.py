@@ -1,0 +1,68 @@
+"""The training service's projections of other services' events: dataset versions (and their deprecation) and
+prompt versions, so that a job request is checked without calling those services."""
+
+from __future__ import annotations
+
+from faststream.kafka import KafkaBroker
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llmops.bus import Consumer
+from llmops.db import Database
+from llmops_schemas import CloudEvent, topics
+from llmops_schemas.events import DatasetVersionCreated, DatasetVersionDeprecated, PromptVersionCreated
+from llmops_training import repository
+from llmops_training.settings import TrainingSettings
+
+
+def projections_consumer(settings: TrainingSettings, db: Database, broker: KafkaBroker) -> Consumer:
+    consumer = Consumer(
+        settings.consumer_group,
+        db,
+        broker,
+        [topics.DATASETS, topics.PROMPTS],
+        max_attempts=settings.consumer_max_attempts,
+        backoff_seconds=settings.consumer_backoff_seconds,
+    )
+
+    @consumer.on(DatasetVersionCreated.event_type)
+    async def dataset_version_created(session: AsyncSession, event: CloudEvent, v: DatasetVersionCreated) -> None:
+        await repository.upsert_dataset_version(
+            session,
+            {
+                "version_id": v.version_id,
+                "dataset_id": v.dataset_id,
+                "project": v.project,
+                "name": v.name,
+                "version": v.version,
+                "format": v.format,
+                "uri": v.uri,
+                "sha256": v.sha256,
+                "row_count": v.row_count,
+                "splits": v.splits,
+            },
+        )
+
+    @consumer.on(DatasetVersionDeprecated.event_type)
+    async def dataset_version_deprecated(session: AsyncSession, event: CloudEvent, v: DatasetVersionDeprecated) -> None:
+        await repository.deprecate_dataset_version(session, v.version_id, v.reason)
+
+    @consumer.on(PromptVersionCreated.event_type)
+    async def prompt_version_created(session: AsyncSession, event: CloudEvent, v: PromptVersionCreated) -> None:
+        await repository.insert_prompt_version(
+            session,
+            {
+                "version_id": v.version_id,
+                "prompt_id": v.prompt_id,
+                "project": v.project,
+                "name": v.name,
+                "version": v.version,
+                "template": v.template,
+                "hash": v.hash,
+            },
+        )
+
+    consumer.subscribe(
+        description="training: projections of dataset versions (deprecation) and prompt versions",
+        auto_offset_reset=settings.consumer_offset_reset,
+    )
+    return consumer

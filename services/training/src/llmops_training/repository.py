@@ -1,0 +1,264 @@
+"""Every SQL statement of the training service (API and workers)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llmops_training.models import (
+    alias_moves,
+    base_models,
+    dataset_versions,
+    job_checkpoints,
+    job_logs,
+    job_metrics,
+    jobs,
+    model_aliases,
+    model_versions,
+    prompt_versions,
+)
+
+ACTIVE = ("queued", "running")
+
+
+# -- base models -------------------------------------------------------------------------------------------------
+async def insert_base_model(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(insert(base_models).values(**values))
+
+
+async def find_base_model(session: AsyncSession, project: str, name: str) -> Row | None:
+    query = select(base_models).where(base_models.c.project == project, base_models.c.name == name)
+    return (await session.execute(query)).one_or_none()
+
+
+async def get_base_model(session: AsyncSession, base_model_id: str) -> Row | None:
+    return (await session.execute(select(base_models).where(base_models.c.id == base_model_id))).one_or_none()
+
+
+async def list_base_models(session: AsyncSession, project: str) -> list[Row]:
+    query = select(base_models).where(base_models.c.project == project).order_by(base_models.c.name)
+    return list((await session.execute(query)).all())
+
+
+# -- projections of other services' events -------------------------------------------------------------------------
+async def upsert_dataset_version(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(pg_insert(dataset_versions).values(**values).on_conflict_do_nothing())
+
+
+async def deprecate_dataset_version(session: AsyncSession, version_id: str, reason: str) -> None:
+    await session.execute(
+        update(dataset_versions)
+        .where(dataset_versions.c.version_id == version_id)
+        .values(deprecated=True, deprecated_reason=reason)
+    )
+
+
+async def find_dataset_version(session: AsyncSession, project: str, name: str, version: int) -> Row | None:
+    query = select(dataset_versions).where(
+        dataset_versions.c.project == project, dataset_versions.c.name == name, dataset_versions.c.version == version
+    )
+    return (await session.execute(query)).one_or_none()
+
+
+async def get_dataset_version(session: AsyncSession, version_id: str) -> Row | None:
+    query = select(dataset_versions).where(dataset_versions.c.version_id == version_id)
+    return (await session.execute(query)).one_or_none()
+
+
+async def insert_prompt_version(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(pg_insert(prompt_versions).values(**values).on_conflict_do_nothing())
+
+
+async def find_prompt_version(session: AsyncSession, project: str, name: str, version: int) -> Row | None:
+    query = select(prompt_versions).where(
+        prompt_versions.c.project == project, prompt_versions.c.name == name, prompt_versions.c.version == version
+    )
+    return (await session.execute(query)).one_or_none()
+
+
+# -- jobs --------------------------------------------------------------------------------------------------------
+async def insert_job(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(insert(jobs).values(**values))
+
+
+async def get_job(session: AsyncSession, job_id: str, *, for_update: bool = False) -> Row | None:
+    query = select(jobs).where(jobs.c.id == job_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).one_or_none()
+
+
+async def find_job(session: AsyncSession, project: str, job_id: str) -> Row | None:
+    return (await session.execute(select(jobs).where(jobs.c.id == job_id, jobs.c.project == project))).one_or_none()
+
+
+async def list_jobs(session: AsyncSession, project: str, *, status: str | None, limit: int, offset: int) -> list[Row]:
+    query = select(jobs).where(jobs.c.project == project)
+    if status:
+        query = query.where(jobs.c.status == status)
+    query = query.order_by(jobs.c.created_at.desc()).limit(limit).offset(offset)
+    return list((await session.execute(query)).all())
+
+
+async def update_job(session: AsyncSession, job_id: str, **values: Any) -> None:
+    await session.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+
+
+async def claim_job(session: AsyncSession, job_id: str, worker: str, lease_seconds: float) -> Row | None:
+    """Take a queued job, or a running one whose holder's lease expired (it died); None when another worker holds
+    it or it has ended."""
+    query = text(
+        "UPDATE jobs SET worker = :worker, lease_until = now() + make_interval(secs => :lease), "
+        "attempt = attempt + 1, status = 'running', started_at = coalesce(started_at, now()) "
+        "WHERE id = :id AND status IN ('queued', 'running') AND cancel_requested_by IS NULL "
+        "AND (lease_until IS NULL OR lease_until < now() OR worker = :worker) RETURNING *"
+    )
+    return (await session.execute(query, {"id": job_id, "worker": worker, "lease": lease_seconds})).one_or_none()
+
+
+async def renew_lease(session: AsyncSession, job_id: str, worker: str, lease_seconds: float) -> Row | None:
+    """Extend this worker's lease; returns the job (with ``cancel_requested_by``), or None when it lost the job."""
+    query = text(
+        "UPDATE jobs SET lease_until = now() + make_interval(secs => :lease) "
+        "WHERE id = :id AND worker = :worker AND status = 'running' RETURNING *"
+    )
+    return (await session.execute(query, {"id": job_id, "worker": worker, "lease": lease_seconds})).one_or_none()
+
+
+async def lease_expired(session: AsyncSession, job_id: str) -> bool:
+    query = text("SELECT lease_until IS NULL OR lease_until < now() FROM jobs WHERE id = :id")
+    return bool((await session.execute(query, {"id": job_id})).scalar_one())
+
+
+async def record_metrics(session: AsyncSession, job_id: str, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    statement = pg_insert(job_metrics).values([{"job_id": job_id, **row} for row in rows])
+    # A resumed job repeats the steps after its last checkpoint: the later run's figures win.
+    statement = statement.on_conflict_do_update(
+        constraint="pk_job_metrics",
+        set_={c: statement.excluded[c] for c in ("epoch", "loss", "learning_rate", "tokens_per_second")},
+    )
+    await session.execute(statement)
+
+
+async def job_metrics_of(session: AsyncSession, job_id: str) -> list[Row]:
+    query = select(job_metrics).where(job_metrics.c.job_id == job_id).order_by(job_metrics.c.step)
+    return list((await session.execute(query)).all())
+
+
+async def add_log(session: AsyncSession, job_id: str, level: str, message: str, worker: str | None = None) -> None:
+    await session.execute(insert(job_logs).values(job_id=job_id, level=level, message=message, worker=worker))
+
+
+async def logs_of(session: AsyncSession, job_id: str, *, after: int, limit: int) -> list[Row]:
+    query = (
+        select(job_logs).where(job_logs.c.job_id == job_id, job_logs.c.id > after).order_by(job_logs.c.id).limit(limit)
+    )
+    return list((await session.execute(query)).all())
+
+
+async def add_checkpoint(session: AsyncSession, job_id: str, step: int, manifest_sha256: str, worker: str) -> None:
+    statement = pg_insert(job_checkpoints).values(
+        job_id=job_id, step=step, manifest_sha256=manifest_sha256, worker=worker
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            constraint="pk_job_checkpoints", set_={"manifest_sha256": statement.excluded.manifest_sha256}
+        )
+    )
+
+
+async def latest_checkpoint(session: AsyncSession, job_id: str) -> Row | None:
+    query = (
+        select(job_checkpoints)
+        .where(job_checkpoints.c.job_id == job_id)
+        .order_by(job_checkpoints.c.step.desc())
+        .limit(1)
+    )
+    return (await session.execute(query)).one_or_none()
+
+
+# -- model registry ----------------------------------------------------------------------------------------------
+async def lock_model_name(session: AsyncSession, project: str, name: str) -> None:
+    """Serialise the numbering of one model's versions until the transaction ends."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"model:{project}:{name}"})
+
+
+async def next_model_version(session: AsyncSession, project: str, name: str) -> int:
+    query = select(func.coalesce(func.max(model_versions.c.version), 0)).where(
+        model_versions.c.project == project, model_versions.c.name == name
+    )
+    return int((await session.execute(query)).scalar_one()) + 1
+
+
+async def insert_model_version(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert a version; False when the job already registered one (a resumed job registers once)."""
+    statement = pg_insert(model_versions).values(**values).on_conflict_do_nothing(index_elements=["job_id"])
+    return (await session.execute(statement.returning(model_versions.c.id))).one_or_none() is not None
+
+
+async def model_version_of_job(session: AsyncSession, job_id: str) -> Row | None:
+    return (await session.execute(select(model_versions).where(model_versions.c.job_id == job_id))).one_or_none()
+
+
+async def find_model_version(session: AsyncSession, project: str, name: str, version: int) -> Row | None:
+    query = select(model_versions).where(
+        model_versions.c.project == project, model_versions.c.name == name, model_versions.c.version == version
+    )
+    return (await session.execute(query)).one_or_none()
+
+
+async def list_model_versions(session: AsyncSession, project: str, name: str | None = None) -> list[Row]:
+    query = select(model_versions).where(model_versions.c.project == project)
+    if name is not None:
+        query = query.where(model_versions.c.name == name)
+    return list((await session.execute(query.order_by(model_versions.c.name, model_versions.c.version))).all())
+
+
+async def aliases_of(session: AsyncSession, project: str, name: str) -> list[Row]:
+    query = (
+        select(model_aliases)
+        .where(model_aliases.c.project == project, model_aliases.c.name == name)
+        .order_by(model_aliases.c.alias)
+    )
+    return list((await session.execute(query)).all())
+
+
+async def find_alias(session: AsyncSession, project: str, name: str, alias: str) -> Row | None:
+    query = select(model_aliases).where(
+        model_aliases.c.project == project, model_aliases.c.name == name, model_aliases.c.alias == alias
+    )
+    return (await session.execute(query)).one_or_none()
+
+
+async def set_alias(session: AsyncSession, values: dict[str, Any]) -> None:
+    statement = pg_insert(model_aliases).values(**values)
+    await session.execute(
+        statement.on_conflict_do_update(
+            constraint="pk_model_aliases",
+            set_={
+                "version": statement.excluded.version,
+                "updated_by": statement.excluded.updated_by,
+                "updated_at": func.now(),
+            },
+        )
+    )
+
+
+async def add_alias_move(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(insert(alias_moves).values(**values))
+
+
+async def alias_history(session: AsyncSession, project: str, name: str, alias: str) -> list[Row]:
+    query = (
+        select(alias_moves)
+        .where(alias_moves.c.project == project, alias_moves.c.name == name, alias_moves.c.alias == alias)
+        .order_by(alias_moves.c.id)
+    )
+    return list((await session.execute(query)).all())

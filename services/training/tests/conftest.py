@@ -1,0 +1,157 @@
+"""Fixtures of the training service's tests: real Postgres, Kafka and S3 store; a fresh database per test, migrated
+as the owner role and used through the runtime role; a tiny base model built once per session."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import tarfile
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from llmops.auth import Role, issue_token
+from llmops.testing import service_database
+from llmops_training.app import TrainingService, migrate
+from llmops_training.settings import TrainingSettings
+
+
+@pytest.fixture
+def offset_reset() -> str:
+    """Tests start the projections past the shared topics' history (the consumer's own tests override this)."""
+    return "latest"
+
+
+@pytest.fixture
+async def training_settings(infra_up, tmp_path, offset_reset):
+    async with service_database(
+        "training",
+        TrainingSettings,
+        outbox_poll_interval=0.05,
+        progress_interval_seconds=0.2,
+        lease_seconds=3,
+        session_timeout_ms=6000,
+        work_dir=tmp_path / "work",
+        cache_dir=tmp_path / "cache",
+        consumer_group=f"training-test-{uuid.uuid4().hex[:12]}",
+        consumer_offset_reset=offset_reset,
+        # Workers of this test only: another test run or the demo sharing Kafka must not take its jobs.
+        worker_group=f"training-worker-test-{uuid.uuid4().hex[:12]}",
+        worker_offset_reset="latest",  # past other runs' jobs; fixtures wait until the worker is ready
+    ) as settings:
+        await asyncio.to_thread(migrate, settings)
+        yield settings
+
+
+@pytest.fixture
+async def training(training_settings):
+    service = TrainingService(training_settings)
+    await service.start()
+    yield service
+    await service.stop()
+
+
+@pytest.fixture
+async def client(training):
+    transport = httpx.ASGITransport(app=training.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=120) as http:
+        yield http
+
+
+def bearer(role: Role, *, projects=("p1",), subject: str = "dana") -> dict[str, str]:
+    return {"authorization": f"Bearer {issue_token(subject, [role], list(projects))}"}
+
+
+ENGINEER = bearer(Role.ML_ENGINEER, subject="eve")
+ADMIN = bearer(Role.ADMIN, subject="ada")
+VIEWER = bearer(Role.VIEWER, subject="vic")
+STEWARD = bearer(Role.DATA_STEWARD, subject="sam")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny Llama with its own tokenizer, built offline (the same for every test)."""
+    from llmops_training.ml.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def tar_of(directory: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(directory, arcname=directory.name)
+    return buffer.getvalue()
+
+
+def instruction_rows(count: int = 64) -> list[dict]:
+    """Question/answer pairs a tiny model can learn (a few distinct answers, repeated)."""
+    answers = ["blue", "green", "red", "yellow"]
+    return [
+        {"prompt": f"Question {i}: what colour is item {i % 4}?", "completion": f" The colour is {answers[i % 4]}."}
+        for i in range(count)
+    ]
+
+
+async def seed_dataset(
+    service,
+    *,
+    project: str = "p1",
+    name: str = "qa",
+    version: int = 1,
+    fmt: str = "instruction",
+    rows: list[dict] | None = None,
+    deprecated: bool = False,
+) -> dict:
+    """A dataset version as the datasets service would have published it: its canonical JSONL in the object store
+    and the row the projection consumer writes (the consumer itself is tested on real Kafka elsewhere)."""
+    import uuid
+
+    import orjson
+
+    from llmops_training import repository
+
+    rows = instruction_rows() if rows is None else rows
+    body = b"".join(orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n" for row in rows)
+    stored = await service.runtime.store.put_bytes(body, content_type="application/x-ndjson")
+    values = {
+        "version_id": str(uuid.uuid4()),
+        "dataset_id": str(uuid.uuid4()),
+        "project": project,
+        "name": name,
+        "version": version,
+        "format": fmt,
+        "uri": stored.uri,
+        "sha256": stored.sha256,
+        "row_count": len(rows),
+        # everything in train: the tests train on all rows
+        "splits": {"train": 1.0, "validation": 0.0, "test": 0.0, "seed": 42, "counts": {"train": len(rows)}},
+    }
+    async with service.runtime.db.transaction() as session:
+        await repository.upsert_dataset_version(session, values)
+        if deprecated:
+            await repository.deprecate_dataset_version(session, values["version_id"], "superseded")
+    return values
+
+
+async def register_tiny(client, tiny_model, name: str = "tiny", project: str = "p1") -> dict:
+    response = await client.post(
+        f"/projects/{project}/base-models/{name}/upload",
+        content=tar_of(tiny_model),
+        headers=ENGINEER | {"content-type": "application/x-tar"},
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def outbox_events(training) -> list[dict]:
+    """Every event the service (or a worker sharing its database) has written to its outbox, in order."""
+    import orjson
+    from sqlalchemy import select
+
+    from llmops.bus import outbox
+
+    async with training.runtime.db.sessions() as session:
+        rows = (await session.execute(select(outbox.c.payload).order_by(outbox.c.id))).scalars()
+        return [orjson.loads(p) for p in rows]

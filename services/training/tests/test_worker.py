@@ -1,0 +1,229 @@
+"""The training worker on real Kafka, Postgres and object store: jobs run end to end and register model versions
+with lineage; a SIGKILLed worker's job resumes from its checkpoint on another worker and registers once; a job whose
+data cannot train fails and the worker goes on; cancellation; the same seed gives the same loss curve."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from llmops_training.artifacts import fetch_directory
+from llmops_training.worker import TrainingWorker
+
+from .conftest import ENGINEER, VIEWER, outbox_events, register_tiny, seed_dataset
+
+pytestmark = pytest.mark.integration
+
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+def job_body(**overrides) -> dict:
+    hyperparameters = {"max_steps": 30, "batch_size": 8, "learning_rate": 5e-3, "max_seq_length": 64, "seed": 7}
+    hyperparameters |= overrides.pop("hyperparameters", {})
+    return {
+        "base_model": "tiny",
+        "dataset": {"name": "qa", "version": 1},
+        "method": "lora",
+        "hyperparameters": hyperparameters,
+    } | overrides
+
+
+async def start_job(client, **overrides) -> dict:
+    response = await client.post("/projects/p1/training/jobs", json=job_body(**overrides), headers=ENGINEER)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def job_of(client, job_id: str) -> dict:
+    return (await client.get(f"/projects/p1/training/jobs/{job_id}", headers=VIEWER)).json()
+
+
+async def wait_for(client, job_id: str, predicate, *, within: float = 240) -> dict:
+    deadline = time.monotonic() + within
+    while True:
+        job = await job_of(client, job_id)
+        if predicate(job):
+            return job
+        assert time.monotonic() < deadline, f"job never got there: {job}"
+        await asyncio.sleep(0.2)
+
+
+async def finished(client, job_id: str, *, within: float = 240) -> dict:
+    return await wait_for(client, job_id, lambda job: job["status"] in TERMINAL, within=within)
+
+
+async def losses(client, job_id: str) -> list[float]:
+    metrics = (await client.get(f"/projects/p1/training/jobs/{job_id}/metrics", headers=VIEWER)).json()
+    return [m["loss"] for m in metrics if m["loss"] is not None]
+
+
+@pytest.fixture
+async def worker(training_settings):
+    running = TrainingWorker(training_settings, name="test-worker")
+    task = asyncio.create_task(running.run())
+    await asyncio.wait_for(running.ready.wait(), 60)
+    yield running
+    running.stop()
+    await asyncio.wait_for(task, 60)
+
+
+@pytest.fixture
+async def seeded(training, client, tiny_model):
+    await register_tiny(client, tiny_model)
+    return await seed_dataset(training)
+
+
+class TestALoraJob:
+    async def test_trains_registers_a_version_with_lineage_and_the_adapter_generates(
+        self, client, seeded, worker, training, tmp_path
+    ):
+        job = await finished(client, (await start_job(client))["id"])
+        assert job["status"] == "completed", job
+        curve = await losses(client, job["id"])
+        assert len(curve) == 30 and curve[-1] < curve[0]
+
+        model = (await client.get("/projects/p1/models/tiny-lora", headers=VIEWER)).json()
+        assert [v["version"] for v in model["versions"]] == [1]
+        version = (await client.get("/projects/p1/models/tiny-lora/versions/1", headers=VIEWER)).json()
+        assert version["kind"] == "adapter" and "adapter_model.safetensors" in version["files"]
+        lineage = version["lineage"]
+        assert lineage["dataset"]["sha256"] == seeded["sha256"]
+        assert lineage["base_model"]["manifest_sha256"] and lineage["method"] == "lora"
+        assert lineage["hyperparameters"]["seed"] == 7 and lineage["platform_version"]
+
+        base = (await client.get("/projects/p1/base-models/tiny", headers=VIEWER)).json()
+        base_dir = await fetch_directory(training.runtime.store, base["manifest_sha256"], tmp_path / "base")
+        adapter = await fetch_directory(training.runtime.store, version["manifest_sha256"], tmp_path / "adapter")
+        from llmops_training.ml.generate import generate
+
+        text = await asyncio.to_thread(generate, base_dir, "Question 1: what colour is item 1?", adapter_dir=adapter)
+        assert isinstance(text, str) and text.strip()
+
+        types = [e["type"] for e in await outbox_events(training) if e["subject"] in (job["id"], version["id"])]
+        assert types[:2] == ["training.job.requested", "training.job.started"] and types[-2:] == [
+            "model.version.registered",
+            "training.job.completed",
+        ]
+        progress = types.count("training.job.progress")
+        assert 1 <= progress < 30  # throttled: fewer events than steps, every step still in the metrics
+
+    async def test_a_full_fine_tune_registers_full_weights(self, client, seeded, worker):
+        job = await finished(client, (await start_job(client, method="full"))["id"])
+        assert job["status"] == "completed", job
+        curve = await losses(client, job["id"])
+        assert curve[-1] < curve[0]
+        version = (await client.get("/projects/p1/models/tiny-full/versions/1", headers=VIEWER)).json()
+        assert version["kind"] == "full" and "model.safetensors" in version["files"]
+
+
+class TestReproducibility:
+    async def test_the_same_job_and_seed_give_the_same_loss_curve(self, client, seeded, worker):
+        first = await finished(client, (await start_job(client, model_name="run-a"))["id"])
+        second = await finished(client, (await start_job(client, model_name="run-b"))["id"])
+        assert first["status"] == second["status"] == "completed"
+        assert await losses(client, first["id"]) == await losses(client, second["id"])
+
+
+class TestFailures:
+    async def test_a_job_whose_data_cannot_train_fails_and_the_worker_takes_the_next(
+        self, training, client, seeded, worker
+    ):
+        await seed_dataset(training, name="broken", rows=[{"prompt": "no completion here"}] * 4)
+        bad = await start_job(client, dataset={"name": "broken", "version": 1})
+        good = await start_job(client)
+        failed = await finished(client, bad["id"])
+        assert failed["status"] == "failed" and "completion" in failed["error"]
+        assert (await finished(client, good["id"]))["status"] == "completed"
+
+    async def test_a_hub_model_that_cannot_be_resolved_fails_the_job_with_the_reason(
+        self, client, seeded, worker, monkeypatch
+    ):
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        response = await client.post(
+            "/projects/p1/base-models", json={"name": "remote", "hub_id": "org/not-here"}, headers=ENGINEER
+        )
+        assert response.status_code == 201
+        failed = await finished(client, (await start_job(client, base_model="remote"))["id"])
+        assert failed["status"] == "failed" and "cannot resolve base model 'org/not-here'" in failed["error"]
+
+
+class TestCancellation:
+    async def test_a_running_job_stops_at_its_next_step(self, client, seeded, worker):
+        job = await start_job(client, hyperparameters={"max_steps": 5000, "checkpoint_every": 5000})
+        await wait_for(client, job["id"], lambda j: j["status"] == "running" and j["step"] > 0)
+        response = await client.post(f"/projects/p1/training/jobs/{job['id']}/cancel", headers=ENGINEER)
+        assert response.status_code == 200
+        cancelled = await finished(client, job["id"])
+        assert cancelled["status"] == "cancelled" and cancelled["step"] < 5000
+        assert cancelled["model_version_id"] is None
+
+
+def worker_env(settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "LLMOPS_TRAINING_DATABASE_URL": settings.db_url,
+        "LLMOPS_TRAINING_WORKER_GROUP": settings.worker_group,
+        "LLMOPS_TRAINING_WORKER_OFFSET_RESET": settings.worker_offset_reset,
+        "LLMOPS_TRAINING_LEASE_SECONDS": str(settings.lease_seconds),
+        "LLMOPS_TRAINING_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
+        "LLMOPS_TRAINING_PROGRESS_INTERVAL_SECONDS": "0.2",
+        "LLMOPS_TRAINING_WORK_DIR": str(settings.work_dir),
+        "LLMOPS_TRAINING_CACHE_DIR": str(settings.cache_dir),
+        "LLMOPS_TRAINING_OUTBOX_POLL_INTERVAL": "0.05",
+    }
+
+
+async def logged(process, text: str) -> None:
+    """Read the process's stderr until a line holds ``text``; keep draining it afterwards (a full pipe blocks)."""
+    while True:
+        line = await process.stderr.readline()
+        assert line, f"the process ended before logging {text!r}"
+        if text.encode() in line:
+            break
+
+    async def drain() -> None:
+        while await process.stderr.readline():
+            pass
+
+    process.drainer = asyncio.get_running_loop().create_task(drain())
+
+
+class TestAWorkerKilledMidJob:
+    async def test_another_worker_resumes_from_the_checkpoint_and_one_version_is_registered(
+        self, training_settings, client, seeded
+    ):
+        command = [str(Path(sys.executable).parent / "llmops-training"), "worker", "--name", "doomed"]
+        doomed = await asyncio.create_subprocess_exec(
+            *command, env=worker_env(training_settings), stderr=asyncio.subprocess.PIPE
+        )
+        try:
+            await asyncio.wait_for(logged(doomed, "training.worker.ready"), 120)
+            job = await start_job(client, hyperparameters={"max_steps": 400, "checkpoint_every": 20, "batch_size": 4})
+            await wait_for(client, job["id"], lambda j: j["status"] == "running" and j["step"] > 25, within=120)
+        finally:
+            doomed.send_signal(signal.SIGKILL)
+            await doomed.wait()
+        killed_at = (await job_of(client, job["id"]))["step"]
+        assert killed_at < 400, "the job ended before the worker could be killed"
+
+        survivor = TrainingWorker(training_settings, name="survivor")
+        task = asyncio.create_task(survivor.run())
+        try:
+            done = await finished(client, job["id"], within=240)
+        finally:
+            survivor.stop()
+            await asyncio.wait_for(task, 60)
+        assert done["status"] == "completed", done
+        assert done["worker"] == "survivor" and done["attempt"] == 2
+        assert done["resumed_from_step"] is not None and done["resumed_from_step"] >= 20
+        model = (await client.get("/projects/p1/models/tiny-lora", headers=VIEWER)).json()
+        assert [v["job_id"] for v in model["versions"]] == [job["id"]]
+        logs = (await client.get(f"/projects/p1/training/jobs/{job['id']}/logs", headers=VIEWER)).json()
+        assert any("resuming from the checkpoint" in line["message"] for line in logs)
+        assert len(await losses(client, job["id"])) == 400
