@@ -4,7 +4,7 @@ excluded) of the training worker (a job requested through the training service's
 script with the same tiny Llama, data and settings (checkpoints included), and the bare ``ml.train`` for reference;
 alternating rounds, median, to damp noise on a shared machine. Needs the local infrastructure (make infra-up).
 Target ratio worker/plain: at least 0.95.
-Usage: python tests/bench/bench_train.py [--examples N] [--rounds R] [--epochs E] [--threads T]
+Usage: python tests/bench/bench_train.py [--examples N] [--rounds R] [--epochs E] [--threads T] [--checkpoint-every S]
 ``--threads`` defaults to 1: with torch's default (one per core) a busy shared 2-core machine oversubscribes the
 cores and OpenMP's spinning makes figures swing tenfold; 0 keeps torch's default.
 """
@@ -245,11 +245,13 @@ class WorkerBench:
         }
 
 
-def main(n_examples: int = 300, rounds: int = 6, epochs: float = 1.0, threads: int = 1) -> None:
-    asyncio.run(run(n_examples, rounds, epochs, threads))
+def main(
+    n_examples: int = 300, rounds: int = 6, epochs: float = 1.0, threads: int = 1, checkpoint_every: int = 20
+) -> None:
+    asyncio.run(run(n_examples, rounds, epochs, threads, checkpoint_every))
 
 
-async def run(n_examples: int, rounds: int, epochs: float, threads: int) -> None:
+async def run(n_examples: int, rounds: int, epochs: float, threads: int, checkpoint_every: int = 20) -> None:
     """Build the tiny model, then alternate plain TRL, ``ml.train`` and the worker; print the medians."""
     import torch
 
@@ -263,8 +265,8 @@ async def run(n_examples: int, rounds: int, epochs: float, threads: int) -> None
         torch.set_num_threads(threads)
     quiet_libraries()
     examples = instruction_examples(n_examples)
-    # A checkpoint every 20 steps on both sides: the worker's include the upload to the object store.
-    spec = TrainSpec(method="lora", epochs=epochs, batch_size=8, max_seq_length=128, checkpoint_every=20)
+    # Checkpoints at the same steps on both sides: the worker's include the upload to the object store.
+    spec = TrainSpec(method="lora", epochs=epochs, batch_size=8, max_seq_length=128, checkpoint_every=checkpoint_every)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_tiny_model(Path(tmp) / "tiny", corpus=[e["prompt"] + e["completion"] for e in examples])
         plain_trl_tokens_per_second(model_dir, examples[:16], TrainSpec(max_steps=2))  # warm imports and caches
@@ -306,5 +308,6 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--checkpoint-every", type=int, default=20, help="steps between checkpoints (both sides)")
     parsed = parser.parse_args()
-    main(parsed.examples, parsed.rounds, parsed.epochs, parsed.threads)
+    main(parsed.examples, parsed.rounds, parsed.epochs, parsed.threads, parsed.checkpoint_every)
