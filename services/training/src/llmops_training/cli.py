@@ -11,7 +11,7 @@ import json
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -485,19 +485,25 @@ def base_tiny(
         print_base_model(upload_directory(directory, project, name, url, token), as_json)
 
 
+def print_items(items: list[dict], as_json: bool, table: Callable[[list[dict]], Table], empty: str) -> None:
+    """A listing: one JSON line per item, or a table, or (on stderr) what to do when there is nothing."""
+    if as_json:
+        for item in items:
+            echo_json(item)
+    elif not items:
+        err.print(empty)
+    else:
+        out.print(table(items))
+
+
 @base_app.command("list")
 def base_list(project: ProjectOpt, as_json: AsJson = False, url: Url = None, token: Token = None) -> None:
     """The project's base models."""
     with connect(url, token) as client:
         items = check(client.get(api_path(project, "base-models"))).json()
-    if as_json:
-        for item in items:
-            echo_json(item)
-        return
-    if not items:
-        err.print("no base models: `llmops models base register` or `llmops models base tiny`")
-        return
-    out.print(base_models_table(items))
+    print_items(
+        items, as_json, base_models_table, "no base models: `llmops models base register` or `llmops models base tiny`"
+    )
 
 
 # -- llmops models -----------------------------------------------------------------------------------------------
@@ -506,14 +512,8 @@ def models_list(project: ProjectOpt, as_json: AsJson = False, url: Url = None, t
     """The project's registered models: versions, the latest one's loss, aliases."""
     with connect(url, token) as client:
         items = check(client.get(api_path(project, "models"))).json()
-    if as_json:
-        for item in items:
-            echo_json(item)
-        return
-    if not items:
-        err.print("no models yet: a completed training job registers one (`llmops train start`)")
-        return
-    out.print(models_table(items))
+    hint = "no models yet: a completed training job registers one (`llmops train start`)"
+    print_items(items, as_json, models_table, hint)
 
 
 @models_app.command("show")
@@ -793,13 +793,6 @@ def train_list(
     query = params(status=status.value if status else None, limit=limit, offset=offset)
     with connect(url, token) as client:
         items = check(client.get(api_path(project, "training", "jobs"), params=query)).json()
-    if as_json:
-        for item in items:
-            echo_json(item)
-        return
-    if not items:
-        err.print("no training jobs")
-        return
-    out.print(jobs_table(items))
-    if len(items) == limit:
+    print_items(items, as_json, jobs_table, "no training jobs")
+    if items and not as_json and len(items) == limit:
         err.print(f"[yellow]more may match:[/yellow] pass --offset {offset + limit}")
