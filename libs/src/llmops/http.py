@@ -49,6 +49,11 @@ class Actor:
     correlation_id: str | None = None
 
 
+def from_row(model, row):
+    """A response model filled from a database row's columns of the same names."""
+    return model(**{name: getattr(row, name) for name in model.model_fields})
+
+
 def actor_of(request: Request, principal: Principal) -> Actor:
     """The actor of a request made by ``principal``."""
     return Actor(principal.subject, correlation_id(request))

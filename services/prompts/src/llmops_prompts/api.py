@@ -10,7 +10,7 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from llmops.auth import Permission, Principal, Role, require_project, requires
-from llmops.http import CurrentRuntime, Session, actor_of
+from llmops.http import CurrentRuntime, Session, actor_of, from_row
 from llmops.prompts import Expectation, PromptTemplate
 from llmops_prompts import repository, service
 
@@ -111,10 +111,6 @@ class TestCaseIn(BaseModel):
     expect: Expectation
 
 
-def _out(model, row):
-    return model(**{k: getattr(row, k) for k in model.model_fields})
-
-
 @router.post("", status_code=201, summary="Create a prompt")
 async def create_prompt(
     project: Project, body: PromptIn, request: Request, session: Session, runtime: CurrentRuntime, principal: Writer
@@ -128,7 +124,7 @@ async def create_prompt(
         description=body.description,
         actor=actor_of(request, principal),
     )
-    return _out(PromptOut, row)
+    return from_row(PromptOut, row)
 
 
 @router.get("", summary="The project's prompts")
@@ -141,7 +137,7 @@ async def list_prompts(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[PromptOut]:
     await require_project(request, principal, project)
-    return [_out(PromptOut, r) for r in await repository.list_prompts(session, project, limit=limit, offset=offset)]
+    return [from_row(PromptOut, r) for r in await repository.list_prompts(session, project, limit=limit, offset=offset)]
 
 
 @router.get("/{name}", summary="A prompt, its versions and labels")
@@ -150,9 +146,9 @@ async def show_prompt(
 ) -> PromptDetail:
     await require_project(request, principal, project)
     prompt = await service.get_prompt(session, project, name)
-    versions = [_out(VersionOut, v) for v in await repository.list_versions(session, prompt.id)]
-    labels = [_out(LabelOut, label) for label in await repository.list_labels(session, prompt.id)]
-    return PromptDetail(**_out(PromptOut, prompt).model_dump(), versions=versions, labels=labels)
+    versions = [from_row(VersionOut, v) for v in await repository.list_versions(session, prompt.id)]
+    labels = [from_row(LabelOut, label) for label in await repository.list_labels(session, prompt.id)]
+    return PromptDetail(**from_row(PromptOut, prompt).model_dump(), versions=versions, labels=labels)
 
 
 @router.post("/{name}/versions", status_code=201, summary="Commit an immutable version")
@@ -179,7 +175,7 @@ async def commit_version(
     )
     if not created:
         response.status_code = 200  # nothing changed since the latest version
-    return _out(VersionOut, version)
+    return from_row(VersionOut, version)
 
 
 @router.get("/{name}/resolve", summary="The version a label points at (or a version, or the latest), with an ETag")
@@ -200,7 +196,7 @@ async def resolve(
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"etag": etag})
     response.headers["etag"] = etag
-    return _out(VersionOut, found)
+    return from_row(VersionOut, found)
 
 
 @router.get("/{name}/versions/{version}", summary="One version")
@@ -209,7 +205,7 @@ async def show_version(
 ) -> VersionOut:
     await require_project(request, principal, project)
     prompt = await service.get_prompt(session, project, name)
-    return _out(VersionOut, await service.get_version(session, prompt, version))
+    return from_row(VersionOut, await service.get_version(session, prompt, version))
 
 
 @router.get("/{name}/diff", summary="Template, variables and parameters changed between two versions")
@@ -255,7 +251,7 @@ async def move_label(
         guard_role=request.app.state.settings.protected_label_role,
         actor=actor_of(request, principal),
     )
-    return _out(MoveOut, move)
+    return from_row(MoveOut, move)
 
 
 @router.get("/{name}/labels/{label}/history", summary="Every move of a label: who, when, from, to, why")
@@ -264,7 +260,7 @@ async def label_history(
 ) -> list[MoveOut]:
     await require_project(request, principal, project)
     prompt = await service.get_prompt(session, project, name)
-    return [_out(MoveOut, m) for m in await repository.label_history(session, prompt.id, label)]
+    return [from_row(MoveOut, m) for m in await repository.label_history(session, prompt.id, label)]
 
 
 @router.post("/{name}/render", summary="Render by label or version with variables (422 names each bad variable)")

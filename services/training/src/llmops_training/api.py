@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from llmops.auth import Permission, Principal, Role, require_project, requires
 from llmops.errors import Problem
-from llmops.http import CurrentRuntime, Session, actor_of
+from llmops.http import CurrentRuntime, Session, actor_of, from_row
 from llmops_training import repository, service
 
 WRITE = Permission("training.write", {Role.ML_ENGINEER})
@@ -28,10 +28,6 @@ NAME = r"^[a-z0-9][a-z0-9._-]{0,127}$"
 Name = Annotated[str, PathParam(pattern=NAME)]
 Project = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
 TAR_TYPES = ("application/x-tar", "application/tar")
-
-
-def _out(model, row):
-    return model(**{k: getattr(row, k) for k in model.model_fields})
 
 
 # -- base models -------------------------------------------------------------------------------------------------
@@ -71,7 +67,7 @@ async def register_hub_model(
         revision=body.revision,
         actor=actor_of(request, principal),
     )
-    return _out(BaseModelOut, row)
+    return from_row(BaseModelOut, row)
 
 
 @router.post(
@@ -96,7 +92,7 @@ async def upload_base_model(
     row = await service.register_uploaded_model(
         runtime, settings, project=project, name=name, chunks=request.stream(), actor=actor_of(request, principal)
     )
-    return _out(BaseModelOut, row)
+    return from_row(BaseModelOut, row)
 
 
 @router.get("/base-models", summary="The project's base models")
@@ -104,7 +100,7 @@ async def list_base_models(
     project: Project, request: Request, session: Session, principal: Reader
 ) -> list[BaseModelOut]:
     await require_project(request, principal, project)
-    return [_out(BaseModelOut, row) for row in await repository.list_base_models(session, project)]
+    return [from_row(BaseModelOut, row) for row in await repository.list_base_models(session, project)]
 
 
 @router.get("/base-models/{name}", summary="One base model")
@@ -112,7 +108,7 @@ async def show_base_model(
     project: Project, name: Name, request: Request, session: Session, principal: Reader
 ) -> BaseModelOut:
     await require_project(request, principal, project)
-    return _out(BaseModelOut, await service.get_base_model(session, project, name))
+    return from_row(BaseModelOut, await service.get_base_model(session, project, name))
 
 
 # -- jobs --------------------------------------------------------------------------------------------------------
@@ -206,7 +202,7 @@ async def start_job(
         spec=body.model_dump(mode="json"),
         actor=actor_of(request, principal),
     )
-    return _out(JobOut, row)
+    return from_row(JobOut, row)
 
 
 @router.get("/training/jobs", summary="The project's jobs, newest first")
@@ -221,7 +217,7 @@ async def list_jobs(
 ) -> list[JobOut]:
     await require_project(request, principal, project)
     rows = await repository.list_jobs(session, project, status=status, limit=limit, offset=offset)
-    return [_out(JobOut, row) for row in rows]
+    return [from_row(JobOut, row) for row in rows]
 
 
 JobId = Annotated[str, PathParam(pattern=r"^[0-9a-f-]{36}$")]
@@ -230,7 +226,7 @@ JobId = Annotated[str, PathParam(pattern=r"^[0-9a-f-]{36}$")]
 @router.get("/training/jobs/{job_id}", summary="One job: status, progress, metrics, error")
 async def show_job(project: Project, job_id: JobId, request: Request, session: Session, principal: Reader) -> JobOut:
     await require_project(request, principal, project)
-    return _out(JobOut, await service.get_job(session, project, job_id))
+    return from_row(JobOut, await service.get_job(session, project, job_id))
 
 
 @router.post("/training/jobs/{job_id}/cancel", summary="Cancel a job (a running one stops at its next step)")
@@ -239,7 +235,7 @@ async def cancel_job(
 ) -> JobOut:
     await require_project(request, principal, project)
     row = await service.cancel_job(session, runtime, project=project, job_id=job_id, actor=actor_of(request, principal))
-    return _out(JobOut, row)
+    return from_row(JobOut, row)
 
 
 class LogLine(BaseModel):
@@ -262,7 +258,7 @@ async def job_logs(
 ) -> list[LogLine]:
     await require_project(request, principal, project)
     job = await service.get_job(session, project, job_id)
-    return [_out(LogLine, row) for row in await repository.logs_of(session, job.id, after=after, limit=limit)]
+    return [from_row(LogLine, row) for row in await repository.logs_of(session, job.id, after=after, limit=limit)]
 
 
 class StepMetrics(BaseModel):
@@ -279,7 +275,7 @@ async def job_metrics(
 ) -> list[StepMetrics]:
     await require_project(request, principal, project)
     job = await service.get_job(session, project, job_id)
-    return [_out(StepMetrics, row) for row in await repository.job_metrics_of(session, job.id)]
+    return [from_row(StepMetrics, row) for row in await repository.job_metrics_of(session, job.id)]
 
 
 # -- model registry ----------------------------------------------------------------------------------------------
@@ -316,16 +312,13 @@ async def list_models(project: Project, request: Request, session: Session, prin
     await require_project(request, principal, project)
     by_name: dict[str, list] = {}
     for row in await repository.list_model_versions(session, project):
-        by_name.setdefault(row.name, []).append(_out(ModelVersionOut, row))
+        by_name.setdefault(row.name, []).append(from_row(ModelVersionOut, row))
     return [
         ModelOut(
             project=project,
             name=name,
             versions=versions,
-            aliases=[
-                AliasOut(alias=a.alias, version=a.version, updated_by=a.updated_by, updated_at=a.updated_at)
-                for a in await repository.aliases_of(session, project, name)
-            ],
+            aliases=[from_row(AliasOut, a) for a in await repository.aliases_of(session, project, name)],
         )
         for name, versions in by_name.items()
     ]
@@ -341,11 +334,8 @@ async def show_model(project: Project, name: Name, request: Request, session: Se
     return ModelOut(
         project=project,
         name=name,
-        versions=[_out(ModelVersionOut, v) for v in versions],
-        aliases=[
-            AliasOut(alias=a.alias, version=a.version, updated_by=a.updated_by, updated_at=a.updated_at)
-            for a in aliases
-        ],
+        versions=[from_row(ModelVersionOut, v) for v in versions],
+        aliases=[from_row(AliasOut, a) for a in aliases],
     )
 
 
@@ -372,7 +362,7 @@ async def show_model_version(
     await require_project(request, principal, project)
     row = await service.get_model_version(session, project, name, version)
     manifest = await service.artifact_files(runtime, row.manifest_sha256)
-    return ModelVersionDetail(**_out(ModelVersionOut, row).model_dump(), lineage=row.lineage, files=manifest)
+    return ModelVersionDetail(**from_row(ModelVersionOut, row).model_dump(), lineage=row.lineage, files=manifest)
 
 
 @router.get("/models/{name}/versions/{version}/lineage", summary="Where a model version came from, completely")
@@ -415,7 +405,7 @@ async def move_alias(
         reason=body.reason,
         actor=actor_of(request, principal),
     )
-    return _out(AliasOut, row)
+    return from_row(AliasOut, row)
 
 
 class AliasMoveOut(BaseModel):
@@ -431,4 +421,4 @@ async def alias_history(
     project: Project, name: Name, alias: AliasName, request: Request, session: Session, principal: Reader
 ) -> list[AliasMoveOut]:
     await require_project(request, principal, project)
-    return [_out(AliasMoveOut, row) for row in await repository.alias_history(session, project, name, alias)]
+    return [from_row(AliasMoveOut, row) for row in await repository.alias_history(session, project, name, alias)]

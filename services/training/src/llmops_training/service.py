@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from llmops.bus import add_to_outbox
 from llmops.errors import Problem
 from llmops.http import Actor, Runtime, spool
+from llmops_schemas.envelope import utcnow
 from llmops_schemas.events import (
     BaseModelRegistered,
     ModelAliasMoved,
@@ -282,16 +283,10 @@ async def cancel_job(session: AsyncSession, runtime: Runtime, *, project: str, j
     await repository.update_job(session, job_id, cancel_requested_by=actor.subject)
     await repository.add_log(session, job_id, "info", f"cancellation requested by {actor.subject}")
     if job.status == "queued":
-        await repository.update_job(session, job_id, status="cancelled", finished_at=_now())
+        await repository.update_job(session, job_id, status="cancelled", finished_at=utcnow())
         payload = TrainingJobCancelled(job_id=job_id, project=project, at_step=None, cancelled_by=actor.subject)
         await add_to_outbox(session, runtime.event(payload, subject=job_id, actor=actor, project=project))
     return await repository.get_job(session, job_id)
-
-
-def _now():
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
 
 
 # -- model registry ----------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from llmops.logging import bound_context, get_logger
 from llmops.prompts import PromptTemplate
 from llmops.storage import ObjectStore
 from llmops_schemas import MalformedEvent, new_event, parse_envelope, parse_payload, topics
+from llmops_schemas.envelope import utcnow
 from llmops_schemas.events import (
     ModelVersionRegistered,
     TrainingJobCancelled,
@@ -458,7 +459,7 @@ class TrainingWorker:
                 session,
                 request.job_id,
                 status="completed",
-                finished_at=_now(),
+                finished_at=utcnow(),
                 metrics=metrics,
                 model_version_id=version_id,
                 lease_until=None,
@@ -491,7 +492,7 @@ class TrainingWorker:
 
     async def _cancelled(self, session, request: TrainingJobRequested, latest, by: str, event) -> None:
         step = None if latest is None else latest.step
-        await repository.update_job(session, request.job_id, status="cancelled", finished_at=_now(), lease_until=None)
+        await repository.update_job(session, request.job_id, status="cancelled", finished_at=utcnow(), lease_until=None)
         await repository.add_log(session, request.job_id, "info", f"cancelled at step {step}", self.name)
         payload = TrainingJobCancelled(job_id=request.job_id, project=request.project, at_step=step, cancelled_by=by)
         await add_to_outbox(session, self._event(payload, request, event))
@@ -503,7 +504,7 @@ class TrainingWorker:
             if job is None or job.worker != self.name or job.status != "running":
                 return
             await repository.update_job(
-                session, request.job_id, status="failed", finished_at=_now(), error=reason, lease_until=None
+                session, request.job_id, status="failed", finished_at=utcnow(), error=reason, lease_until=None
             )
             await repository.add_log(session, request.job_id, "error", f"failed: {reason}", self.name)
             payload = TrainingJobFailed(job_id=request.job_id, project=request.project, reason=reason, attempt=attempt)
@@ -613,9 +614,3 @@ def _library_versions() -> dict[str, str]:
     from importlib.metadata import version
 
     return {name: version(name) for name in ("torch", "transformers", "peft", "trl")}
-
-
-def _now():
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
