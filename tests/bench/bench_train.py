@@ -1,6 +1,7 @@
 """Benchmark: LoRA fine-tuning throughput (non-padding tokens trained per second, model loading and tokenization
 excluded) of the training worker (a job requested through the training service's API, taken from Kafka by a
-``TrainingWorker``, checkpoints uploaded to the object store, progress recorded in Postgres) beside a plain TRL + peft
+``TrainingWorker``, trained in its child process, checkpoints uploaded to the object store, progress recorded in
+Postgres) beside a plain TRL + peft
 script with the same tiny Llama, data and settings (checkpoints included), and the bare ``ml.train`` for reference;
 alternating rounds, median, to damp noise on a shared machine. Needs the local infrastructure (make infra-up).
 Target ratio worker/plain: at least 0.95.
@@ -130,6 +131,9 @@ class WorkerBench:
     """The training service and one worker in this process, on a fresh database, with the tiny model registered
     and the examples stored as a dataset version whose train split holds every row (in order)."""
 
+    def __init__(self, threads: int = 0) -> None:
+        self.threads = threads
+
     async def __aenter__(self) -> WorkerBench:
         import contextlib
 
@@ -151,6 +155,7 @@ class WorkerBench:
                 worker_offset_reset="latest",
                 pool="bench",
                 pools={"bench": {"cuda": False}},
+                train_threads=self.threads,
             )
         )
         await asyncio.to_thread(migrate, settings)
@@ -271,7 +276,7 @@ async def run(n_examples: int, rounds: int, epochs: float, threads: int, checkpo
         model_dir = build_tiny_model(Path(tmp) / "tiny", corpus=[e["prompt"] + e["completion"] for e in examples])
         plain_trl_tokens_per_second(model_dir, examples[:16], TrainSpec(max_steps=2))  # warm imports and caches
         plain, ours, worker = [], [], []
-        async with WorkerBench() as bench:
+        async with WorkerBench(threads) as bench:
             await bench.setup(model_dir, examples)
             runs = [
                 (plain, lambda: asyncio.to_thread(plain_trl_tokens_per_second, model_dir, examples, spec)),

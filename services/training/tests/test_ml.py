@@ -9,12 +9,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach a model h
 
 import hashlib
 import json
+import multiprocessing
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from llmops_training.ml.generate import generate
+from llmops_training.ml.process import TrainingProcessError, train_in_process
 from llmops_training.ml.tiny import build_tiny_model
 from llmops_training.ml.trainer import Progress, TrainingError, TrainSpec, find_target_modules, train
 
@@ -229,3 +232,44 @@ class TestRefusedJobs:
     def test_merging_a_full_job(self, tiny, workdir):
         with pytest.raises(TrainingError, match="lora only"):
             train(tiny, PROMPT_COMPLETION, TrainSpec(method="full", merge=True), workdir / "merge")
+
+
+class TestTrainingInAChildProcess:
+    """``train_in_process``: the same training as ``train``, its hooks relayed from the child."""
+
+    def test_gives_the_loss_history_of_an_in_process_run_and_relays_progress_and_checkpoints(
+        self, reference_runs, tiny, workdir
+    ):
+        spec, first, _ = reference_runs
+        hooks = RecordingHooks()
+        result = train_in_process(tiny, PROMPT_COMPLETION, spec, workdir / "child", hooks=hooks, threads=1)
+        assert result.status == "completed"
+        assert result.metrics["loss_history"] == first.metrics["loss_history"]
+        assert [p.step for p in hooks.progress] == [1, 2, 3, 4, 5, 6]
+        assert [(step, path.name) for step, path, _ in hooks.checkpoints] == [(3, "checkpoint-3"), (6, "checkpoint-6")]
+        assert "optimizer.pt" in hooks.checkpoints[0][2]  # complete when announced: the child waits for the hook
+        assert (result.artifacts_dir / "adapter_model.safetensors").is_file()
+
+    def test_stops_when_the_hooks_say_so(self, tiny, workdir):
+        hooks = RecordingHooks(stop_after=2)
+        spec = TrainSpec(max_steps=500, **FAST)
+        result = train_in_process(tiny, PROMPT_COMPLETION, spec, workdir / "child-cancel", hooks=hooks, threads=1)
+        assert result.status == "cancelled" and result.metrics["steps"] < 500
+
+    def test_raises_the_childs_training_error_with_its_message(self, tiny, workdir):
+        with pytest.raises(TrainingError, match="needs 'text'"):
+            train_in_process(tiny, [{"input": "a", "output": "b"}], TrainSpec(), workdir / "child-bad")
+
+    def test_a_killed_child_fails_with_the_signal_named(self, tiny, workdir):
+        class KillAtStep2(RecordingHooks):
+            def on_progress(self, progress: Progress) -> None:
+                super().on_progress(progress)
+                if progress.step == 2:
+                    for child in multiprocessing.active_children():
+                        if child.name == "llmops-training":
+                            os.kill(child.pid, signal.SIGKILL)
+
+        hooks = KillAtStep2()
+        with pytest.raises(TrainingProcessError, match="killed by SIGKILL, perhaps out of memory"):
+            train_in_process(tiny, PROMPT_COMPLETION, TrainSpec(max_steps=500, **FAST), workdir / "oom", hooks=hooks)
+        assert 2 <= len(hooks.progress) < 500

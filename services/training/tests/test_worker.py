@@ -194,6 +194,18 @@ async def logged(process, text: str) -> None:
     process.drainer = asyncio.get_running_loop().create_task(drain())
 
 
+def descendants(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in map(int, (task / "children").read_text().split()):
+            found += [child, *descendants(child)]
+    return found
+
+
+def alive(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
 class TestAWorkerKilledMidJob:
     async def test_another_worker_resumes_from_the_checkpoint_and_one_version_is_registered(
         self, training_settings, client, seeded
@@ -206,11 +218,18 @@ class TestAWorkerKilledMidJob:
             await asyncio.wait_for(logged(doomed, "training.worker.ready"), 120)
             job = await start_job(client, hyperparameters={"max_steps": 400, "checkpoint_every": 20, "batch_size": 4})
             await wait_for(client, job["id"], lambda j: j["status"] == "running" and j["step"] > 25, within=120)
+            helpers = descendants(doomed.pid)  # its forkserver and the training process
         finally:
             doomed.send_signal(signal.SIGKILL)
             await doomed.wait()
         killed_at = (await job_of(client, job["id"]))["step"]
         assert killed_at < 400, "the job ended before the worker could be killed"
+        assert len(helpers) >= 2, helpers
+        for _ in range(100):  # the training process dies with its worker, not at the job's end
+            if not alive(helpers):
+                break
+            await asyncio.sleep(0.1)
+        assert not alive(helpers), "the training process outlived its worker"
 
         survivor = TrainingWorker(training_settings, name="survivor")
         task = asyncio.create_task(survivor.run())

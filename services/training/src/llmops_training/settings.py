@@ -51,5 +51,7 @@ class TrainingSettings(ServiceSettings):
     checkpoint_every: int = Field(default=50, ge=1)
     #: Kafka session timeout of the worker's consumer: how soon a dead worker's jobs go to another one.
     session_timeout_ms: int = Field(default=10_000, ge=6_000)
+    #: torch CPU threads of a training process (0: torch's default, one per core).
+    train_threads: int = Field(default=0, ge=0)
     #: Cached base models (by manifest hash) kept on a worker's disk.
     cache_dir: Path | None = None

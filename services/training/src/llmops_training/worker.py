@@ -7,7 +7,8 @@ next worker waits for the lease to expire, then resumes from the last checkpoint
 version is registered in the same transaction that completes the job, once per job (unique job id).
 
 While a job runs, the worker's partitions are paused and it keeps polling, so Kafka does not take it for dead.
-Training itself runs in a thread; progress, checkpoints and cancellation cross into the event loop.
+Training itself runs in a child process (``ml.process``: its own interpreter lock, memory and crash domain), watched
+from a thread; progress, checkpoints and cancellation cross into the event loop.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ from llmops_schemas.events import (
 from llmops_schemas.splits import SplitConfig, split_lines
 from llmops_training import artifacts, repository
 from llmops_training.examples import ExampleError, to_examples
+from llmops_training.ml.examples import TrainingError
+from llmops_training.ml.process import TrainingProcessError, start_forkserver, train_in_process
 from llmops_training.settings import TrainingSettings
 
 log = get_logger(__name__)
@@ -122,6 +125,7 @@ class TrainingWorker:
     # -- the consumer loop ---------------------------------------------------------------------------------------
     async def run(self) -> None:
         await self.runtime.start()
+        forkserver = asyncio.create_task(asyncio.to_thread(start_forkserver))  # the ML imports, once, meanwhile
         kafka = self.settings.kafka
         consumer = AIOKafkaConsumer(
             bootstrap_servers=kafka.bootstrap_servers,
@@ -143,6 +147,7 @@ class TrainingWorker:
                 for partition, records in batch.items():
                     await self._take(consumer, partition, records, dead_letters)
         finally:
+            await asyncio.gather(forkserver, return_exceptions=True)
             await consumer.stop()
             await self.runtime.stop()
             log.info("training.worker.stopped", worker=self.name)
@@ -220,7 +225,8 @@ class TrainingWorker:
             except JobLost:
                 log.warning("training.job.lost", job_id=request.job_id)
             except Exception as exc:
-                log.warning("training.job.failed", job_id=request.job_id, error=repr(exc))
+                details = getattr(exc, "child_traceback", None)
+                log.warning("training.job.failed", job_id=request.job_id, error=repr(exc), traceback=details)
                 await self._fail(request, event, claimed.attempt, exc)
             finally:
                 lease.cancel()
@@ -343,7 +349,15 @@ class TrainingWorker:
         started_at = time.monotonic()
         try:
             result = await asyncio.to_thread(
-                _run_training, model_dir, examples, request.method, spec_values, work, resume_from, hooks
+                _run_training,
+                model_dir,
+                examples,
+                request.method,
+                spec_values,
+                work,
+                resume_from,
+                hooks,
+                self.settings.train_threads,
             )
             if hooks.upload is not None:
                 await asyncio.wrap_future(hooks.upload)
@@ -498,7 +512,7 @@ class TrainingWorker:
         await add_to_outbox(session, self._event(payload, request, event))
 
     async def _fail(self, request: TrainingJobRequested, event, attempt: int, error: Exception) -> None:
-        reason = str(error) if isinstance(error, ExampleError) or _is_training_error(error) else repr(error)
+        reason = str(error) if isinstance(error, ExampleError | TrainingError | TrainingProcessError) else repr(error)
         async with self.runtime.db.transaction() as session:
             job = await repository.get_job(session, request.job_id, for_update=True)
             if job is None or job.worker != self.name or job.status != "running":
@@ -531,7 +545,7 @@ class _StartingPoint(ConsumerRebalanceListener):
 
 
 class _Hooks:
-    """The trainer's hooks, called from the training thread."""
+    """The trainer's hooks, called from the thread that watches the training process."""
 
     def __init__(self, worker: TrainingWorker, request, control: JobControl, loop: asyncio.AbstractEventLoop):
         self.worker, self.request, self.control, self.loop = worker, request, control, loop
@@ -570,15 +584,13 @@ class _Hooks:
             self.upload.result()
 
 
-def _run_training(model_dir, examples, method, spec_values, work: Path, resume_from, hooks):
-    from llmops_training.ml.trainer import TrainSpec, train
+def _run_training(model_dir, examples, method, spec_values, work: Path, resume_from, hooks, threads: int):
+    from llmops_training.ml.trainer import TrainSpec
 
     spec = TrainSpec(method=method, **spec_values)
-    return train(model_dir, examples, spec, work / "output", resume_from=resume_from, hooks=hooks)
-
-
-def _is_training_error(error: Exception) -> bool:
-    return type(error).__name__ == "TrainingError"
+    return train_in_process(
+        model_dir, examples, spec, work / "output", resume_from=resume_from, hooks=hooks, threads=threads
+    )
 
 
 def _planned_steps(examples: int, hyperparameters: dict[str, Any]) -> int:
