@@ -111,6 +111,9 @@ class CountingHooks:
     def should_stop(self) -> bool:
         return False
 
+    def should_pause(self) -> bool:
+        return False
+
     def on_checkpoint(self, step: int, directory: Path) -> None:
         pass
 

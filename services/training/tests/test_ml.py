@@ -39,6 +39,7 @@ FAST = {"batch_size": 8, "learning_rate": 1e-2, "max_seq_length": 64, "checkpoin
 @dataclass
 class RecordingHooks:
     stop_after: int | None = None
+    pause_after: int | None = None
     progress: list[Progress] = field(default_factory=list)
     checkpoints: list[tuple[int, Path, list[str]]] = field(default_factory=list)
 
@@ -47,6 +48,9 @@ class RecordingHooks:
 
     def should_stop(self) -> bool:
         return self.stop_after is not None and len(self.progress) >= self.stop_after
+
+    def should_pause(self) -> bool:
+        return self.pause_after is not None and len(self.progress) >= self.pause_after
 
     def on_checkpoint(self, step: int, directory: Path) -> None:
         self.checkpoints.append((step, directory, sorted(os.listdir(directory))))
@@ -175,6 +179,20 @@ class TestResumingFromACheckpoint:
         assert resumed.status == "completed"
         assert [p.step for p in hooks.progress] == [4, 5, 6]
         assert resumed.metrics["resumed_from_step"] == 3
+        assert resumed.metrics["loss_history"] == first.metrics["loss_history"]
+
+    def test_a_paused_run_checkpoints_its_step_and_resumes_from_it_like_an_uninterrupted_run(
+        self, reference_runs, tiny, workdir
+    ):
+        spec, first, _ = reference_runs  # a checkpoint every 3 of 6 steps
+        hooks = RecordingHooks(pause_after=3)  # asked after step 3, so it pauses at step 4
+        paused = train(tiny, PROMPT_COMPLETION, spec, workdir / "paused", hooks=hooks)
+        assert paused.status == "paused" and paused.metrics["steps"] == 4
+        assert [step for step, _, _ in hooks.checkpoints] == [3, 4]
+        assert not (paused.artifacts_dir / "adapter_model.safetensors").exists()
+        checkpoint = hooks.checkpoints[-1][1]
+        resumed = train(tiny, PROMPT_COMPLETION, spec, workdir / "unpaused", resume_from=checkpoint)
+        assert resumed.metrics["resumed_from_step"] == 4
         assert resumed.metrics["loss_history"] == first.metrics["loss_history"]
 
     def test_announces_each_checkpoint_once_it_is_complete(self, tiny, workdir):

@@ -164,6 +164,38 @@ class TestCancellation:
         assert cancelled["model_version_id"] is None
 
 
+class TestAStoppingWorker:
+    async def test_hands_its_job_over_at_a_checkpoint_and_the_next_worker_resumes_it(
+        self, training_settings, client, seeded
+    ):
+        leaving = TrainingWorker(training_settings, name="leaving")
+        task = asyncio.create_task(leaving.run())
+        await asyncio.wait_for(leaving.ready.wait(), 60)
+        # no scheduled checkpoint in this job: the one it resumes from is the hand-over's
+        job = await start_job(client, hyperparameters={"max_steps": 400, "checkpoint_every": 1000, "batch_size": 4})
+        await wait_for(client, job["id"], lambda j: j["status"] == "running" and j["step"] >= 5, within=120)
+        leaving.stop()
+        await asyncio.wait_for(task, 60)
+        handed = await job_of(client, job["id"])
+        assert handed["status"] == "queued" and handed["worker"] is None, handed
+        logs = (await client.get(f"/projects/p1/training/jobs/{job['id']}/logs", headers=VIEWER)).json()
+        handover = [line["message"] for line in logs if "handed over" in line["message"]]
+        assert len(handover) == 1 and f"at step {handed['step']}," in handover[0], handover
+
+        arriving = TrainingWorker(training_settings, name="arriving")
+        task = asyncio.create_task(arriving.run())
+        try:
+            done = await finished(client, job["id"], within=240)
+        finally:
+            arriving.stop()
+            await asyncio.wait_for(task, 60)
+        assert done["status"] == "completed" and done["worker"] == "arriving" and done["attempt"] == 2, done
+        assert done["resumed_from_step"] == handed["step"] >= 5
+        model = (await client.get("/projects/p1/models/tiny-lora", headers=VIEWER)).json()
+        assert [v["job_id"] for v in model["versions"]] == [job["id"]]
+        assert len(await losses(client, job["id"])) == 400
+
+
 def worker_env(settings) -> dict[str, str]:
     return {
         **os.environ,

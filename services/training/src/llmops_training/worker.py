@@ -84,12 +84,13 @@ class JobLost(Exception):
     """This worker's lease on the job was taken over: stop without reporting anything."""
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: a worker keeps its running jobs' in a set
 class JobControl:
     """What the training thread and the event loop share while a job runs."""
 
     cancel: threading.Event = field(default_factory=threading.Event)
     lost: threading.Event = field(default_factory=threading.Event)
+    pause: threading.Event = field(default_factory=threading.Event)  # the worker is stopping: checkpoint, hand over
     cancelled_by: str | None = None
     metrics: deque = field(default_factory=deque)  # every step's figures, written in batches
     latest: Any = None  # the latest Progress
@@ -113,6 +114,7 @@ class TrainingWorker:
         self.cache_dir = self.settings.cache_dir or base / "cache"
         self.group_id = self.settings.worker_group or f"training-worker-{self.pool}"
         self._stopping = asyncio.Event()
+        self._jobs: set[JobControl] = set()  # the running job's (told to pause when the worker stops)
         #: Set once the worker holds partitions of its pool's group (tests wait for it before requesting jobs).
         self.ready = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
@@ -153,7 +155,11 @@ class TrainingWorker:
             log.info("training.worker.stopped", worker=self.name)
 
     def stop(self) -> None:
+        """Stop taking jobs; a running job stops at its next step, saves a checkpoint and is handed over (its offset
+        stays uncommitted, so the worker that gets its partition next resumes it from that checkpoint)."""
         self._stopping.set()
+        for control in self._jobs:
+            control.pause.set()
 
     async def _take(self, consumer: AIOKafkaConsumer, partition: TopicPartition, records, dead_letters) -> None:
         """Run the jobs of this pool among ``records``; everything else is passed over, committed in one go."""
@@ -182,7 +188,9 @@ class TrainingWorker:
             while not job.done():
                 await asyncio.wait({job}, timeout=1.0)
                 await self._keep_polling(consumer)
-            job.result()
+            if not job.result():  # handed over: this worker is stopping, the job comes again to the next one
+                consumer.seek(partition, record.offset)
+                return False
         except Exception:
             # Not the job's own failure (handle() reports those) but ours, e.g. the database is unreachable:
             # leave the offset uncommitted and take the job again after a pause.
@@ -210,18 +218,22 @@ class TrainingWorker:
             log.warning("training.worker.commit_failed", partition=str(partition), error=repr(exc))
 
     # -- one job -------------------------------------------------------------------------------------------------
-    async def handle(self, request: TrainingJobRequested, event) -> None:
-        """Run one requested job to its end (or hand it over when another worker holds it)."""
+    async def handle(self, request: TrainingJobRequested, event) -> bool:
+        """Run one requested job to its end, or leave it to the worker that holds it; False when this worker, stopping,
+        handed the job over instead (paused at a checkpoint)."""
         with bound_context(job_id=request.job_id, worker=self.name, correlation_id=event.correlationid):
             claimed = await self._claim(request)
-            if claimed is None:
-                return
+            if claimed is None:  # ended, or held by another worker; while stopping, left to the next worker
+                return not self._stopping.is_set()
             work = self.work_root / request.job_id
             work.mkdir(parents=True, exist_ok=True)
             control = JobControl()
+            self._jobs.add(control)
+            if self._stopping.is_set():
+                control.pause.set()
             lease = asyncio.create_task(self._hold_lease(request, control))
             try:
-                await self._train(request, event, claimed, control, work)
+                return await self._train(request, event, claimed, control, work)
             except JobLost:
                 log.warning("training.job.lost", job_id=request.job_id)
             except Exception as exc:
@@ -229,9 +241,11 @@ class TrainingWorker:
                 log.warning("training.job.failed", job_id=request.job_id, error=repr(exc), traceback=details)
                 await self._fail(request, event, claimed.attempt, exc)
             finally:
+                self._jobs.discard(control)
                 lease.cancel()
                 await asyncio.gather(lease, return_exceptions=True)
                 await asyncio.to_thread(shutil.rmtree, work, True)
+            return True
 
     async def _claim(self, request: TrainingJobRequested):
         """Claim the job; wait while another live worker holds it. None when there is nothing to do."""
@@ -301,7 +315,11 @@ class TrainingWorker:
         lineage = {**base.model_dump(mode="json"), "resolved_revision": revision}
         return model_dir, rows, lineage
 
-    async def _train(self, request: TrainingJobRequested, event, claimed, control: JobControl, work: Path) -> None:
+    async def _train(self, request: TrainingJobRequested, event, claimed, control: JobControl, work: Path) -> bool:
+        """Train and register; False when paused and handed over."""
+        if control.pause.is_set():  # stopping before any work: nothing to save
+            await self._hand_over(request, None)
+            return False
         model_dir, examples, base_lineage = await self._inputs(request, work)
         spec_values = {k: v for k, v in request.hyperparameters.items() if k in SPEC_FIELDS and v is not None}
         spec_values["keep_checkpoints"] = KEEP_CHECKPOINTS
@@ -369,8 +387,25 @@ class TrainingWorker:
         if result.status == "cancelled":
             async with self.runtime.db.transaction() as session:
                 await self._cancelled(session, request, control.latest, control.cancelled_by or "unknown", event)
-            return
+            return True
+        if result.status == "paused":
+            await self._hand_over(request, result.metrics["steps"])
+            return False
         await self._register(request, event, result, base_lineage, time.monotonic() - started_at)
+        return True
+
+    async def _hand_over(self, request: TrainingJobRequested, step: int | None) -> None:
+        """Queue the job again, unleased, for the next worker of the pool (which resumes from its last checkpoint)."""
+        async with self.runtime.db.transaction() as session:
+            job = await repository.get_job(session, request.job_id, for_update=True)
+            if job is None or job.worker != self.name or job.status != "running":
+                raise JobLost(request.job_id)
+            await repository.update_job(session, request.job_id, status="queued", worker=None, lease_until=None)
+            at = "before training" if step is None else f"at step {step}, with a checkpoint there"
+            await repository.add_log(
+                session, request.job_id, "info", f"{self.name} is stopping: job handed over {at}", self.name
+            )
+        log.info("training.job.handed_over", job_id=request.job_id, step=step)
 
     async def _report(self, request, event, control: JobControl, done: asyncio.Event) -> None:
         """Flush progress every interval until ``done``, then once more (never cancelled mid-write: no step lost)."""
@@ -567,6 +602,9 @@ class _Hooks:
 
     def should_stop(self) -> bool:
         return self.control.cancel.is_set() or self.control.lost.is_set()
+
+    def should_pause(self) -> bool:
+        return self.control.pause.is_set()
 
     def on_checkpoint(self, step: int, directory: Path) -> None:
         latest = self.control.latest

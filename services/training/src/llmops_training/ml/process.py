@@ -74,10 +74,10 @@ def train_in_process(
     child, including its death (exit code or signal in the message)."""
     context = _context()
     ours, theirs = context.Pipe()
-    stop = context.Event()
+    stop, pause = context.Event(), context.Event()
     process = context.Process(
         target=_child,
-        args=(theirs, stop, Path(model_dir), list(examples), spec, Path(output_dir), resume_from, threads),
+        args=(theirs, stop, pause, Path(model_dir), list(examples), spec, Path(output_dir), resume_from, threads),
         name="llmops-training",
     )
     process.start()
@@ -86,6 +86,8 @@ def train_in_process(
         while True:
             if hooks is not None and not stop.is_set() and hooks.should_stop():
                 stop.set()
+            if hooks is not None and not pause.is_set() and hooks.should_pause():
+                pause.set()
             if not ours.poll(poll_seconds):
                 continue
             try:
@@ -127,16 +129,19 @@ def _how(exitcode: int | None) -> str:
 
 
 class _Relay:
-    """The child's hooks: everything goes to the parent over the pipe; a stop is the parent's event."""
+    """The child's hooks: everything goes to the parent over the pipe; a stop or pause is the parent's event."""
 
-    def __init__(self, connection: Any, stop: Any) -> None:
-        self.connection, self.stop = connection, stop
+    def __init__(self, connection: Any, stop: Any, pause: Any) -> None:
+        self.connection, self.stop, self.pause = connection, stop, pause
 
     def on_progress(self, progress: Any) -> None:
         self.connection.send(("progress", progress))
 
     def should_stop(self) -> bool:
         return self.stop.is_set()
+
+    def should_pause(self) -> bool:
+        return self.pause.is_set()
 
     def on_checkpoint(self, step: int, directory: Path) -> None:
         self.connection.send(("checkpoint", step, directory))
@@ -148,7 +153,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _child(connection, stop, model_dir, examples, spec, output_dir, resume_from, threads) -> None:
+def _child(connection, stop, pause, model_dir, examples, spec, output_dir, resume_from, threads) -> None:
     _die_with_parent()
     from llmops_training.ml.trainer import train
 
@@ -157,7 +162,9 @@ def _child(connection, stop, model_dir, examples, spec, output_dir, resume_from,
             import torch
 
             torch.set_num_threads(threads)
-        result = train(model_dir, examples, spec, output_dir, resume_from=resume_from, hooks=_Relay(connection, stop))
+        result = train(
+            model_dir, examples, spec, output_dir, resume_from=resume_from, hooks=_Relay(connection, stop, pause)
+        )
     except TrainingError as exc:
         connection.send(("error", True, str(exc)))
     except BaseException as exc:

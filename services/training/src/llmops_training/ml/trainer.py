@@ -80,7 +80,10 @@ class Hooks(Protocol):
         """Called after every optimizer step (the caller throttles)."""
 
     def should_stop(self) -> bool:
-        """Checked after every step; True stops training at that step."""
+        """Checked after every step; True stops training at that step (cancelled: no weights saved)."""
+
+    def should_pause(self) -> bool:
+        """Checked after every step; True saves a checkpoint at that step and stops (paused: resume from it)."""
 
     def on_checkpoint(self, step: int, directory: Path) -> None:
         """Called once a checkpoint directory is complete on disk."""
@@ -90,7 +93,7 @@ class Hooks(Protocol):
 class TrainResult:
     """Outcome of ``train``: status, where the artifacts are, and the metrics also written to ``metrics.json``."""
 
-    status: Literal["completed", "cancelled"]
+    status: Literal["completed", "cancelled", "paused"]
     artifacts_dir: Path
     metrics: dict = field(default_factory=dict)
 
@@ -207,7 +210,7 @@ def _callback(hooks: Hooks | None) -> Any:
 
     class HooksCallback(TrainerCallback):
         def __init__(self) -> None:
-            self.cancelled = False
+            self.cancelled = self.paused = False
             self.started = 0.0
             self.first_step = 0
             self.first_tokens = 0
@@ -217,9 +220,14 @@ def _callback(hooks: Hooks | None) -> Any:
             self.first_step, self.first_tokens = state.global_step, state.num_input_tokens_seen
 
         def on_step_end(self, args, state, control, **kwargs):
-            if hooks is not None and hooks.should_stop():
+            if hooks is None:
+                return control
+            if hooks.should_stop():
                 self.cancelled = True
                 control.should_training_stop = True
+            elif hooks.should_pause():
+                self.paused = True
+                control.should_save = control.should_training_stop = True  # the Trainer saves, then stops
             return control
 
         def on_log(self, args, state, control, logs=None, **kwargs):
@@ -297,8 +305,9 @@ def train(
     """Fine-tune the model in ``model_dir`` on ``examples`` and save the result under ``output_dir/artifacts``.
 
     Checkpoints go to ``output_dir/checkpoint-<step>`` every ``spec.checkpoint_every`` steps; ``resume_from`` (such a
-    directory) continues exactly from its step. ``hooks`` hear progress and checkpoints and can cancel; a cancelled
-    job returns status ``cancelled`` with metrics but no weights. Raises ``TrainingError`` for unusable data or specs.
+    directory) continues exactly from its step. ``hooks`` hear progress and checkpoints and can cancel or pause; a
+    cancelled job returns status ``cancelled`` with metrics but no weights, a paused one ``paused`` once the checkpoint
+    of its last step is saved (and announced), to resume from. Raises ``TrainingError`` for unusable data or specs.
     """
     from llmops_training.ml._runtime import quiet_libraries
 
@@ -311,7 +320,9 @@ def train(
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     runtime = time.perf_counter() - started
 
-    status: Literal["completed", "cancelled"] = "cancelled" if callback.cancelled else "completed"
+    status: Literal["completed", "cancelled", "paused"] = (
+        "cancelled" if callback.cancelled else "paused" if callback.paused else "completed"
+    )
     artifacts_dir = output_dir / ARTIFACTS
     artifacts_dir.mkdir(parents=True, exist_ok=True)
     if status == "completed":
