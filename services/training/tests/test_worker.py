@@ -166,7 +166,7 @@ class TestCancellation:
 
 class TestAStoppingWorker:
     async def test_hands_its_job_over_at_a_checkpoint_and_the_next_worker_resumes_it(
-        self, training_settings, client, seeded
+        self, training_settings, training, client, seeded
     ):
         leaving = TrainingWorker(training_settings, name="leaving")
         task = asyncio.create_task(leaving.run())
@@ -181,6 +181,8 @@ class TestAStoppingWorker:
         logs = (await client.get(f"/projects/p1/training/jobs/{job['id']}/logs", headers=VIEWER)).json()
         handover = [line["message"] for line in logs if "handed over" in line["message"]]
         assert len(handover) == 1 and f"at step {handed['step']}," in handover[0], handover
+        requeued = [e for e in await outbox_events(training) if e["type"] == "training.job.requeued"]
+        assert [(e["data"]["at_step"], e["data"]["worker"]) for e in requeued] == [(handed["step"], "leaving")]
 
         arriving = TrainingWorker(training_settings, name="arriving")
         task = asyncio.create_task(arriving.run())

@@ -12,6 +12,7 @@ from llmops_schemas.events.training import (
     TrainingJobFailed,
     TrainingJobProgress,
     TrainingJobRequested,
+    TrainingJobRequeued,
     TrainingJobStarted,
 )
 
@@ -33,5 +34,6 @@ __all__ = [
     "TrainingJobFailed",
     "TrainingJobProgress",
     "TrainingJobRequested",
+    "TrainingJobRequeued",
     "TrainingJobStarted",
 ]

@@ -134,6 +134,22 @@ class TrainingJobFailed(EventPayload):
     attempt: int = Field(ge=0)
 
 
+class TrainingJobRequeued(EventPayload):
+    """A running job went back to the queue: its worker was stopping, so it saved a checkpoint at ``at_step`` (None:
+    before training began) and handed the job over; the next worker of the pool resumes from there. Subject: the job
+    id."""
+
+    event_type: ClassVar[str] = "training.job.requeued"
+    topic: ClassVar[str] = topics.TRAINING
+
+    job_id: str
+    project: str
+    worker: str
+    attempt: int = Field(ge=1)
+    at_step: int | None = Field(default=None, ge=0)
+    reason: str
+
+
 class TrainingJobCancelled(EventPayload):
     """A job was cancelled (before it started, or at the next step of a running one). Subject: the job id."""
 

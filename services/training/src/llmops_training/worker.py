@@ -47,6 +47,7 @@ from llmops_schemas.events import (
     TrainingJobFailed,
     TrainingJobProgress,
     TrainingJobRequested,
+    TrainingJobRequeued,
     TrainingJobStarted,
 )
 from llmops_schemas.splits import SplitConfig, split_lines
@@ -318,7 +319,7 @@ class TrainingWorker:
     async def _train(self, request: TrainingJobRequested, event, claimed, control: JobControl, work: Path) -> bool:
         """Train and register; False when paused and handed over."""
         if control.pause.is_set():  # stopping before any work: nothing to save
-            await self._hand_over(request, None)
+            await self._hand_over(request, event, claimed.attempt, None)
             return False
         model_dir, examples, base_lineage = await self._inputs(request, work)
         spec_values = {k: v for k, v in request.hyperparameters.items() if k in SPEC_FIELDS and v is not None}
@@ -389,12 +390,12 @@ class TrainingWorker:
                 await self._cancelled(session, request, control.latest, control.cancelled_by or "unknown", event)
             return True
         if result.status == "paused":
-            await self._hand_over(request, result.metrics["steps"])
+            await self._hand_over(request, event, claimed.attempt, result.metrics["steps"])
             return False
         await self._register(request, event, result, base_lineage, time.monotonic() - started_at)
         return True
 
-    async def _hand_over(self, request: TrainingJobRequested, step: int | None) -> None:
+    async def _hand_over(self, request: TrainingJobRequested, event, attempt: int, step: int | None) -> None:
         """Queue the job again, unleased, for the next worker of the pool (which resumes from its last checkpoint)."""
         async with self.runtime.db.transaction() as session:
             job = await repository.get_job(session, request.job_id, for_update=True)
@@ -405,6 +406,15 @@ class TrainingWorker:
             await repository.add_log(
                 session, request.job_id, "info", f"{self.name} is stopping: job handed over {at}", self.name
             )
+            payload = TrainingJobRequeued(
+                job_id=request.job_id,
+                project=request.project,
+                worker=self.name,
+                attempt=attempt,
+                at_step=step,
+                reason="the worker is stopping",
+            )
+            await add_to_outbox(session, self._event(payload, request, event))
         log.info("training.job.handed_over", job_id=request.job_id, step=step)
 
     async def _report(self, request, event, control: JobControl, done: asyncio.Event) -> None:
