@@ -42,3 +42,14 @@ def test_the_fast_parser_never_accepts_what_validation_refuses(row_format, line)
     if fast is not None:
         assert fast == row and not errors
         assert fast == ADAPTERS[row_format].validate_json(line)
+
+
+def test_an_integer_label_past_64_bits_is_refused_on_its_field():
+    row, errors = validate(
+        RawRow(7, raw_json=b'{"text": "a", "label": 99999999999999999999999}'), Format.CLASSIFICATION
+    )
+    assert row is None
+    assert {(e.line, e.field.split(".")[0]) for e in errors} == {(7, "label")}
+    assert any("less than or equal to 18446744073709551615" in e.message for e in errors), errors
+    row, errors = validate(RawRow(1, raw_json=b'{"text": "a", "label": 18446744073709551615}'), Format.CLASSIFICATION)
+    assert row == {"text": "a", "label": 2**64 - 1} and not errors

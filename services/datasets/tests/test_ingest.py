@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
+
 import orjson
 import pytest
 
+from llmops_datasets.arriving import ArrivingFile
 from llmops_datasets.formats import FileType, Format
-from llmops_datasets.ingest import CleaningConfig, SplitConfig, diff, ingest, normalize_text
+from llmops_datasets.ingest import (
+    CleaningConfig,
+    SplitConfig,
+    Splitter,
+    diff,
+    ingest,
+    ingest_jsonl,
+    normalize_text,
+)
+from llmops_schemas.splits import SPLITS
 
 
 @pytest.mark.parametrize(
@@ -80,3 +94,89 @@ class TestIngest:
     def test_ratios_that_do_not_sum_to_one_are_refused(self):
         with pytest.raises(ValueError, match="must be 1"):
             SplitConfig(train=0.5, validation=0.1, test=0.1)
+
+    def test_rows_go_to_the_given_output_rather_than_a_file(self, tmp_path):
+        source = write(tmp_path / "s.jsonl", [{"text": f"row {i % 40}"} for i in range(100)])
+        (tmp_path / "file").mkdir()
+        (tmp_path / "out").mkdir()
+        config = {"cleaning": CleaningConfig(), "split": SplitConfig()}
+        to_file = ingest(source, FileType.JSONL, Format.TEXT, tmp_path / "file", **config)
+        out = io.BytesIO()
+        to_out = ingest(source, FileType.JSONL, Format.TEXT, tmp_path / "out", **config, out=out)
+        assert to_out.cleaned is None and out.getvalue() == to_file.cleaned.read_bytes()
+        assert (to_out.sha256, to_out.size, to_out.stats) == (to_file.sha256, to_file.size, to_file.stats)
+        assert to_out.sha256 == hashlib.sha256(out.getvalue()).hexdigest()
+
+    def test_an_upload_cleaned_while_it_arrives_gives_what_the_whole_file_gives(self, tmp_path):
+        rows = [{"text": f"  row {i % 70}  "} for i in range(500)] + [{"txt": "invalid"}]
+        source = write(tmp_path / "s.jsonl", rows)
+        (tmp_path / "whole").mkdir()
+        (tmp_path / "arriving").mkdir()
+        config = {"cleaning": CleaningConfig(), "split": SplitConfig(seed=3)}
+        whole = ingest(source, FileType.JSONL, Format.TEXT, tmp_path / "whole", **config)
+
+        spooled, arriving = tmp_path / "spooled", ArrivingFile(tmp_path / "spooled")
+        data = source.read_bytes()
+        with spooled.open("wb") as out:
+            for start in range(0, len(data), 1000):
+                out.write(data[start : start + 1000])
+                out.flush()
+                arriving.wrote(data[start : start + 1000])
+        arriving.end()
+        with arriving.reader() as lines:
+            streamed = ingest_jsonl(lines, Format.TEXT, tmp_path / "arriving", **config)
+        assert streamed.cleaned.read_bytes() == whole.cleaned.read_bytes()
+        assert (streamed.sha256, streamed.stats, streamed.cleaning, streamed.splits) == (
+            whole.sha256,
+            whole.stats,
+            whole.cleaning,
+            whole.splits,
+        )
+        assert streamed.errors == whole.errors and streamed.errors[0].line == 501
+
+
+class TestNormalisationShortcut:
+    """Rows whose bytes show normalisation has nothing to do skip it; every other row is normalised."""
+
+    @pytest.mark.parametrize(
+        "content",
+        [
+            "clean words",
+            "two  spaces",
+            " leading",
+            "trailing ",
+            "",
+            'a "quoted" word',
+            'ends with a quote "',
+            "tab\there",
+            "line\nbreak",
+            "Cafe\u0301",
+            "caf\u00e9 ",
+        ],
+    )
+    def test_a_chat_row_is_stored_normalised_whatever_its_bytes(self, tmp_path, content):
+        messages = [{"role": "user", "content": content}, {"role": "assistant", "content": "ok"}]
+        source = tmp_path / "s.jsonl"
+        source.write_bytes(orjson.dumps({"messages": messages}) + b"\n")
+        config = {"cleaning": CleaningConfig(drop_empty=False), "split": SplitConfig()}
+        result = ingest(source, FileType.JSONL, Format.CHAT, tmp_path, **config)
+        stored = orjson.loads(result.cleaned.read_bytes())
+        assert stored["messages"][0]["content"] == normalize_text(content)
+
+
+class TestSplitter:
+    @pytest.mark.parametrize(
+        "split",
+        [
+            SplitConfig(),
+            SplitConfig(train=0.7, validation=0.2, test=0.1, seed=12345),
+            SplitConfig(train=1, validation=0, test=0, seed=0),
+            SplitConfig(train=0, validation=0.5, test=0.5, seed=2**63 - 1),
+        ],
+        ids=["default", "other-ratios", "all-train", "no-train"],
+    )
+    def test_it_assigns_every_digest_as_the_split_config_does(self, split):
+        index = Splitter(split).index
+        for _ in range(20_000):
+            digest = os.urandom(16)
+            assert SPLITS[index(digest)] == split.split_of(digest)

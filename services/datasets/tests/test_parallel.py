@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import orjson
 import pytest
 
@@ -111,6 +113,43 @@ class TestParallelIngest:
             source, FileType.JSONL, Format.CHAT, work, cleaning=CleaningConfig(), split=SplitConfig(seed=7), workers=2
         )
         same(got, sequential(tmp_path, source))
+
+    def test_the_merge_writes_to_a_given_output_while_the_workers_clean(self, tmp_path):
+        source = tmp_path / "in.jsonl"
+        source.write_bytes(b"\n".join(mixed_rows(300)) + b"\n")
+        out, work = io.BytesIO(), tmp_path / "out"
+        work.mkdir()
+        with StreamedIngest(
+            source,
+            Format.CHAT,
+            work,
+            cleaning=CleaningConfig(),
+            split=SplitConfig(seed=7),
+            workers=2,
+            block_bytes=2048,
+            out=out,
+        ) as job:
+            job.feed(source.read_bytes())
+            got = job.finish()
+        expected = sequential(tmp_path, source)
+        assert got.cleaned is None and out.getvalue() == expected.cleaned.read_bytes()
+        assert (got.sha256, got.stats, got.cleaning, got.splits) == (
+            expected.sha256,
+            expected.stats,
+            expected.cleaning,
+            expected.splits,
+        )
+
+    def test_an_abandoned_ingest_stops_its_workers_and_its_merge(self, tmp_path):
+        source = tmp_path / "in.jsonl"
+        source.write_bytes(b"\n".join(mixed_rows(300)) + b"\n")
+        job = StreamedIngest(
+            source, Format.CHAT, tmp_path, cleaning=CleaningConfig(), split=SplitConfig(), workers=2, block_bytes=2048
+        )
+        job.feed(source.read_bytes()[:10_000])
+        job.__exit__()
+        assert job.job is not None and not job.job.merger.is_alive()
+        assert all(process.returncode is not None for process in job.job.processes)
 
 
 class TestBlocks:

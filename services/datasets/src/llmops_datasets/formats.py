@@ -53,10 +53,14 @@ class TextRow(TypedDict):
     text: str
 
 
+#: An integer label fits in 64 bits (what JSON tools and the canonical form agree on); larger ones must be strings.
+Label64 = Annotated[int, Field(ge=-(2**63), le=2**64 - 1)]
+
+
 @with_config(_STRICT)
 class ClassificationRow(TypedDict):
     text: str
-    label: str | int
+    label: str | Label64
 
 
 #: Each format's row type; validation goes through a TypeAdapter (rows stay plain dicts: no model objects).
@@ -220,8 +224,8 @@ def _is_classification(row: Any) -> bool:
 
 
 #: Plain-Python checks that accept only rows the format's TypeAdapter accepts unchanged: the fast path of
-#: :func:`parse_jsonl`. They may refuse a valid row (the TypeAdapter then decides); they never accept an invalid one.
-_FAST_CHECKS = {
+#: :func:`jsonl_parser`. They may refuse a valid row (the TypeAdapter then decides); they never accept an invalid one.
+FAST_CHECKS = {
     Format.CHAT: _is_chat,
     Format.INSTRUCTION: _is_instruction,
     Format.TEXT: _is_text,
@@ -235,7 +239,7 @@ def jsonl_parser(row_format: Format):
     orjson and a plain check are about four times faster than the TypeAdapter; anything they do not accept (invalid
     JSON, a wrong shape, an integer past 64 bits) goes through the TypeAdapter, which also words the errors.
     """
-    loads, check, decode_error = orjson.loads, _FAST_CHECKS[row_format], orjson.JSONDecodeError
+    loads, check, decode_error = orjson.loads, FAST_CHECKS[row_format], orjson.JSONDecodeError
 
     def parse(line: bytes) -> dict[str, Any] | None:
         try:

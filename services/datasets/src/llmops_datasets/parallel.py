@@ -4,8 +4,9 @@ puts the parts together in the file's order, exactly as one pass over the whole 
 A worker cleans one block as :func:`~llmops_datasets.ingest.ingest` would (validation, normalisation, filters,
 de-duplication within the block, stats) and writes a part file and the digest of each row it kept, in order. The
 merge drops the rows whose digest an earlier block already kept (first occurrence wins, as in one pass), sums the
-reports, and concatenates the parts into the canonical file while hashing it. Blocks can be cut while an upload is
-still arriving (:class:`Blocks` is fed chunk by chunk), so cleaning overlaps receiving.
+reports, and concatenates the parts into the canonical file (or upload) while hashing it, block by block as the
+workers finish them. Blocks can be cut while an upload is still arriving (:class:`Blocks` is fed chunk by chunk), so
+cleaning overlaps receiving.
 
 Workers are plain subprocesses (``python -m llmops_datasets.parallel``) rather than a multiprocessing pool: a
 spawned pool re-imports the parent's ``__main__`` (the whole web service) in every worker.
@@ -22,7 +23,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from llmops_datasets.ingest import (
     Cleaning,
     CleaningConfig,
     IngestResult,
+    Output,
     Stats,
     jsonl_rows,
     write_digests,
@@ -87,11 +89,18 @@ class ParallelIngest:
         cleaning: CleaningConfig,
         split: SplitConfig,
         workers: int,
+        out: Output | None = None,
     ) -> None:
-        self.source, self.row_format, self.workdir = source, row_format, workdir
+        self.source, self.row_format, self.workdir, self.out = source, row_format, workdir, out
         self.cleaning, self.split = cleaning, split
         self.tasks: queue.Queue[tuple[int, dict, Future] | None] = queue.Queue()
         self.results: list[Future] = []
+        # The merge follows the workers block by block, so the canonical file (or upload) grows while they work.
+        self.merge = _Merge(row_format, cleaning, split, workdir, out)
+        self.merging: queue.Queue[Future | None] = queue.Queue()
+        self.merge_failure: BaseException | None = None
+        self.merger = threading.Thread(target=self._merge_in_order, name="ingest-merge", daemon=True)
+        self.merger.start()
         config = orjson.dumps(
             {
                 "source": str(source),
@@ -123,6 +132,14 @@ class ParallelIngest:
         self.results.append(future)
         part = str(self.workdir / f"part-{index:05d}")
         self.tasks.put((index, {"start": start, "end": end, "first_line": first_line, "part": part}, future))
+        self.merging.put(future)
+
+    def _merge_in_order(self) -> None:
+        try:
+            while (future := self.merging.get()) is not None:
+                self.merge.add(future.result())
+        except BaseException as exc:  # finish() re-raises it
+            self.merge_failure = exc
 
     def _feed(self, process: subprocess.Popen, n: int) -> None:
         assert process.stdin is not None and process.stdout is not None
@@ -141,18 +158,19 @@ class ParallelIngest:
                 return
 
     def finish(self) -> IngestResult:
-        """Wait for every block and merge the parts, in order, into the canonical file."""
+        """Wait for every block to be cleaned and merged, in order, into the canonical file."""
         for _ in self.threads:
             self.tasks.put(None)
-        merge = _Merge(self.row_format, self.cleaning, self.split, self.workdir)
-        with merge.out:
-            for future in self.results:
-                merge.add(future.result())
+        self.merging.put(None)
+        self.merger.join()
         self.close()
-        return merge.result()
+        if self.merge_failure is not None:
+            raise self.merge_failure
+        return self.merge.result()
 
     def close(self) -> None:
-        """Stop the workers (after :meth:`finish`, or to abandon the ingest)."""
+        """Stop the workers and the merge (after :meth:`finish`, or to abandon the ingest: a merge waiting to write
+        to an ``out`` that no longer reads is not waited for)."""
         for _ in self.threads:
             self.tasks.put(None)
         for process in self.processes:
@@ -166,6 +184,12 @@ class ParallelIngest:
                 process.wait()
             if process.stdout is not None:
                 process.stdout.close()
+        for future in self.results:
+            with contextlib.suppress(InvalidStateError):  # done meanwhile
+                future.set_exception(RuntimeError("the ingest was abandoned"))
+        self.merging.put(None)
+        self.merger.join(5)
+        self.merge.close()
 
 
 class StreamedIngest:
@@ -183,9 +207,10 @@ class StreamedIngest:
         split: SplitConfig,
         workers: int,
         block_bytes: int = BLOCK_BYTES,
+        out: Output | None = None,
     ) -> None:
         self._start = lambda: ParallelIngest(
-            source, row_format, workdir, cleaning=cleaning, split=split, workers=workers
+            source, row_format, workdir, cleaning=cleaning, split=split, workers=workers, out=out
         )
         self.job: ParallelIngest | None = None
         self.blocks = Blocks(self._submit, block_bytes)
@@ -218,15 +243,22 @@ class StreamedIngest:
 
 
 class _Merge:
-    def __init__(self, row_format: Format, cleaning: CleaningConfig, split: SplitConfig, workdir: Path) -> None:
+    def __init__(
+        self, row_format: Format, cleaning: CleaningConfig, split: SplitConfig, workdir: Path, out: Output | None
+    ) -> None:
         self.row_format, self.cleaning, self.split = row_format, cleaning, split
         self.report, self.stats, self.errors = Cleaning(), Stats(), []
         self.split_counts: Counter = Counter()
         self.seen: set[bytes] = set()
         self.content = hashlib.sha256()
         self.size = 0
-        self.cleaned, self.hashes = workdir / "cleaned.jsonl", workdir / "row_hashes.bin"
-        self.out = self.cleaned.open("wb")
+        self.hashes = workdir / "row_hashes.bin"
+        self.cleaned = workdir / "cleaned.jsonl" if out is None else None
+        self.out = self.cleaned.open("wb") if self.cleaned is not None else out
+
+    def close(self) -> None:
+        if self.cleaned is not None:
+            self.out.close()
 
     def add(self, block: dict[str, Any]) -> None:
         part, digests_path = Path(block["part"] + ".jsonl"), Path(block["part"] + ".digests")

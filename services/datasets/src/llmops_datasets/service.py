@@ -10,7 +10,7 @@ import asyncio
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,9 @@ from llmops.errors import Problem
 from llmops.http import Actor, Runtime, spool
 from llmops.logging import get_logger
 from llmops_datasets import repository
+from llmops_datasets.arriving import ArrivingFile
 from llmops_datasets.formats import FileType, Format
-from llmops_datasets.ingest import CleaningConfig, IngestResult, SplitConfig, diff, ingest
+from llmops_datasets.ingest import CleaningConfig, IngestResult, Output, SplitConfig, diff, ingest, ingest_jsonl
 from llmops_datasets.parallel import StreamedIngest
 from llmops_schemas.events import DatasetCreated, DatasetVersionCreated, DatasetVersionDeprecated
 
@@ -114,20 +115,11 @@ async def upload_version(
         dataset = await get_dataset(session, project, name)
     row_format = Format(dataset.format)
     workdir = Path(tempfile.mkdtemp(prefix="llmops-upload-", dir=spool_dir))
-    upload = workdir / "upload"
-    # JSONL is cleaned by worker processes while it arrives, block by block (see llmops_datasets.parallel)
-    parallel = StreamedIngest(upload, row_format, workdir, cleaning=cleaning, split=split, workers=workers)
+    # The cleaned rows are uploaded while they are written; they are stored only by the commit below.
+    writer = runtime.store.writer(content_type="application/x-ndjson")
+    upload = _Upload(chunks, workdir, file_type, row_format, cleaning, split, limit=limit, workers=workers)
     try:
-        streamed = file_type is FileType.JSONL and workers > 1
-        size = await spool(chunks, upload, limit=limit, written=parallel.feed if streamed else None)
-        if size == 0:
-            raise Problem(422, "the upload is empty", errors=[{"field": "<body>", "message": "no bytes were sent"}])
-        if parallel.started:
-            result = await asyncio.to_thread(parallel.finish)
-        else:
-            result = await asyncio.to_thread(
-                ingest, upload, file_type, row_format, workdir, cleaning=cleaning, split=split
-            )
+        result = await upload.receive_and_clean(writer)
         _refuse_invalid(result, keep_valid)
         if result.rows == 0:
             raise Problem(422, "no rows are left after cleaning; nothing was stored", cleaning=result.cleaning)
@@ -136,15 +128,96 @@ async def upload_version(
             parent = await repository.latest_version(session, dataset.id)
         if existing is not None:
             return existing, False
-        stored = await runtime.store.put_file(result.cleaned, content_type="application/x-ndjson", sha256=result.sha256)
+        stored = await asyncio.to_thread(writer.commit)
         hashes = await runtime.store.put_file(result.row_hashes)
         changes = await _diff_to(runtime, parent, result, workdir) if parent is not None else None
         return await _record_version(
             runtime, dataset, result, stored, hashes.sha256, parent, changes, file_type, actor
         ), True
     finally:
-        await asyncio.to_thread(parallel.__exit__)
+        await asyncio.to_thread(writer.abort)  # a no-op once committed
+        await asyncio.to_thread(upload.close)
         await asyncio.to_thread(shutil.rmtree, workdir, True)
+
+
+class _Upload:
+    """A request body spooled to disk and cleaned: JSONL while it arrives (in a thread, or in worker processes when
+    ``workers`` > 1), other types once complete."""
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        workdir: Path,
+        file_type: FileType,
+        row_format: Format,
+        cleaning: CleaningConfig,
+        split: SplitConfig,
+        *,
+        limit: int,
+        workers: int,
+    ) -> None:
+        self.chunks, self.workdir, self.file_type, self.row_format = chunks, workdir, file_type, row_format
+        self.cleaning, self.split, self.limit, self.workers = cleaning, split, limit, workers
+        self.path = workdir / "upload"
+        self.parallel: StreamedIngest | None = None
+
+    async def receive_and_clean(self, out: Output) -> IngestResult:
+        """Receive the body and write its cleaned rows to ``out``."""
+        if self.file_type is not FileType.JSONL:
+            await self._receive()
+            return await asyncio.to_thread(self._ingest, out)
+        if self.workers > 1:
+            return await self._clean_in_workers(out)
+        return await self._clean_while_receiving(out)
+
+    async def _receive(self, written: Callable[[bytes], None] | None = None) -> None:
+        size = await spool(self.chunks, self.path, limit=self.limit, written=written)
+        if size == 0:
+            raise Problem(422, "the upload is empty", errors=[{"field": "<body>", "message": "no bytes were sent"}])
+
+    def _ingest(self, out: Output) -> IngestResult:
+        return ingest(
+            self.path, self.file_type, self.row_format, self.workdir, cleaning=self.cleaning, split=self.split, out=out
+        )
+
+    async def _clean_while_receiving(self, out: Output) -> IngestResult:
+        arriving = ArrivingFile(self.path)
+
+        def clean() -> IngestResult:
+            with arriving.reader() as lines:
+                return ingest_jsonl(
+                    lines, self.row_format, self.workdir, cleaning=self.cleaning, split=self.split, out=out
+                )
+
+        cleaned = asyncio.ensure_future(asyncio.to_thread(clean))
+        try:
+            await self._receive(written=arriving.wrote)
+        except BaseException:
+            arriving.abort()  # the cleaning thread stops at its next read
+            await asyncio.gather(cleaned, return_exceptions=True)
+            raise
+        arriving.end()
+        return await cleaned
+
+    async def _clean_in_workers(self, out: Output) -> IngestResult:
+        self.parallel = StreamedIngest(
+            self.path,
+            self.row_format,
+            self.workdir,
+            cleaning=self.cleaning,
+            split=self.split,
+            workers=self.workers,
+            out=out,
+        )
+        await self._receive(written=self.parallel.feed)
+        if self.parallel.started:
+            return await asyncio.to_thread(self.parallel.finish)
+        return await asyncio.to_thread(self._ingest, out)  # smaller than a block
+
+    def close(self) -> None:
+        """Stop the ingest workers, if any (after the result, or to abandon it)."""
+        if self.parallel is not None:
+            self.parallel.__exit__()
 
 
 def _refuse_invalid(result: IngestResult, keep_valid: bool) -> None:
