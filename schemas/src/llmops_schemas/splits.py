@@ -6,8 +6,10 @@ Splits are never stored: any consumer recomputes them from the version's canonic
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -36,16 +38,22 @@ class SplitConfig(BaseModel):
         """The split configuration recorded in a version's ``splits`` (which also holds the counts)."""
         return cls(**{key: splits[key] for key in ("train", "validation", "test", "seed")})
 
-    @property
-    def _key(self) -> bytes:
-        return self.seed.to_bytes(8, "big")
+    @functools.cached_property
+    def _keyed(self) -> Any:
+        """BLAKE2b with the seed as key, absorbed once: each row copies this state (split_index runs for every row)."""
+        return hashlib.blake2b(digest_size=8, key=self.seed.to_bytes(8, "big"))
+
+    def split_index(self, row_digest: bytes) -> int:
+        """The split of a row as its index in :data:`SPLITS`: a keyed hash (BLAKE2b, key = seed) of its digest, as
+        a point in [0, 1) (scaled by 2**-64, exactly the float of dividing by 2**64)."""
+        state = self._keyed.copy()
+        state.update(row_digest)
+        point = int.from_bytes(state.digest(), "big") * 2.0**-64
+        return 0 if point < self.train else 1 if point < self.train + self.validation else 2
 
     def split_of(self, row_digest: bytes) -> str:
-        """The split of a row: a keyed hash (BLAKE2b, key = seed) of its digest, as a point in [0, 1)."""
-        point = int.from_bytes(hashlib.blake2b(row_digest, digest_size=8, key=self._key).digest(), "big") / 2**64
-        if point < self.train:
-            return "train"
-        return "validation" if point < self.train + self.validation else "test"
+        """The name of a row's split (see :meth:`split_index`)."""
+        return SPLITS[self.split_index(row_digest)]
 
 
 def row_digest(line: bytes) -> bytes:

@@ -239,22 +239,6 @@ CHARS = {
 }
 
 
-class Splitter:
-    """``split.split_of`` for every row, made cheap: the BLAKE2b key is absorbed once and the keyed state copied per
-    row, and the point is scaled rather than divided (the same float). Equal to it for every digest (a test checks)."""
-
-    def __init__(self, split: SplitConfig) -> None:
-        self.keyed = hashlib.blake2b(digest_size=8, key=split.seed.to_bytes(8, "big"))
-        self.train, self.validation = split.train, split.train + split.validation
-
-    def index(self, digest: bytes) -> int:
-        """0, 1 or 2: train, validation or test (the order of :data:`SPLITS`)."""
-        state = self.keyed.copy()
-        state.update(digest)
-        point = int.from_bytes(state.digest(), "big") * 2.0**-64
-        return 0 if point < self.train else 1 if point < self.validation else 2
-
-
 def _already_normal(line: bytes) -> bool:
     """Whether normalisation leaves every string of a JSON line as it is, judged on the bytes (C-speed scans).
 
@@ -333,7 +317,7 @@ class Cleaner:
         normalize, dedupe, drop_empty = cleaning.normalize, cleaning.dedupe, cleaning.drop_empty
         min_chars, max_chars = cleaning.min_chars, cleaning.max_chars
         chars_of, dumps, option = CHARS[row_format], orjson.dumps, orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
-        sha256, seen, split_index = hashlib.sha256, self.seen, Splitter(self.split).index
+        sha256, seen, split_index = hashlib.sha256, self.seen, self.split.split_index
         split_counts = [0, 0, 0]  # in the order of SPLITS
         chat, classification = row_format is Format.CHAT, row_format is Format.CLASSIFICATION
         stats = self.stats
