@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import shutil
 import tempfile
 import threading
@@ -353,14 +352,7 @@ class ObjectWriter:
         return self.stored
 
     def _store_head(self, data: bytes) -> StoredObject:
-        sha256 = hashlib.sha256(data).hexdigest()
-        stored = StoredObject(self._store.bucket, key_for(sha256), sha256, len(data))
-        if not self._store._exists(sha256):
-            self._store.client.put_object(
-                stored.bucket, stored.key, io.BytesIO(data), len(data), self._content_type, {"sha256": sha256}
-            )
-            log.info("storage.object_stored", key=stored.key, size=stored.size)
-        return stored
+        return self._store._put_stream([data], self._content_type)  # under a part: stored like any small object
 
     def _store_upload(self, pipe: _Pipe) -> StoredObject:
         assert self._upload is not None
