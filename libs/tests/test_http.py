@@ -10,6 +10,7 @@ from typing import Annotated
 
 import httpx
 import pytest
+import sqlalchemy
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import func, select
 
@@ -52,10 +53,28 @@ async def write_probe(
     fail: bool = False,
 ) -> dict:
     event = new_event(ProbeSent(message=project), subject=f"probe-{project}", source="/tests")
+    sqlalchemy.event.listen(session.sync_session, "after_commit", lambda _: ORDER.append(("commit", project)))
     await add_to_outbox(session, event)
     if fail:
         raise Problem(409, "the use case refused after writing")
     return {"event_id": event.id}
+
+
+ORDER: list[tuple[str, str]] = []  # commits and response starts, as they happen
+
+
+def recording_starts(app):
+    """``app``, noting in ORDER when each response starts (what the client can act on)."""
+
+    async def recorded(scope, receive, send):
+        async def send_noting(message):
+            if message["type"] == "http.response.start":
+                ORDER.append(("response", scope["path"].split("/")[2] if scope["path"].count("/") > 1 else ""))
+            await send(message)
+
+        await app(scope, receive, send_noting)
+
+    return recorded
 
 
 class Settings(ServiceSettings):
@@ -72,7 +91,8 @@ async def client(database_url):
     )
     app = create_app(runtime, title="things", routers=[router])
     await runtime.start()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+    transport = httpx.ASGITransport(app=recording_starts(app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         yield http
     await runtime.stop()
 
@@ -165,6 +185,12 @@ class TestTransactionAtTheEdge:
         response = await client.post("/projects/p1/probes", headers=bearer(Role.VIEWER))
         assert response.status_code == 201
         assert await outbox_rows(database_url, subject="probe-p1") == 1
+
+    async def test_the_writes_are_committed_before_the_response_starts(self, client):
+        # A client that acts on a 201 (reads what it created) must find it: the commit cannot follow the response.
+        response = await client.post("/projects/p3/probes", headers=bearer(Role.VIEWER, projects=("p3",)))
+        assert response.status_code == 201
+        assert [entry for entry in ORDER if entry[1] == "p3"] == [("commit", "p3"), ("response", "p3")]
 
     async def test_a_route_that_fails_rolls_back_its_writes(self, client, database_url):
         response = await client.post("/projects/p2/probes?fail=true", headers=bearer(Role.VIEWER, projects=("*",)))

@@ -22,6 +22,8 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmops.auth import TokenVerifier
 from llmops.bus.broker import make_producer
@@ -180,7 +182,9 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-Session = Annotated[AsyncSession, Depends(_session)]
+# scope "function": the transaction ends (commits) before the response is sent, so a client acting on a 2xx finds what
+# it wrote (by default a dependency with yield ends after the response, when a failed commit can no longer be told).
+Session = Annotated[AsyncSession, Depends(_session, scope="function")]
 CurrentRuntime = Annotated[Runtime, Depends(get_runtime)]
 
 
@@ -191,8 +195,10 @@ def create_app(
     routers: Sequence[APIRouter] = (),
     version: str = "0.1.0",
     on_start: Sequence[Callable[[Runtime], Awaitable[None]]] = (),
+    on_stop: Sequence[Callable[[Runtime], Awaitable[None]]] = (),
 ) -> FastAPI:
-    """A FastAPI app for one service, with the platform's cross-cutting routes, errors and lifecycle."""
+    """A FastAPI app for one service, with the platform's cross-cutting routes, errors and lifecycle (``on_start``
+    hooks run after the runtime starts, ``on_stop`` hooks before it stops)."""
     service = runtime.settings.service
 
     @asynccontextmanager
@@ -202,6 +208,8 @@ def create_app(
             await hook(runtime)
         log.info("service.started", service=service)
         yield
+        for hook in on_stop:
+            await hook(runtime)
         await runtime.stop()
         log.info("service.stopped", service=service)
 
@@ -212,20 +220,7 @@ def create_app(
     app.state.on_denied = runtime.record_denial
     install_problem_handlers(app)
 
-    @app.middleware("http")
-    async def request_context(request: Request, call_next):
-        request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
-        request.state.request_id = request_id
-        correlation_id = request.headers.get("x-correlation-id") or request_id
-        request.state.correlation_id = correlation_id
-        started = time.perf_counter()
-        with bound_context(request_id=request_id, correlation_id=correlation_id, service=service):
-            response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        LATENCY.labels(service, request.method, route).observe(time.perf_counter() - started)
-        REQUESTS.labels(service, request.method, route, str(response.status_code)).inc()
-        response.headers["x-request-id"] = request_id
-        return response
+    app.add_middleware(RequestContext, service=service)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:
@@ -245,6 +240,43 @@ def create_app(
     for router in routers:
         app.include_router(router)
     return app
+
+
+class RequestContext:
+    """Pure ASGI middleware (a ``BaseHTTPMiddleware`` passes every chunk of a streamed body through extra tasks and
+    memory streams): gives each request its id (``X-Request-ID``, made up when absent) and correlation id, binds
+    both to the logs, returns the request id in the response, and counts requests and latency by route and status
+    (500 for a request that raised)."""
+
+    def __init__(self, app: ASGIApp, *, service: str) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        request_id = headers.get("x-request-id") or str(uuid.uuid4())
+        correlation_id = headers.get("x-correlation-id") or request_id
+        state = scope.setdefault("state", {})  # what request.state reads
+        state["request_id"], state["correlation_id"] = request_id, correlation_id
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["x-request-id"] = request_id
+            await send(message)
+
+        started = time.perf_counter()
+        try:
+            with bound_context(request_id=request_id, correlation_id=correlation_id, service=self.service):
+                await self.app(scope, receive, send_with_id)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            LATENCY.labels(self.service, scope["method"], route).observe(time.perf_counter() - started)
+            REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
 
 
 async def spool(
