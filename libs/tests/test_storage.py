@@ -111,6 +111,19 @@ class TestObjectWriter:
         assert await store.get_bytes(stored.sha256) == data
         assert stat(store, writer.temporary_key) is None and unfinished_uploads(store, writer.temporary_key) == []
 
+    @pytest.mark.parametrize("size", [100, 2 * PART + 7], ids=["under-a-part", "several-parts"])
+    async def test_its_hash_is_known_before_the_commit_and_it_takes_no_more_bytes(self, store, size):
+        data = os.urandom(size)
+        with store.writer(part_size=PART) as writer:
+            await asyncio.to_thread(write_in_pieces, writer, data)
+            assert await asyncio.to_thread(writer.hexdigest) == hashlib.sha256(data).hexdigest()
+            with pytest.raises(WriteAborted):
+                writer.write(b"more")
+            assert await asyncio.to_thread(writer.hexdigest) == hashlib.sha256(data).hexdigest()  # asked again
+            stored = await asyncio.to_thread(writer.commit)
+        assert stored.sha256 == hashlib.sha256(data).hexdigest() and await store.get_bytes(stored.sha256) == data
+        assert stat(store, writer.temporary_key) is None
+
     async def test_content_already_stored_is_not_copied_again_and_the_temporary_object_is_deleted(self, store):
         data = os.urandom(PART + 1)
         first = await store.put_bytes(data)

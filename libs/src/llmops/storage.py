@@ -291,7 +291,8 @@ class ObjectWriter:
         self._failure: BaseException | None = None
         self.temporary_key = f"{INCOMING}{uuid.uuid4().hex}"  # where the parts go until the hash is known
         self._state = threading.Lock()  # abort() may race the writing thread starting the upload
-        self._aborted = False
+        self._aborted = self._sealed = False
+        self._head_digest: str | None = None
         self.stored: StoredObject | None = None
 
     def __enter__(self) -> ObjectWriter:
@@ -302,7 +303,7 @@ class ObjectWriter:
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         with self._state:
-            if self._aborted or self.stored is not None:
+            if self._aborted or self._sealed or self.stored is not None:
                 raise WriteAborted("the writer is closed")
             pipe = self._pipe
             if pipe is None:
@@ -336,6 +337,28 @@ class ObjectWriter:
             self._failure = exc
             pipe.fail()
 
+    def hexdigest(self) -> str:
+        """The sha256 of what was written, once all of it is uploaded (the writer takes no more bytes; then
+        :meth:`commit` or :meth:`abort`): for a caller that needs the hash before deciding to store."""
+        with self._state:
+            if self._aborted:
+                raise WriteAborted("the writer was aborted")
+            self._sealed = True
+            pipe, head = self._pipe, self._head
+        if pipe is None:
+            if self._head_digest is None:
+                self._head_digest = hashlib.sha256(head).hexdigest()
+            return self._head_digest
+        self._finish_upload(pipe)
+        return pipe.digest.hexdigest()
+
+    def _finish_upload(self, pipe: _Pipe) -> None:
+        assert self._upload is not None
+        pipe.close()
+        self._upload.join()
+        if self._failure is not None:
+            raise WriteAborted(f"the upload failed: {self._failure!r}") from self._failure
+
     def commit(self) -> StoredObject:
         """Store what was written under its sha256 (once) and return where it lives; on an error nothing is left."""
         with self._state:
@@ -355,11 +378,7 @@ class ObjectWriter:
         return self._store._put_stream([data], self._content_type)  # under a part: stored like any small object
 
     def _store_upload(self, pipe: _Pipe) -> StoredObject:
-        assert self._upload is not None
-        pipe.close()
-        self._upload.join()
-        if self._failure is not None:
-            raise WriteAborted(f"the upload failed: {self._failure!r}") from self._failure
+        self._finish_upload(pipe)
         sha256 = pipe.digest.hexdigest()
         stored = StoredObject(self._store.bucket, key_for(sha256), sha256, pipe.size)
         try:
