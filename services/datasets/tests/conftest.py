@@ -11,6 +11,7 @@ import pytest
 from llmops.auth import Role, issue_token
 from llmops.testing import service_database
 from llmops_datasets.app import DatasetsService, migrate
+from llmops_datasets.parallel import IngestPool
 from llmops_datasets.settings import DatasetsSettings
 
 
@@ -21,6 +22,7 @@ async def datasets_settings(infra_up):
         DatasetsSettings,
         max_upload_bytes=2 * 1024 * 1024,
         outbox_poll_interval=0.05,
+        ingest_workers=0,  # uploads cleaned in a thread: tests that want the workers use ``ingest_pool``
     ) as settings:
         await asyncio.to_thread(migrate, settings)
         yield settings
@@ -32,6 +34,13 @@ async def datasets(datasets_settings):
     await service.start()
     yield service
     await service.stop()
+
+
+@pytest.fixture(scope="session")
+def ingest_pool():
+    """Ingest workers shared by the tests that clean uploads in worker processes (starting them costs seconds)."""
+    with IngestPool(2) as pool:
+        yield pool
 
 
 @pytest.fixture

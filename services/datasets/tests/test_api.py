@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 
+import httpx
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -14,6 +15,7 @@ from sqlalchemy import func, select
 
 from llmops.auth import Role
 from llmops.bus import outbox
+from llmops_datasets.app import DatasetsService
 from llmops_datasets.formats import csv_text
 from llmops_datasets.models import dataset_versions
 
@@ -67,7 +69,7 @@ async def create(client, name: str, row_format: str, project: str = "p1"):
     return response.json()
 
 
-async def upload(client, name: str, body: bytes, content_type: str = JSONL, project: str = "p1", **params):
+async def upload(client, name: str, body, content_type: str = JSONL, project: str = "p1", **params):
     return await client.post(
         f"/projects/{project}/datasets/{name}/versions",
         content=body,
@@ -79,6 +81,49 @@ async def upload(client, name: str, body: bytes, content_type: str = JSONL, proj
 async def stored_versions(datasets) -> int:
     async with datasets.runtime.db.sessions() as session:
         return await session.scalar(select(func.count()).select_from(dataset_versions))
+
+
+async def pieces(body: bytes, size: int):
+    """``body`` sent a piece at a time, as a client streaming a file does."""
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+class TestIngestWorkers:
+    async def test_the_service_s_workers_store_what_its_thread_stores(self, client, datasets_settings, monkeypatch):
+        monkeypatch.setattr("llmops_datasets.parallel.BLOCK_BYTES", 32 * 1024)  # a small upload is many blocks
+        rows = [
+            {
+                "messages": [
+                    {"role": "user", "content": f"  question {i % 700}  "},
+                    {"role": "assistant", "content": "a"},
+                ]
+            }
+            for i in range(6000)
+        ]
+        body = jsonl(rows)
+        assert len(body) > 10 * 32 * 1024
+        await create(client, "threaded", "chat")
+        threaded = (await upload(client, "threaded", body)).json()
+
+        service = DatasetsService(datasets_settings.model_copy(update={"ingest_workers": 2}))
+        await service.start()
+        try:
+            pool, blocks = service.app.state.ingest_pool, []
+            submit = pool.submit
+            monkeypatch.setattr(pool, "submit", lambda task: blocks.append(task) or submit(task))
+            transport = httpx.ASGITransport(app=service.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as workers_client:
+                await create(workers_client, "in-workers", "chat")
+                response = await upload(workers_client, "in-workers", pieces(body, 16 * 1024))
+        finally:
+            await service.stop()
+        assert response.status_code == 201, response.text
+        in_workers = response.json()
+        assert len(blocks) > 10 and all(process.poll() is not None for process in pool.processes)
+        for key in ("sha256", "row_count", "stats", "cleaning", "splits", "size_bytes"):
+            assert in_workers[key] == threaded[key], key
+        assert threaded["cleaning"]["duplicates_removed"] == 6000 - 700
 
 
 class TestFormatsAndFileTypes:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import random
 
 import orjson
 import pytest
 
+from llmops_datasets import ingest as ingest_module
 from llmops_datasets.arriving import ArrivingFile
 from llmops_datasets.formats import FileType, Format
 from llmops_datasets.ingest import (
@@ -19,7 +21,7 @@ from llmops_datasets.ingest import (
     ingest_jsonl,
     normalize_text,
 )
-from llmops_schemas.splits import SPLITS
+from llmops_schemas.splits import SPLITS, point_bound
 
 
 @pytest.mark.parametrize(
@@ -163,6 +165,65 @@ class TestNormalisationShortcut:
         assert stored["messages"][0]["content"] == normalize_text(content)
 
 
+def varied_chat_rows(count: int, *, every: int = 9) -> list[bytes]:
+    """Chat rows, most already normal, one in ``every`` not (spacing, non-ASCII, escapes), and some broken or blank
+    lines."""
+    odd = ["two  spaces", " leading", "caf\u00e9", 'a "quote"', "tab\there", "Cafe\u0301 ", "line\nbreak"]
+    lines = []
+    for i in range(count):
+        content = f"question {i}" if i % every else f"{odd[i % len(odd)]} {i}"
+        lines.append(
+            orjson.dumps({"messages": [{"role": "user", "content": content}, {"role": "assistant", "content": "ok"}]})
+        )
+        if i % 101 == 0:
+            lines.append(b"")
+        if i % 157 == 0:
+            lines.append(b'{"messages": [')
+    return lines
+
+
+class TestRowsReadABlockAtATime:
+    """Lines are parsed and judged for normalisation a block at a time: the result is that of one line at a time."""
+
+    def run(self, tmp_path, name, source, **cleaning):
+        work = tmp_path / name
+        work.mkdir()
+        config = {"cleaning": CleaningConfig(**cleaning), "split": SplitConfig(seed=5)}
+        return ingest(source, FileType.JSONL, Format.CHAT, work, **config)
+
+    def test_blocks_give_what_single_lines_give(self, tmp_path, monkeypatch):
+        source = tmp_path / "in.jsonl"
+        source.write_bytes(b"\n".join(varied_chat_rows(3000)) + b"\n")
+        assert source.stat().st_size > 3 * ingest_module.BLOCK_BYTES
+        blocks = self.run(tmp_path, "blocks", source)
+        monkeypatch.setattr(ingest_module, "BLOCK_BYTES", 1)  # every line a block of its own
+        lines = self.run(tmp_path, "lines", source)
+        assert blocks.cleaned.read_bytes() == lines.cleaned.read_bytes()
+        assert (blocks.stats, blocks.cleaning, blocks.splits, blocks.errors) == (
+            lines.stats,
+            lines.cleaning,
+            lines.splits,
+            lines.errors,
+        )
+        assert blocks.cleaning["rows_normalized"] > 0 and blocks.invalid_rows == 20
+        originals = [orjson.loads(line) for line in source.read_bytes().splitlines() if line.endswith(b"}")]
+        stored = [orjson.loads(line) for line in blocks.cleaned.read_bytes().splitlines()]
+        wanted = {normalize_text(row["messages"][0]["content"]) for row in originals}
+        assert {row["messages"][0]["content"] for row in stored} == wanted
+
+    @pytest.mark.parametrize("every", [9, 10**6], ids=["some-blocks-need-normalising", "no-block-does"])
+    def test_rows_only_the_format_accepts_keep_their_place_and_are_normalised(self, tmp_path, monkeypatch, every):
+        source = tmp_path / "in.jsonl"
+        source.write_bytes(b"\n".join(varied_chat_rows(2000, every=every)) + b"\n")
+        fast = self.run(tmp_path, "fast", source)
+        check = ingest_module.FAST_CHECKS[Format.CHAT]
+        # The quick check refuses rows with a 7 in them: the format's validation accepts them instead.
+        monkeypatch.setitem(ingest_module.FAST_CHECKS, Format.CHAT, lambda row: "7" not in str(row) and check(row))
+        slow = self.run(tmp_path, "slow", source)
+        assert slow.cleaned.read_bytes() == fast.cleaned.read_bytes()
+        assert (slow.stats, slow.cleaning, slow.errors) == (fast.stats, fast.cleaning, fast.errors)
+
+
 def reference_split_of(split: SplitConfig, digest: bytes) -> str:
     """The split formula as first written (BLAKE2b keyed by the seed, divided by 2**64), to pin the fast one to."""
     key = split.seed.to_bytes(8, "big")
@@ -185,3 +246,20 @@ class TestSplitIndex:
         for _ in range(20_000):
             digest = os.urandom(16)
             assert SPLITS[split.split_index(digest)] == split.split_of(digest) == reference_split_of(split, digest)
+
+
+class TestPointBound:
+    """Comparing a hash's 8 bytes with the bound is comparing its point (value * 2**-64, a float) with the fraction."""
+
+    @pytest.mark.parametrize(
+        "fraction",
+        [0.0, 1.0, 0.8, 0.9, 0.1, 0.7 + 0.2, 0.8 + 0.1, 1e-300, 2.0**-64, 2.0**-60 * 3, 1 - 2.0**-53, 0.5, 0.3333],
+    )
+    def test_values_either_side_of_the_bound_fall_where_their_point_falls(self, fraction):
+        bound = point_bound(fraction)
+        edge = int.from_bytes(bound, "big") if len(bound) == 8 else 2**64
+        for value in {0, 1, edge - 2, edge - 1, edge, edge + 1, 2**64 - 1} | {
+            random.randrange(2**64) for _ in range(50)
+        }:
+            if 0 <= value < 2**64:
+                assert (value.to_bytes(8, "big") < bound) == (value * 2.0**-64 < fraction), value

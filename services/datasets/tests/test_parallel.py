@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import io
+import os
+import random
+import time
 
 import orjson
 import pytest
 
 from llmops_datasets.formats import FileType, Format
 from llmops_datasets.ingest import CleaningConfig, SplitConfig, ingest
-from llmops_datasets.parallel import Blocks, StreamedIngest
+from llmops_datasets.parallel import Blocks, DigestSet, IngestPool, StreamedIngest, WorkerFailed
 
 
 def chat(text: str, role: str = "user") -> bytes:
@@ -149,7 +152,126 @@ class TestParallelIngest:
         job.feed(source.read_bytes()[:10_000])
         job.__exit__()
         assert job.job is not None and not job.job.merger.is_alive()
-        assert all(process.returncode is not None for process in job.job.processes)
+        assert job._own_pool is not None
+        assert all(process.returncode is not None for process in job._own_pool.processes)
+
+
+class TestAnIngestPool:
+    """Workers started once serve the blocks of every ingest, and survive what goes wrong with one."""
+
+    @pytest.fixture
+    def source(self, tmp_path):
+        source = tmp_path / "in.jsonl"
+        source.write_bytes(b"\n".join(mixed_rows(300)) + b"\n")
+        return source
+
+    def test_its_workers_serve_one_ingest_after_another_alike(self, tmp_path, source):
+        expected = sequential(tmp_path, source)
+        with IngestPool(2) as pool:
+            first = in_pool(pool, source, tmp_path / "first")
+            workers = [process.pid for process in pool.processes]
+            second = in_pool(pool, source, tmp_path / "second")
+            assert [process.pid for process in pool.processes] == workers  # the same processes
+        same(first, expected)
+        same(second, expected)
+        assert all(process.returncode is not None for process in pool.processes)
+
+    def test_an_abandoned_ingest_leaves_the_pool_serving(self, tmp_path, source):
+        with IngestPool(1) as pool:
+            (tmp_path / "abandoned").mkdir()
+            job = StreamedIngest(
+                source,
+                Format.CHAT,
+                tmp_path / "abandoned",
+                cleaning=CleaningConfig(),
+                split=SplitConfig(seed=7),
+                pool=pool,
+                block_bytes=512,
+            )
+            job.feed(source.read_bytes())
+            job.__exit__()
+            assert job.job is not None and not job.job.merger.is_alive()
+            assert any(future.cancelled() for future in job.job.results)  # queued blocks were dropped
+            assert all(future.done() for future in job.job.results)  # and none is still being cleaned
+            same(in_pool(pool, source, tmp_path / "next"), sequential(tmp_path, source))
+
+    def test_a_worker_killed_on_a_block_fails_it_and_is_started_again(self, tmp_path, source):
+        fifo = tmp_path / "never-written"
+        os.mkfifo(fifo)  # the worker waits on it for ever
+        with IngestPool(1) as pool:
+            future = pool.submit(a_block(fifo, tmp_path))
+            while not future.running():
+                time.sleep(0.01)
+            killed = pool.processes[0]
+            killed.kill()
+            with pytest.raises(WorkerFailed, match="stopped: killed by SIGKILL"):
+                future.result(timeout=60)
+            same(in_pool(pool, source, tmp_path / "again"), sequential(tmp_path, source))
+            assert pool.processes[0].pid != killed.pid
+
+    def test_a_worker_that_died_idle_is_replaced_before_its_next_block(self, tmp_path, source):
+        with IngestPool(1) as pool:
+            killed = pool.processes[0]
+            killed.kill()
+            killed.wait()
+            same(in_pool(pool, source, tmp_path / "after"), sequential(tmp_path, source))
+            assert pool.processes[0].pid != killed.pid
+
+    def test_a_block_that_fails_names_its_error_and_the_worker_goes_on(self, tmp_path, source):
+        with IngestPool(1) as pool:
+            with pytest.raises(WorkerFailed, match="FileNotFoundError"):
+                pool.submit(a_block(tmp_path / "missing.jsonl", tmp_path)).result(timeout=60)
+            same(in_pool(pool, source, tmp_path / "next"), sequential(tmp_path, source))
+
+    def test_a_closed_pool_takes_no_more_blocks(self):
+        pool = IngestPool(1)
+        pool.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            pool.submit({})
+
+
+def a_block(path, tmp_path) -> dict:
+    """A pool task: the first 10 bytes of ``path``, default cleaning."""
+    task = {"source": str(path), "format": "chat", "cleaning": {}, "split": {}}
+    return task | {"start": 0, "end": 10, "first_line": 1, "part": str(tmp_path / "part")}
+
+
+def in_pool(pool: IngestPool, source, work):
+    work.mkdir()
+    with StreamedIngest(
+        source, Format.CHAT, work, cleaning=CleaningConfig(), split=SplitConfig(seed=7), pool=pool, block_bytes=2048
+    ) as job:
+        job.feed(source.read_bytes())
+        return job.finish()
+
+
+class TestDigestSet:
+    def test_it_holds_what_a_set_holds_and_lists_it_sorted(self, monkeypatch, tmp_path):
+        monkeypatch.setattr(DigestSet, "RECENT", 64)  # merge into the large array often
+        monkeypatch.setattr("llmops_datasets.parallel._SLICE", 7)  # and write it in many slices
+        pool = [os.urandom(16) for _ in range(3000)] + [b"ab" + bytes(14), b"ab" + bytes(13) + b"\x01", bytes(16)]
+        fill_like_a_set(pool, blocks=60, largest=120, path=tmp_path / "hashes")
+
+    def test_digests_whose_first_halves_tie_are_told_apart(self, monkeypatch, tmp_path):
+        monkeypatch.setattr(DigestSet, "RECENT", 16)
+        firsts = [os.urandom(8) for _ in range(4)]
+        pool = [random.choice(firsts) + os.urandom(8) for _ in range(300)]
+        fill_like_a_set(pool, blocks=40, largest=40, path=tmp_path / "hashes")
+
+
+def fill_like_a_set(pool: list[bytes], *, blocks: int, largest: int, path) -> None:
+    """Blocks of digests drawn from ``pool`` (repeats within and across blocks) go into a DigestSet and a set: they
+    must agree on membership before each block, on size after, and on the sorted row-hash file at the end."""
+    digests, expected = DigestSet(), set()
+    for _ in range(blocks):
+        block = random.choices(pool, k=random.randrange(0, largest))
+        data = b"".join(block)
+        assert digests.known(data).tolist() == [digest in expected for digest in block]
+        digests.add(data)
+        expected.update(block)
+        assert len(digests) == len(expected)
+    digests.write(path)
+    assert path.read_bytes() == b"".join(sorted(expected))
 
 
 class TestBlocks:

@@ -72,7 +72,13 @@ def writers(datasets, monkeypatch) -> list:
     return made
 
 
-async def upload(datasets, lines, *, workers: int = 1, fail_after: int | None = None, **cleaning):
+@pytest.fixture(params=["thread", "workers"])
+def pool(request, ingest_pool):
+    """How the upload is cleaned: in a thread of the service, or by ingest workers."""
+    return None if request.param == "thread" else ingest_pool
+
+
+async def upload(datasets, lines, pool=None, *, fail_after: int | None = None, **cleaning):
     return await service.upload_version(
         datasets.runtime,
         project="p1",
@@ -85,7 +91,7 @@ async def upload(datasets, lines, *, workers: int = 1, fail_after: int | None = 
         limit=100 * MiB,
         spool_dir=None,
         actor=ACTOR,
-        workers=workers,
+        pool=pool,
     )
 
 
@@ -109,10 +115,10 @@ async def versions(datasets) -> int:
 
 class TestUploadVersion:
     async def test_an_upload_larger_than_a_part_is_stored_under_the_hash_of_its_cleaned_rows(
-        self, datasets, chat_dataset, writers
+        self, datasets, chat_dataset, writers, pool
     ):
         lines = chat_rows(2.5 * WRITER_PART_SIZE / MiB, "stored")
-        version, created = await upload(datasets, lines)
+        version, created = await upload(datasets, lines, pool)
 
         assert created and version.row_count == len(set(lines))
         cleaning = version.cleaning
@@ -129,24 +135,30 @@ class TestUploadVersion:
         assert not created and second.id == first.id
         assert [left_behind(datasets, writer) for writer in writers] == [[], []]
 
-    async def test_invalid_rows_store_nothing(self, datasets, chat_dataset, writers):
+    async def test_invalid_rows_store_nothing(self, datasets, chat_dataset, writers, pool):
         lines = chat_rows(1.5 * WRITER_PART_SIZE / MiB, "invalid")
         lines.append(b'{"messages": [{"role": "robot", "content": "x"}]}\n')  # the last row, after several parts
         with pytest.raises(Problem) as refused:
-            await upload(datasets, lines)
+            await upload(datasets, lines, pool)
         assert refused.value.status == 422
         assert await versions(datasets) == 0 and left_behind(datasets, writers[0]) == []
 
-    async def test_a_client_that_goes_away_mid_upload_leaves_nothing(self, datasets, chat_dataset, writers):
+    async def test_a_client_that_goes_away_mid_upload_leaves_nothing(self, datasets, chat_dataset, writers, pool):
         lines = chat_rows(3 * WRITER_PART_SIZE / MiB, "gone")
         with pytest.raises(ClientDisconnect):
-            await upload(datasets, lines, fail_after=2 * WRITER_PART_SIZE)
+            await upload(datasets, lines, pool, fail_after=2 * WRITER_PART_SIZE)
         assert await versions(datasets) == 0 and left_behind(datasets, writers[0]) == []
 
-    async def test_ingest_workers_store_the_same_version(self, datasets, chat_dataset, writers, monkeypatch):
+    async def test_ingest_workers_store_the_same_version(
+        self, datasets, chat_dataset, writers, monkeypatch, ingest_pool
+    ):
         monkeypatch.setattr("llmops_datasets.parallel.BLOCK_BYTES", MiB)
         lines = chat_rows(1.5 * WRITER_PART_SIZE / MiB, "workers")
+        pool, blocks = ingest_pool, []
+        submit = pool.submit
+        monkeypatch.setattr(pool, "submit", lambda task: blocks.append(task) or submit(task))
         in_process, _ = await upload(datasets, lines)
-        in_workers, created = await upload(datasets, lines, workers=2)
+        in_workers, created = await upload(datasets, lines, pool)
         assert not created and in_workers.id == in_process.id
+        assert len(blocks) >= 7  # the workers cleaned it, block by block
         assert [left_behind(datasets, writer) for writer in writers] == [[], []]

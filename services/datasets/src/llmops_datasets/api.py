@@ -230,7 +230,7 @@ async def upload_version(
         limit=limit,
         spool_dir=request.app.state.settings.spool_dir,
         actor=actor_of(request, principal),
-        workers=request.app.state.settings.ingest_workers,
+        pool=request.app.state.ingest_pool,
     )
     if not created:
         response.status_code = 200  # the same content is already a version: nothing new was stored

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -13,8 +14,10 @@ from llmops.bus import make_broker
 from llmops.db import Database, upgrade
 from llmops.entrypoint import service_cli
 from llmops.http import Runtime, create_app
+from llmops.memory import limit_malloc_arenas
 from llmops.storage import ObjectStore
 from llmops_datasets.api import router
+from llmops_datasets.parallel import IngestPool
 from llmops_datasets.settings import DatasetsSettings
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -25,20 +28,40 @@ class DatasetsService:
 
     def __init__(self, settings: DatasetsSettings | None = None) -> None:
         self.settings = settings or DatasetsSettings()
+        if self.settings.malloc_arenas:
+            limit_malloc_arenas(self.settings.malloc_arenas)  # before the service starts its threads
         self.runtime = Runtime(
             self.settings,
             Database(self.settings.db_url),
             make_broker(self.settings.kafka, client_id="datasets"),
             ObjectStore(self.settings.s3),
         )
-        self.app: FastAPI = create_app(self.runtime, title="llmops datasets", routers=[router])
+        self.app: FastAPI = create_app(
+            self.runtime,
+            title="llmops datasets",
+            routers=[router],
+            on_start=[self._start_workers],
+            on_stop=[self._stop_workers],
+        )
         self.app.state.settings = self.settings
+        self.app.state.ingest_pool = None
 
     async def start(self) -> None:
         await self.runtime.start()
+        await self._start_workers(self.runtime)
 
     async def stop(self) -> None:
+        await self._stop_workers(self.runtime)
         await self.runtime.stop()
+
+    async def _start_workers(self, _: Runtime) -> None:
+        if self.settings.ingest_workers and self.app.state.ingest_pool is None:
+            self.app.state.ingest_pool = IngestPool(self.settings.ingest_workers)
+
+    async def _stop_workers(self, _: Runtime) -> None:
+        pool, self.app.state.ingest_pool = self.app.state.ingest_pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.close)
 
 
 def migrate(settings: DatasetsSettings | None = None) -> None:

@@ -13,19 +13,24 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llmops_datasets.formats import FAST_CHECKS, FileType, Format, RawRow, RowError, read_rows, validate
 from llmops_schemas.splits import DIGEST, SPLITS, SplitConfig, split_lines
+
+if TYPE_CHECKING:
+    from llmops_datasets.parallel import IngestPool
 
 MAX_REPORTED_ERRORS = 20
 
@@ -158,6 +163,24 @@ class Output(Protocol):
     def write(self, data: bytes, /) -> int: ...
 
 
+@runtime_checkable
+class HashingOutput(Output, Protocol):
+    """An output that hashes what it is given (an :class:`~llmops.storage.ObjectWriter`): the ingest asks it for
+    the content's sha256 rather than hashing the cleaned rows a second time."""
+
+    def hexdigest(self) -> str: ...
+
+
+def content_hash(out: Output | None) -> Any:
+    """A sha256 to feed the cleaned rows to, unless ``out`` hashes them itself (then None)."""
+    return None if isinstance(out, HashingOutput) else hashlib.sha256()
+
+
+def content_digest(content: Any, out: Output | None) -> str:
+    """The sha256 of the cleaned rows, from ``content`` (see :func:`content_hash`) or from ``out``."""
+    return out.hexdigest() if content is None else content.hexdigest()  # type: ignore[union-attr]
+
+
 @dataclass
 class IngestResult:
     """The outcome of one ingest: the cleaned rows' hash and size, and everything recorded with the version."""
@@ -239,47 +262,73 @@ CHARS = {
 }
 
 
-def _already_normal(line: bytes) -> bool:
-    """Whether normalisation leaves every string of a JSON line as it is, judged on the bytes (C-speed scans).
+def _already_normal(data: bytes) -> bool:
+    """Whether normalisation leaves every string of JSON lines as it is, judged on their bytes (C-speed scans).
 
     ASCII without escapes has no tabs, newlines, carriage returns or non-ASCII spaces in its strings; and without a
     double space, nor a space beside a quote, no string has a run of spaces or a space at either end. Quotes read
     as spaces, one search finds all three (and empty strings, ``""``, which then take the slow path: harmless).
-    ``find`` rather than ``in``: ``bytes in bytes`` first tries the needle as an integer, raising and clearing an
-    exception every time. (Inlined in :func:`jsonl_rows`.)"""
-    return line.isascii() and line.find(b"\\") < 0 and line.replace(b'"', b" ").find(b"  ") < 0
+    What holds for a block of lines holds for each line in it, so a whole block is judged at once; ``find`` rather
+    than ``in``: ``bytes in bytes`` first tries the needle as an integer, raising and clearing an exception."""
+    return data.isascii() and data.find(b"\\") < 0 and data.replace(b'"', b" ").find(b"  ") < 0
 
 
-Rows = Iterator[tuple[dict[str, Any], bool]]  # validated rows, each with whether normalisation would leave it as is
+#: Validated rows, in batches, each batch with whether normalisation would leave each of its rows as it is.
+Batches = Iterator[tuple[list[dict[str, Any]], Iterable[bool]]]
+BLOCK_BYTES = 64 * 1024  # JSONL lines read, parsed and cleaned together
+RAW_BATCH = 1024  # CSV and Parquet rows per batch
+# Cleaned rows are written in small batches: holding thousands of lines between writes made the allocator hand memory
+# back to the system and fault it in again, batch after batch, which cost more than validating the rows (measured).
+WRITE_ROWS = 64
 
 
-def jsonl_rows(lines: Iterable[bytes], first_line: int, row_format: Format, report: Cleaning, errors: list) -> Rows:
-    """The valid rows of JSONL ``lines`` (numbered from ``first_line``); invalid ones are counted and reported."""
-    loads, decode_error, fits = orjson.loads, orjson.JSONDecodeError, FAST_CHECKS[row_format]
+def jsonl_rows(lines: BinaryIO, first_line: int, row_format: Format, report: Cleaning, errors: list) -> Batches:
+    """The valid rows of JSONL read from ``lines`` (numbered from ``first_line``), in blocks of about
+    :data:`BLOCK_BYTES`; invalid ones are counted and reported. Blank lines are not rows."""
+    loads, decode_error, fits, all_normal = orjson.loads, orjson.JSONDecodeError, FAST_CHECKS[row_format], repeat(True)
     read = invalid = 0
-    for number, line in enumerate(lines, start=first_line):
-        if line.isspace():
-            continue  # blank lines are not rows
-        read += 1
-        try:  # jsonl_parser(row_format)(line) and _already_normal(line), inlined: this runs for every row
-            row = loads(line)
-        except decode_error:
-            row = None
-        if row is not None and fits(row):
-            yield row, line.isascii() and line.find(b"\\") < 0 and line.replace(b'"', b" ").find(b"  ") < 0
-            continue
-        row, row_errors = validate(RawRow(number, raw_json=line), row_format)
-        if row is None:
-            invalid += 1
-            if len(errors) < MAX_REPORTED_ERRORS:
-                errors.extend(row_errors[: MAX_REPORTED_ERRORS - len(errors)])
-            continue
-        yield row, False
+    number = first_line
+    while block := lines.readlines(BLOCK_BYTES):
+        blank = 0
+        rows: list[dict[str, Any]] = []
+        append = rows.append
+        # Per row only when the block as a whole is not already normal (a row that is may sit beside one that is not)
+        normal: list[bool] | None = None if _already_normal(b"".join(block)) else []
+        for number, line in enumerate(block, number):  # noqa: B020 (numbering goes on from block to block)
+            try:  # jsonl_parser(row_format)(line), inlined: this runs for every row
+                row = loads(line)
+            except decode_error:
+                row = None
+            if row is not None and fits(row):
+                append(row)
+                if normal is not None:
+                    normal.append(_already_normal(line))
+                continue
+            if line.isspace():
+                blank += 1
+                continue
+            row, row_errors = validate(RawRow(number, raw_json=line), row_format)
+            if row is None:
+                invalid += 1
+                if len(errors) < MAX_REPORTED_ERRORS:
+                    errors.extend(row_errors[: MAX_REPORTED_ERRORS - len(errors)])
+            elif normal is None:  # rare (what the fast check refuses but the format accepts): a batch of its own
+                yield rows, all_normal
+                yield [row], (False,)
+                rows = []
+                append = rows.append
+            else:
+                append(row)
+                normal.append(False)
+        number += 1
+        read += len(block) - blank
+        yield rows, all_normal if normal is None else normal
     report.rows_read += read
     report.invalid += invalid
 
 
-def _raw_rows(raws: Iterable[RawRow], row_format: Format, report: Cleaning, errors: list) -> Rows:
+def _raw_rows(raws: Iterable[RawRow], row_format: Format, report: Cleaning, errors: list) -> Batches:
+    rows: list[dict[str, Any]] = []
     for raw in raws:
         report.rows_read += 1
         row, row_errors = validate(raw, row_format)
@@ -288,7 +337,11 @@ def _raw_rows(raws: Iterable[RawRow], row_format: Format, report: Cleaning, erro
             if len(errors) < MAX_REPORTED_ERRORS:
                 errors.extend(row_errors[: MAX_REPORTED_ERRORS - len(errors)])
             continue
-        yield row, False
+        rows.append(row)
+        if len(rows) == RAW_BATCH:
+            yield rows, repeat(False)
+            rows = []
+    yield rows, repeat(False)
 
 
 @dataclass
@@ -305,8 +358,8 @@ class Cleaner:
     seen: set[bytes] = field(default_factory=set)
     size: int = 0
 
-    def clean(self, rows: Rows, out, content=None, kept: list[bytes] | None = None) -> None:
-        """Write the kept rows of ``rows`` to ``out``; ``content`` (a hash) sees the bytes written and ``kept``
+    def clean(self, batches: Batches, out, content=None, kept: list[bytes] | None = None) -> None:
+        """Write the kept rows of ``batches`` to ``out``; ``content`` (a hash) sees the bytes written and ``kept``
         receives the digest of each row written, in order."""
         row_format, cleaning, report = self.row_format, self.cleaning, self.report
         redactor = None
@@ -327,50 +380,52 @@ class Cleaner:
         kept_rows = chars_total = 0
         chars_min, chars_max = stats.chars_min, stats.chars_max
         pending: list[bytes] = []
-        for row, already_normal in rows:
-            if normalize and not already_normal:
-                normalized += _normalize_row(row, row_format)
-            if redactor is not None:
-                row = _redact(row, row_format, redactor, report)
-            if chat:
-                messages = row["messages"]
-                chars = sum(map(len, map(_content, messages)))  # CHARS[CHAT], inlined
-            else:
-                chars = chars_of(row)
-            if drop_empty and chars == 0:
-                empty += 1
-                continue
-            if min_chars is not None and chars < min_chars:
-                short += 1
-                continue
-            if max_chars is not None and chars > max_chars:
-                long += 1
-                continue
-            line = dumps(row, option=option)
-            digest = sha256(line).digest()[:DIGEST]  # row_digest(line), inlined: this runs for every row
-            if digest in seen:
-                if dedupe:
-                    duplicates += 1
+        # Rows outside [low, high] are dropped; which bound tells why (below).
+        low, high = max(min_chars or 0, 1 if drop_empty else 0), sys.maxsize if max_chars is None else max_chars
+        for batch, normal in batches:
+            for row, already_normal in zip(batch, normal):  # noqa: B905 (normal may be endless: repeat(True))
+                if normalize and not already_normal:
+                    normalized += _normalize_row(row, row_format)
+                if redactor is not None:
+                    row = _redact(row, row_format, redactor, report)
+                if chat:
+                    messages = row["messages"]
+                    chars = sum(map(len, map(_content, messages)))  # CHARS[CHAT], inlined
+                else:
+                    chars = chars_of(row)
+                if not low <= chars <= high:
+                    if drop_empty and chars == 0:
+                        empty += 1
+                    elif min_chars is not None and chars < min_chars:
+                        short += 1
+                    else:
+                        long += 1
                     continue
-            else:
-                seen.add(digest)
-            pending.append(line)
-            if kept is not None:
-                kept.append(digest)
-            if len(pending) == 2048:
-                self._write(pending, out, content)
-            kept_rows += 1
-            chars_total += chars
-            if chars_min is None or chars < chars_min:
-                chars_min = chars
-            if chars > chars_max:
-                chars_max = chars
-            if chat:
-                sequence = tuple(map(_role, messages))
-                turns[sequence] = turns.get(sequence, 0) + 1
-            elif classification:
-                labels[str(row["label"])] += 1
-            split_counts[split_index(digest)] += 1
+                line = dumps(row, option=option)
+                digest = sha256(line).digest()[:DIGEST]  # row_digest(line), inlined: this runs for every row
+                if digest in seen:
+                    if dedupe:
+                        duplicates += 1
+                        continue
+                else:
+                    seen.add(digest)
+                pending.append(line)
+                if kept is not None:
+                    kept.append(digest)
+                if len(pending) == WRITE_ROWS:
+                    self._write(pending, out, content)
+                kept_rows += 1
+                chars_total += chars
+                if chars_min is None or chars < chars_min:
+                    chars_min = chars
+                if chars > chars_max:
+                    chars_max = chars
+                if chat:
+                    sequence = tuple(map(_role, messages))
+                    turns[sequence] = turns.get(sequence, 0) + 1
+                elif classification:
+                    labels[str(row["label"])] += 1
+                split_counts[split_index(digest)] += 1
         self._write(pending, out, content)
         report.normalized += normalized
         report.empty_removed += empty
@@ -432,18 +487,20 @@ def ingest(
     cleaning: CleaningConfig,
     split: SplitConfig,
     workers: int = 1,
+    pool: IngestPool | None = None,
     out: Output | None = None,
 ) -> IngestResult:
     """Run the whole pipeline over ``source``; the cleaned rows go to ``out`` (by default ``workdir``/cleaned.jsonl)
     and the row hashes to ``workdir``.
 
-    A JSONL file larger than a block is cleaned by ``workers`` processes when more than one (same result)."""
-    if file_type is FileType.JSONL and workers > 1:
+    A JSONL file larger than a block is cleaned by the workers of ``pool``, or by ``workers`` processes of its own
+    when more than one (same result)."""
+    if file_type is FileType.JSONL and (pool is not None or workers > 1):
         from llmops_datasets.parallel import BLOCK_BYTES, StreamedIngest
 
         if source.stat().st_size > BLOCK_BYTES:
             with StreamedIngest(
-                source, row_format, workdir, cleaning=cleaning, split=split, workers=workers, out=out
+                source, row_format, workdir, cleaning=cleaning, split=split, pool=pool, workers=workers, out=out
             ) as job:
                 with source.open("rb") as handle:
                     while chunk := handle.read(1024 * 1024):
@@ -472,17 +529,17 @@ def ingest_jsonl(
     return _clean_into(cleaner, jsonl_rows(lines, 1, row_format, cleaner.report, cleaner.errors), workdir, out)
 
 
-def _clean_into(cleaner: Cleaner, rows: Rows, workdir: Path, out: Output | None) -> IngestResult:
-    content, hashes = hashlib.sha256(), workdir / "row_hashes.bin"
+def _clean_into(cleaner: Cleaner, rows: Batches, workdir: Path, out: Output | None) -> IngestResult:
+    hashes = workdir / "row_hashes.bin"
     if out is None:
-        cleaned = workdir / "cleaned.jsonl"
+        content, cleaned = hashlib.sha256(), workdir / "cleaned.jsonl"
         with cleaned.open("wb") as file:
             cleaner.clean(rows, file, content)
     else:
-        cleaned = None
+        content, cleaned = content_hash(out), None
         cleaner.clean(rows, out, content)
     write_digests(hashes, cleaner.seen)
-    return cleaner.result(cleaned, content.hexdigest(), hashes)
+    return cleaner.result(cleaned, content_digest(content, out), hashes)
 
 
 def write_digests(path: Path, seen: set[bytes]) -> None:

@@ -8,25 +8,28 @@ reports, and concatenates the parts into the canonical file (or upload) while ha
 workers finish them. Blocks can be cut while an upload is still arriving (:class:`Blocks` is fed chunk by chunk), so
 cleaning overlaps receiving.
 
-Workers are plain subprocesses (``python -m llmops_datasets.parallel``) rather than a multiprocessing pool: a
-spawned pool re-imports the parent's ``__main__`` (the whole web service) in every worker.
+Workers are plain subprocesses (``python -m llmops_datasets.worker``, see :mod:`llmops_datasets.worker`) rather than
+a multiprocessing pool: a spawned pool re-imports the parent's ``__main__`` (the whole web service) in every worker.
+They are started once, by an :class:`IngestPool` the service holds, and serve every upload.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import queue
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+import numpy as np
 import orjson
 
 from llmops_datasets.formats import Format, RowError
@@ -39,12 +42,12 @@ from llmops_datasets.ingest import (
     IngestResult,
     Output,
     Stats,
-    jsonl_rows,
-    write_digests,
+    content_digest,
+    content_hash,
 )
 from llmops_schemas.splits import DIGEST, SplitConfig
 
-BLOCK_BYTES = 16 * 1024 * 1024  # enough rows per block to amortise a round trip, few enough to spread the work
+BLOCK_BYTES = 4 * 1024 * 1024  # enough rows per block to amortise a round trip, few enough to start the merge early
 COPY = 1024 * 1024
 
 
@@ -77,8 +80,139 @@ class Blocks:
         self.start, self.first_line, self.cut = end, next_first_line, self.cut + 1
 
 
+class WorkerFailed(RuntimeError):
+    """An ingest worker could not clean a block (its error, or its end, is in the message)."""
+
+
+class IngestPool:
+    """Worker processes cleaning JSONL blocks for any number of ingests: started once (with the service) and reused,
+    since starting one costs about 0.7 s of CPU (Python, pydantic and the formats imported), more than cleaning a
+    block. Blocks are served in the order submitted, by whichever worker is free; a worker that dies fails its block
+    and is started again for the next one."""
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError("an ingest pool needs at least one worker")
+        self.size = workers
+        self._tasks: queue.Queue[tuple[dict[str, Any], Future] | None] = queue.Queue()
+        self._closed = False
+        self._logs: list[BinaryIO | None] = [None] * workers
+        # Started at once (each imports in the background), so that the first upload finds them ready.
+        self.processes: list[subprocess.Popen] = []
+        for n in range(workers):
+            self.processes.append(self._start(n))
+        self._threads = [
+            threading.Thread(target=self._serve, args=(n,), name=f"ingest-worker-{n}", daemon=True)
+            for n in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, task: dict[str, Any]) -> Future:
+        """Clean one block (see :func:`llmops_datasets.worker.clean_block`); the future holds the worker's reply."""
+        if self._closed:
+            raise RuntimeError("the ingest pool is closed")
+        future: Future = Future()
+        self._tasks.put((task, future))
+        return future
+
+    def close(self, timeout: float = 60) -> None:
+        """Stop the workers once the blocks already submitted are done; a worker still busy after ``timeout``
+        seconds is killed (its block fails)."""
+        if self._closed:
+            return
+        self._closed = True
+        for _ in self._threads:
+            self._tasks.put(None)
+        deadline = time.monotonic() + timeout
+        for n, thread in enumerate(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                self.processes[n].kill()
+                thread.join()
+
+    def __enter__(self) -> IngestPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _serve(self, n: int) -> None:
+        process = self.processes[n]
+        try:
+            while (item := self._tasks.get()) is not None:
+                task, future = item
+                if not future.set_running_or_notify_cancel():
+                    continue  # its ingest was abandoned
+                if process.poll() is not None:
+                    process = self._start(n)
+                try:
+                    future.set_result(self._ask(process, task, n))
+                except BaseException as exc:
+                    future.set_exception(exc)
+        finally:
+            _stop(process)
+            if self._logs[n] is not None:
+                self._logs[n].close()
+
+    def _start(self, n: int) -> subprocess.Popen:
+        log = self._logs[n]
+        if log is not None:
+            log.close()
+        log = self._logs[n] = tempfile.TemporaryFile()  # noqa: SIM115 (a worker's stderr, read back when it dies)
+        command = [sys.executable, "-m", "llmops_datasets.worker"]
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+        if n < len(self.processes):
+            self.processes[n] = process
+        return process
+
+    def _ask(self, process: subprocess.Popen, task: dict[str, Any], n: int) -> dict[str, Any]:
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            process.stdin.write(orjson.dumps(task) + b"\n")
+            process.stdin.flush()
+            reply = process.stdout.readline()
+        except OSError:
+            reply = b""
+        if not reply:
+            process.kill()
+            process.wait()
+            raise WorkerFailed(f"ingest worker {n} stopped: {_ended(process.returncode)}; {self._stderr(n)}")
+        answer = orjson.loads(reply)
+        if "error" in answer:
+            raise WorkerFailed(f"ingest worker {n} failed on a block: {answer['error']}")
+        return answer
+
+    def _stderr(self, n: int) -> str:
+        log = self._logs[n]
+        if log is None:
+            return ""
+        log.seek(0)
+        return log.read()[-2000:].decode(errors="replace")
+
+
+def _ended(status: int) -> str:
+    if status < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-status).name}"
+    return f"exit status {status}"
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.stdin is not None and not process.stdin.closed:
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
 class ParallelIngest:
-    """Worker processes cleaning the blocks of one JSONL file, and the merge of their parts."""
+    """The blocks of one JSONL file cleaned by a pool's workers, and the merge of their parts."""
 
     def __init__(
         self,
@@ -88,12 +222,17 @@ class ParallelIngest:
         *,
         cleaning: CleaningConfig,
         split: SplitConfig,
-        workers: int,
+        pool: IngestPool,
         out: Output | None = None,
     ) -> None:
-        self.source, self.row_format, self.workdir, self.out = source, row_format, workdir, out
+        self.source, self.row_format, self.workdir, self.out, self.pool = source, row_format, workdir, out, pool
         self.cleaning, self.split = cleaning, split
-        self.tasks: queue.Queue[tuple[int, dict, Future] | None] = queue.Queue()
+        self.config = {
+            "source": str(source),
+            "format": row_format.value,
+            "cleaning": cleaning.model_dump(mode="json"),
+            "split": split.model_dump(),
+        }
         self.results: list[Future] = []
         # The merge follows the workers block by block, so the canonical file (or upload) grows while they work.
         self.merge = _Merge(row_format, cleaning, split, workdir, out)
@@ -101,37 +240,13 @@ class ParallelIngest:
         self.merge_failure: BaseException | None = None
         self.merger = threading.Thread(target=self._merge_in_order, name="ingest-merge", daemon=True)
         self.merger.start()
-        config = orjson.dumps(
-            {
-                "source": str(source),
-                "format": row_format.value,
-                "cleaning": cleaning.model_dump(mode="json"),
-                "split": split.model_dump(),
-            }
-        ).decode()
-        self.processes: list[subprocess.Popen] = []
-        self.threads: list[threading.Thread] = []
-        for n in range(workers):
-            errors = (workdir / f"worker-{n}.log").open("wb")
-            process = subprocess.Popen(
-                [sys.executable, "-m", "llmops_datasets.parallel", config],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=errors,
-            )
-            errors.close()
-            self.processes.append(process)
-            thread = threading.Thread(target=self._feed, args=(process, n), daemon=True)
-            thread.start()
-            self.threads.append(thread)
 
     def submit(self, start: int, end: int, first_line: int) -> None:
         """Queue the block [start, end) of the source, whose first line has the number ``first_line``."""
-        index = len(self.results)
-        future: Future = Future()
+        part = str(self.workdir / f"part-{len(self.results):05d}")
+        block = {"start": start, "end": end, "first_line": first_line, "part": part}
+        future = self.pool.submit(self.config | block)
         self.results.append(future)
-        part = str(self.workdir / f"part-{index:05d}")
-        self.tasks.put((index, {"start": start, "end": end, "first_line": first_line, "part": part}, future))
         self.merging.put(future)
 
     def _merge_in_order(self) -> None:
@@ -141,26 +256,8 @@ class ParallelIngest:
         except BaseException as exc:  # finish() re-raises it
             self.merge_failure = exc
 
-    def _feed(self, process: subprocess.Popen, n: int) -> None:
-        assert process.stdin is not None and process.stdout is not None
-        while (task := self.tasks.get()) is not None:
-            _, block, future = task
-            try:
-                process.stdin.write(orjson.dumps(block) + b"\n")
-                process.stdin.flush()
-                reply = process.stdout.readline()
-                if not reply:
-                    log = (self.workdir / f"worker-{n}.log").read_text(errors="replace")
-                    raise RuntimeError(f"ingest worker {n} stopped: {log[-2000:]}")
-                future.set_result(orjson.loads(reply))
-            except BaseException as exc:  # the merge re-raises it
-                future.set_exception(exc)
-                return
-
     def finish(self) -> IngestResult:
         """Wait for every block to be cleaned and merged, in order, into the canonical file."""
-        for _ in self.threads:
-            self.tasks.put(None)
         self.merging.put(None)
         self.merger.join()
         self.close()
@@ -169,24 +266,12 @@ class ParallelIngest:
         return self.merge.result()
 
     def close(self) -> None:
-        """Stop the workers and the merge (after :meth:`finish`, or to abandon the ingest: a merge waiting to write
-        to an ``out`` that no longer reads is not waited for)."""
-        for _ in self.threads:
-            self.tasks.put(None)
-        for process in self.processes:
-            if process.stdin is not None and not process.stdin.closed:
-                with contextlib.suppress(OSError):
-                    process.stdin.close()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
+        """Abandon what is left (after :meth:`finish`, a no-op): blocks not started are dropped, blocks being cleaned
+        are waited for (they write in the work directory), and the merge stops (a merge waiting to write to an
+        ``out`` that no longer reads is not waited for)."""
         for future in self.results:
-            with contextlib.suppress(InvalidStateError):  # done meanwhile
-                future.set_exception(RuntimeError("the ingest was abandoned"))
+            future.cancel()  # only those not started
+        wait(self.results, timeout=60)
         self.merging.put(None)
         self.merger.join(5)
         self.merge.close()
@@ -194,8 +279,9 @@ class ParallelIngest:
 
 class StreamedIngest:
     """The parallel ingest of a JSONL file fed to it as it is written (an upload arriving): blocks go to the workers
-    as soon as they are cut. Workers start with the first block; a file smaller than a block starts none (``started``
-    is then False and the caller cleans it in-process)."""
+    of ``pool`` as soon as they are cut (without a pool, ``workers`` processes of its own, started with the first
+    block and stopped at the end). A file smaller than a block uses none (``started`` is then False and the caller
+    cleans it in-process)."""
 
     def __init__(
         self,
@@ -205,15 +291,18 @@ class StreamedIngest:
         *,
         cleaning: CleaningConfig,
         split: SplitConfig,
-        workers: int,
-        block_bytes: int = BLOCK_BYTES,
+        pool: IngestPool | None = None,
+        workers: int = 2,
+        block_bytes: int | None = None,
         out: Output | None = None,
     ) -> None:
-        self._start = lambda: ParallelIngest(
-            source, row_format, workdir, cleaning=cleaning, split=split, workers=workers, out=out
+        self.pool, self._own_pool = pool, None
+        self._start = lambda pool: ParallelIngest(
+            source, row_format, workdir, cleaning=cleaning, split=split, pool=pool, out=out
         )
+        self.workers = workers
         self.job: ParallelIngest | None = None
-        self.blocks = Blocks(self._submit, block_bytes)
+        self.blocks = Blocks(self._submit, block_bytes or BLOCK_BYTES)
 
     @property
     def started(self) -> bool:
@@ -225,14 +314,20 @@ class StreamedIngest:
 
     def _submit(self, start: int, end: int, first_line: int) -> None:
         if self.job is None:
-            self.job = self._start()
+            pool = self.pool
+            if pool is None:
+                pool = self._own_pool = IngestPool(self.workers)
+            self.job = self._start(pool)
         self.job.submit(start, end, first_line)
 
     def finish(self) -> IngestResult:
         """The whole file was fed: clean the rest and merge."""
         self.blocks.close()
         assert self.job is not None
-        return self.job.finish()
+        try:
+            return self.job.finish()
+        finally:
+            self._close_own_pool()
 
     def __enter__(self) -> StreamedIngest:
         return self
@@ -240,6 +335,91 @@ class StreamedIngest:
     def __exit__(self, *exc) -> None:
         if self.job is not None:
             self.job.close()
+        self._close_own_pool()
+
+    def _close_own_pool(self) -> None:
+        if self._own_pool is not None:
+            self._own_pool.close()
+
+
+class DigestSet:
+    """Distinct row digests, kept compact for the merge: numpy arrays of their two 64-bit halves (16 bytes a row,
+    where a set of bytes objects takes about 100), ordered by the first half, in a large part and a recent one
+    merged into it now and then, so that adding a block costs about the recent part's size, not the whole set's.
+    Membership is asked and digests added a block at a time (``data``: digests back to back). Digests are hashes,
+    so first halves almost never tie; when they do, every digest with that first half is compared."""
+
+    RECENT = 256 * 1024  # digests (4 MiB) held apart before they are merged into the large part
+
+    def __init__(self) -> None:
+        self._large = self._recent = _EMPTY
+
+    def __len__(self) -> int:
+        return len(self._large[0]) + len(self._recent[0])
+
+    def known(self, data: bytes) -> np.ndarray:
+        """For each digest of ``data``, whether it is in the set."""
+        digests = _halves(data)
+        return _found(self._large, digests) | _found(self._recent, digests)
+
+    def add(self, data: bytes) -> None:
+        """Add the digests of ``data`` (repeats and digests already in the set are ignored)."""
+        high, low = _halves(data)
+        fresh = ~self.known(data)
+        high, low = high[fresh], low[fresh]
+        order = np.lexsort((low, high))
+        high, low = high[order], low[order]
+        first = np.ones(len(high), dtype=bool)  # the first of each run of equal digests
+        first[1:] = (high[1:] != high[:-1]) | (low[1:] != low[:-1])
+        self._recent = _merged(self._recent, (high[first], low[first]))
+        if len(self._recent[0]) >= self.RECENT:
+            self._large, self._recent = _merged(self._large, self._recent), _EMPTY
+
+    def write(self, path: Path) -> None:
+        """Every digest, in order, back to back, to ``path`` (a row-hash file), a slice at a time."""
+        high, low = _merged(self._large, self._recent)
+        self._large, self._recent = (high, low), _EMPTY
+        if len(high) > 1 and (high[1:] == high[:-1]).any():  # first halves tie (all but never): order them exactly
+            order = np.lexsort((low, high))
+            high, low = high[order], low[order]
+        with path.open("wb") as out:
+            for start in range(0, len(high), _SLICE):
+                end = start + _SLICE
+                out.write(np.column_stack((high[start:end], low[start:end])).astype(">u8").tobytes())
+
+
+_SLICE = 64 * 1024  # digests written at once
+
+
+Halves = tuple[np.ndarray, np.ndarray]  # the first and second 8 bytes of digests, as unsigned integers
+_EMPTY: Halves = (np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.uint64))
+
+
+def _halves(data: bytes) -> Halves:
+    both = np.frombuffer(data, dtype=">u8").reshape(-1, 2).astype(np.uint64)  # big-endian: ordered as bytes are
+    return both[:, 0], both[:, 1]
+
+
+def _found(present: Halves, digests: Halves) -> np.ndarray:
+    high, low = present
+    found = np.zeros(len(digests[0]), dtype=bool)
+    if not len(high):
+        return found
+    start = np.searchsorted(high, digests[0], side="left")
+    end = np.searchsorted(high, digests[0], side="right")
+    one = (end - start) == 1
+    found[one] = low[start[one]] == digests[1][one]
+    for i in np.flatnonzero((end - start) > 1):  # first halves that tie: compare every candidate
+        found[i] = bool((low[start[i] : end[i]] == digests[1][i]).any())
+    return found
+
+
+def _merged(a: Halves, b: Halves) -> Halves:
+    """Two parts as one, ordered by first half (b's digests inserted where they belong: linear, not a new sort)."""
+    if not len(a[0]):
+        return b
+    at = np.searchsorted(a[0], b[0])
+    return np.insert(a[0], at, b[0]), np.insert(a[1], at, b[1])
 
 
 class _Merge:
@@ -249,8 +429,8 @@ class _Merge:
         self.row_format, self.cleaning, self.split = row_format, cleaning, split
         self.report, self.stats, self.errors = Cleaning(), Stats(), []
         self.split_counts: Counter = Counter()
-        self.seen: set[bytes] = set()
-        self.content = hashlib.sha256()
+        self.seen = DigestSet()
+        self.content = content_hash(out)
         self.size = 0
         self.hashes = workdir / "row_hashes.bin"
         self.cleaned = workdir / "cleaned.jsonl" if out is None else None
@@ -262,49 +442,51 @@ class _Merge:
 
     def add(self, block: dict[str, Any]) -> None:
         part, digests_path = Path(block["part"] + ".jsonl"), Path(block["part"] + ".digests")
-        data = digests_path.read_bytes()
-        digests = [data[i : i + DIGEST] for i in range(0, len(data), DIGEST)]
+        digests = digests_path.read_bytes()
         report, stats = block_report(block)
         self.report.merge(report)
         if len(self.errors) < MAX_REPORTED_ERRORS:
             self.errors.extend(RowError(**e) for e in block["errors"])
-        if not self.cleaning.dedupe or self.seen.isdisjoint(digests):
-            self.seen.update(digests)
+        known = self.seen.known(digests)
+        if not self.cleaning.dedupe or not known.any():
+            self.seen.add(digests)
             self.stats.merge(stats)
             self.split_counts.update(block["split_counts"])
             with part.open("rb") as handle:
                 while chunk := handle.read(COPY):
                     self._write(chunk)
         else:
-            self._add_dropping_seen(part, digests)
+            self._add_dropping_seen(part, digests, known)
         part.unlink()
         digests_path.unlink()
 
-    def _add_dropping_seen(self, part: Path, digests: list[bytes]) -> None:
-        """A block holding rows an earlier block kept: keep only the others, and describe those again."""
-        chars_of, seen = CHARS[self.row_format], self.seen
+    def _add_dropping_seen(self, part: Path, digests: bytes, known) -> None:
+        """A block holding rows an earlier block kept (``known``, row by row): keep only the others, and describe
+        those again. (The worker dropped the block's own repeats.)"""
+        chars_of = CHARS[self.row_format]
         with part.open("rb") as handle:
-            for line, digest in zip(handle, digests, strict=True):
-                if digest in seen:
+            for n, (line, seen) in enumerate(zip(handle, known.tolist(), strict=True)):
+                if seen:
                     self.report.duplicates_removed += 1
                     continue
-                seen.add(digest)
                 row = orjson.loads(line)
                 self.stats.add(row, self.row_format, chars_of(row))
-                self.split_counts[self.split.split_of(digest)] += 1
+                self.split_counts[self.split.split_of(digests[n * DIGEST : (n + 1) * DIGEST])] += 1
                 self._write(line)
+        self.seen.add(digests)
 
     def _write(self, data: bytes) -> None:
         self.out.write(data)
-        self.content.update(data)
+        if self.content is not None:
+            self.content.update(data)
         self.size += len(data)
 
     def result(self) -> IngestResult:
-        write_digests(self.hashes, self.seen)
+        self.seen.write(self.hashes)
         cleaner = Cleaner(self.row_format, self.cleaning, self.split)
         cleaner.report, cleaner.stats, cleaner.errors = self.report, self.stats, self.errors[:MAX_REPORTED_ERRORS]
         cleaner.split_counts, cleaner.size = self.split_counts, self.size
-        return cleaner.result(self.cleaned, self.content.hexdigest(), self.hashes)
+        return cleaner.result(self.cleaned, content_digest(self.content, self.out), self.hashes)
 
 
 def block_report(block: dict[str, Any]) -> tuple[Cleaning, Stats]:
@@ -314,38 +496,3 @@ def block_report(block: dict[str, Any]) -> tuple[Cleaning, Stats]:
         **(block["stats"] | {"labels": Counter(block["stats"]["labels"]), "roles": Counter(block["stats"]["roles"])})
     )
     return report, stats
-
-
-def clean_block(source: Path, block: dict[str, Any], row_format: Format, cleaner: Cleaner) -> dict[str, Any]:
-    """Clean the block [start, end) of ``source`` into ``part``.jsonl and ``part``.digests (in row order)."""
-    with source.open("rb") as handle:
-        handle.seek(block["start"])
-        data = handle.read(block["end"] - block["start"])
-    kept: list[bytes] = []
-    rows = jsonl_rows(io.BytesIO(data), block["first_line"], row_format, cleaner.report, cleaner.errors)
-    with Path(block["part"] + ".jsonl").open("wb") as out:
-        cleaner.clean(rows, out, kept=kept)
-    Path(block["part"] + ".digests").write_bytes(b"".join(kept))
-    return {
-        "part": block["part"],
-        "report": vars(cleaner.report),
-        "stats": vars(cleaner.stats),
-        "split_counts": cleaner.split_counts,
-        "errors": [e.as_dict() for e in cleaner.errors],
-    }
-
-
-def main() -> None:
-    """A worker: cleans the blocks named on stdin (one JSON object a line), replying one JSON line each."""
-    config = orjson.loads(sys.argv[1])
-    source, row_format = Path(config["source"]), Format(config["format"])
-    cleaning, split = CleaningConfig.model_validate(config["cleaning"]), SplitConfig(**config["split"])
-    for line in sys.stdin.buffer:
-        cleaner = Cleaner(row_format, cleaning, split)
-        reply = clean_block(source, orjson.loads(line), row_format, cleaner)
-        sys.stdout.buffer.write(orjson.dumps(reply, option=orjson.OPT_NON_STR_KEYS) + b"\n")
-        sys.stdout.buffer.flush()
-
-
-if __name__ == "__main__":
-    main()

@@ -26,7 +26,7 @@ from llmops_datasets import repository
 from llmops_datasets.arriving import ArrivingFile
 from llmops_datasets.formats import FileType, Format
 from llmops_datasets.ingest import CleaningConfig, IngestResult, Output, SplitConfig, diff, ingest, ingest_jsonl
-from llmops_datasets.parallel import StreamedIngest
+from llmops_datasets.parallel import IngestPool, StreamedIngest
 from llmops_schemas.events import DatasetCreated, DatasetVersionCreated, DatasetVersionDeprecated
 
 log = get_logger(__name__)
@@ -107,7 +107,7 @@ async def upload_version(
     limit: int,
     spool_dir: Path | None,
     actor: Actor,
-    workers: int = 1,
+    pool: IngestPool | None = None,
 ) -> tuple[Row, bool]:
     """Validate, clean and store an uploaded file as a new version; returns (version, created). The same cleaned
     content as an existing version returns that version (created False) and stores nothing."""
@@ -117,7 +117,7 @@ async def upload_version(
     workdir = Path(tempfile.mkdtemp(prefix="llmops-upload-", dir=spool_dir))
     # The cleaned rows are uploaded while they are written; they are stored only by the commit below.
     writer = runtime.store.writer(content_type="application/x-ndjson")
-    upload = _Upload(chunks, workdir, file_type, row_format, cleaning, split, limit=limit, workers=workers)
+    upload = _Upload(chunks, workdir, file_type, row_format, cleaning, split, limit=limit, pool=pool)
     try:
         result = await upload.receive_and_clean(writer)
         _refuse_invalid(result, keep_valid)
@@ -128,8 +128,9 @@ async def upload_version(
             parent = await repository.latest_version(session, dataset.id)
         if existing is not None:
             return existing, False
-        stored = await asyncio.to_thread(writer.commit)
-        hashes = await runtime.store.put_file(result.row_hashes)
+        stored, hashes = await asyncio.gather(  # the row hashes are stored while the content is
+            asyncio.to_thread(writer.commit), runtime.store.put_file(result.row_hashes)
+        )
         changes = await _diff_to(runtime, parent, result, workdir) if parent is not None else None
         return await _record_version(
             runtime, dataset, result, stored, hashes.sha256, parent, changes, file_type, actor
@@ -141,8 +142,8 @@ async def upload_version(
 
 
 class _Upload:
-    """A request body spooled to disk and cleaned: JSONL while it arrives (in a thread, or in worker processes when
-    ``workers`` > 1), other types once complete."""
+    """A request body spooled to disk and cleaned: JSONL while it arrives (by the workers of ``pool``, or without one
+    in a thread), other types once complete."""
 
     def __init__(
         self,
@@ -154,10 +155,10 @@ class _Upload:
         split: SplitConfig,
         *,
         limit: int,
-        workers: int,
+        pool: IngestPool | None,
     ) -> None:
         self.chunks, self.workdir, self.file_type, self.row_format = chunks, workdir, file_type, row_format
-        self.cleaning, self.split, self.limit, self.workers = cleaning, split, limit, workers
+        self.cleaning, self.split, self.limit, self.pool = cleaning, split, limit, pool
         self.path = workdir / "upload"
         self.parallel: StreamedIngest | None = None
 
@@ -166,8 +167,8 @@ class _Upload:
         if self.file_type is not FileType.JSONL:
             await self._receive()
             return await asyncio.to_thread(self._ingest, out)
-        if self.workers > 1:
-            return await self._clean_in_workers(out)
+        if self.pool is not None:
+            return await self._clean_in_workers(self.pool, out)
         return await self._clean_while_receiving(out)
 
     async def _receive(self, written: Callable[[bytes], None] | None = None) -> None:
@@ -199,14 +200,14 @@ class _Upload:
         arriving.end()
         return await cleaned
 
-    async def _clean_in_workers(self, out: Output) -> IngestResult:
+    async def _clean_in_workers(self, pool: IngestPool, out: Output) -> IngestResult:
         self.parallel = StreamedIngest(
             self.path,
             self.row_format,
             self.workdir,
             cleaning=self.cleaning,
             split=self.split,
-            workers=self.workers,
+            pool=pool,
             out=out,
         )
         await self._receive(written=self.parallel.feed)
@@ -215,7 +216,7 @@ class _Upload:
         return await asyncio.to_thread(self._ingest, out)  # smaller than a block
 
     def close(self) -> None:
-        """Stop the ingest workers, if any (after the result, or to abandon it)."""
+        """Drop the blocks the workers have not cleaned yet, if any (after the result, or to abandon it)."""
         if self.parallel is not None:
             self.parallel.__exit__()
 
