@@ -1,4 +1,4 @@
-"""The malloc arena cap (glibc, as on the platform's hosts and images)."""
+"""Tuning glibc's malloc (as on the platform's hosts and images)."""
 
 from __future__ import annotations
 
@@ -7,25 +7,51 @@ import threading
 
 import pytest
 
-from llmops.memory import limit_malloc_arenas
+from llmops.memory import release_free_memory, tune_malloc
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt's arena cap is glibc's")
-def test_the_cap_applies_and_threads_started_after_it_allocate_as_usual():
-    assert limit_malloc_arenas(2) is True
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="these are glibc's mallopt settings")
+def test_the_settings_apply_and_threads_allocate_as_usual_after_them():
+    assert tune_malloc(arenas=2, mmap_threshold=1024 * 1024) is True
     sizes = []
 
     def allocate():
-        sizes.append(len(bytearray(8 * 1024 * 1024)))
+        sizes.extend(len(bytearray(size)) for size in (100, 2 * 1024 * 1024, 8 * 1024 * 1024))
 
     threads = [threading.Thread(target=allocate) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sizes == [8 * 1024 * 1024] * 4
+    assert sorted(sizes) == sorted([100, 2 * 1024 * 1024, 8 * 1024 * 1024] * 4)
 
 
-def test_no_arena_at_all_is_refused():
-    with pytest.raises(ValueError, match="at least one arena"):
-        limit_malloc_arenas(0)
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [({"arenas": 0}, "at least one arena"), ({"mmap_threshold": 64 * 1024 * 1024}, "at most 32 MiB")],
+)
+def test_impossible_settings_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        tune_malloc(**settings)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_freed_memory_goes_back_to_the_system():
+    tune_malloc(mmap_threshold=32 * 1024 * 1024)  # 1 MiB pieces then come from the heap
+    try:
+        pieces, pins = [], []
+        for _ in range(64):
+            pieces.append(bytearray(b"x" * 1024 * 1024))  # written: resident
+            pins.append(bytearray(b"y" * 64 * 1024))  # after each piece: free() cannot give it back by shrinking
+        del pieces
+        freed = resident_kib()  # what free() could not give back is still resident, held by malloc
+        assert release_free_memory() is True
+        assert resident_kib() < freed - 16 * 1024  # a good part of the 64 MiB came back with the trim
+        del pins
+    finally:
+        tune_malloc(mmap_threshold=128 * 1024)  # glibc's initial value
+
+
+def resident_kib() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))

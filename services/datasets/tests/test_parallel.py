@@ -252,6 +252,16 @@ class TestDigestSet:
         pool = [os.urandom(16) for _ in range(3000)] + [b"ab" + bytes(14), b"ab" + bytes(13) + b"\x01", bytes(16)]
         fill_like_a_set(pool, blocks=60, largest=120, path=tmp_path / "hashes")
 
+    def test_the_recent_part_is_merged_into_the_large_one_slice_by_slice(self, monkeypatch, tmp_path):
+        monkeypatch.setattr(DigestSet, "RECENT", 10)
+        monkeypatch.setattr("llmops_datasets.parallel._SLICE", 3)
+        digests, written = DigestSet(), [os.urandom(16) for _ in range(25)]
+        for start in range(0, 25, 5):
+            digests.add(b"".join(written[start : start + 5]))
+        assert (len(digests._large[0]), len(digests._recent[0])) == (20, 5)
+        digests.write(tmp_path / "hashes")
+        assert (tmp_path / "hashes").read_bytes() == b"".join(sorted(written))
+
     def test_digests_whose_first_halves_tie_are_told_apart(self, monkeypatch, tmp_path):
         monkeypatch.setattr(DigestSet, "RECENT", 16)
         firsts = [os.urandom(8) for _ in range(4)]

@@ -14,7 +14,7 @@ from llmops.bus import make_broker
 from llmops.db import Database, upgrade
 from llmops.entrypoint import service_cli
 from llmops.http import Runtime, create_app
-from llmops.memory import limit_malloc_arenas
+from llmops.memory import tune_malloc
 from llmops.storage import ObjectStore
 from llmops_datasets.api import router
 from llmops_datasets.parallel import IngestPool
@@ -28,8 +28,9 @@ class DatasetsService:
 
     def __init__(self, settings: DatasetsSettings | None = None) -> None:
         self.settings = settings or DatasetsSettings()
-        if self.settings.malloc_arenas:
-            limit_malloc_arenas(self.settings.malloc_arenas)  # before the service starts its threads
+        tune_malloc(  # before the service starts its threads
+            arenas=self.settings.malloc_arenas or None, mmap_threshold=self.settings.malloc_mmap_threshold or None
+        )
         self.runtime = Runtime(
             self.settings,
             Database(self.settings.db_url),

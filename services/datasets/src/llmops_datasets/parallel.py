@@ -376,16 +376,28 @@ class DigestSet:
             self._large, self._recent = _merged(self._large, self._recent), _EMPTY
 
     def write(self, path: Path) -> None:
-        """Every digest, in order, back to back, to ``path`` (a row-hash file), a slice at a time."""
-        high, low = _merged(self._large, self._recent)
-        self._large, self._recent = (high, low), _EMPTY
-        if len(high) > 1 and (high[1:] == high[:-1]).any():  # first halves tie (all but never): order them exactly
+        """Every digest, in order, back to back, to ``path`` (a row-hash file), a slice at a time: the recent part
+        is merged into the large one slice by slice, so no whole merged copy is ever made."""
+        (high, low), (new_high, new_low) = self._large, self._recent
+        at = np.searchsorted(high, new_high)  # where each recent digest goes among the large ones
+        if _ties(high) or _ties(new_high) or (len(high) and (high[np.minimum(at, len(high) - 1)] == new_high).any()):
+            # First halves tie (all but never): merge whole and order exactly by both halves.
+            high, low = _merged(self._large, self._recent)
             order = np.lexsort((low, high))
-            high, low = high[order], low[order]
+            high, low, new_high, new_low, at = high[order], low[order], new_high[:0], new_low[:0], at[:0]
         with path.open("wb") as out:
-            for start in range(0, len(high), _SLICE):
-                end = start + _SLICE
-                out.write(np.column_stack((high[start:end], low[start:end])).astype(">u8").tobytes())
+            for start in range(0, max(len(high), 1), _SLICE):
+                end = min(start + _SLICE, len(high))
+                first = np.searchsorted(at, start)  # the recent digests that go before large[end] and after
+                last = len(at) if end == len(high) else np.searchsorted(at, end)  # large[start - 1]
+                where = at[first:last] - start
+                halves = np.insert(high[start:end], where, new_high[first:last])
+                seconds = np.insert(low[start:end], where, new_low[first:last])
+                out.write(np.column_stack((halves, seconds)).astype(">u8").tobytes())
+
+
+def _ties(high: np.ndarray) -> bool:
+    return len(high) > 1 and bool((high[1:] == high[:-1]).any())
 
 
 _SLICE = 64 * 1024  # digests written at once

@@ -22,6 +22,7 @@ from llmops.bus import add_to_outbox
 from llmops.errors import Problem
 from llmops.http import Actor, Runtime, spool
 from llmops.logging import get_logger
+from llmops.memory import release_free_memory
 from llmops_datasets import repository
 from llmops_datasets.arriving import ArrivingFile
 from llmops_datasets.formats import FileType, Format
@@ -139,6 +140,7 @@ async def upload_version(
         await asyncio.to_thread(writer.abort)  # a no-op once committed
         await asyncio.to_thread(upload.close)
         await asyncio.to_thread(shutil.rmtree, workdir, True)
+        await asyncio.to_thread(release_free_memory)  # an upload's buffers stay free in malloc's arenas otherwise
 
 
 class _Upload:
