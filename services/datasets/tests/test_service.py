@@ -4,6 +4,7 @@ they are cleaned, and every way an upload can fail leaves nothing behind."""
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future
 
 import orjson
 import pytest
@@ -18,6 +19,7 @@ from llmops_datasets import service
 from llmops_datasets.formats import FileType, Format
 from llmops_datasets.ingest import CleaningConfig, SplitConfig
 from llmops_datasets.models import dataset_versions
+from llmops_datasets.parallel import WorkerFailed
 
 pytestmark = pytest.mark.integration
 
@@ -147,6 +149,26 @@ class TestUploadVersion:
         lines = chat_rows(3 * WRITER_PART_SIZE / MiB, "gone")
         with pytest.raises(ClientDisconnect):
             await upload(datasets, lines, pool, fail_after=2 * WRITER_PART_SIZE)
+        assert await versions(datasets) == 0 and left_behind(datasets, writers[0]) == []
+
+    async def test_a_worker_that_fails_a_block_fails_the_upload_with_a_503_and_stores_nothing(
+        self, datasets, chat_dataset, writers, monkeypatch, ingest_pool
+    ):
+        submit, blocks = ingest_pool.submit, []
+
+        def failing_the_second(task):
+            blocks.append(task)
+            if len(blocks) != 2:
+                return submit(task)
+            failed: Future = Future()
+            failed.set_exception(WorkerFailed("ingest worker 1 stopped: killed by SIGKILL"))
+            return failed
+
+        monkeypatch.setattr(ingest_pool, "submit", failing_the_second)
+        lines = chat_rows(3 * WRITER_PART_SIZE / MiB, "failed")
+        with pytest.raises(Problem) as refused:
+            await upload(datasets, lines, ingest_pool)
+        assert refused.value.status == 503 and "killed by SIGKILL" in refused.value.detail
         assert await versions(datasets) == 0 and left_behind(datasets, writers[0]) == []
 
     async def test_ingest_workers_store_the_same_version(

@@ -32,6 +32,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import orjson
 
+from llmops.logging import get_logger
 from llmops_datasets.formats import Format, RowError
 from llmops_datasets.ingest import (
     CHARS,
@@ -46,6 +47,8 @@ from llmops_datasets.ingest import (
     content_hash,
 )
 from llmops_schemas.splits import DIGEST, SplitConfig
+
+log = get_logger(__name__)
 
 BLOCK_BYTES = 4 * 1024 * 1024  # enough rows per block to amortise a round trip, few enough to start the merge early
 COPY = 1024 * 1024
@@ -145,6 +148,7 @@ class IngestPool:
                 if not future.set_running_or_notify_cancel():
                     continue  # its ingest was abandoned
                 if process.poll() is not None:
+                    log.warning("datasets.ingest_worker.restarted", worker=n, ended=_ended(process.returncode))
                     process = self._start(n)
                 try:
                     future.set_result(self._ask(process, task, n))

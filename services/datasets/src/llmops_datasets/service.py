@@ -27,7 +27,7 @@ from llmops_datasets import repository
 from llmops_datasets.arriving import ArrivingFile
 from llmops_datasets.formats import FileType, Format
 from llmops_datasets.ingest import CleaningConfig, IngestResult, Output, SplitConfig, diff, ingest, ingest_jsonl
-from llmops_datasets.parallel import IngestPool, StreamedIngest
+from llmops_datasets.parallel import IngestPool, StreamedIngest, WorkerFailed
 from llmops_schemas.events import DatasetCreated, DatasetVersionCreated, DatasetVersionDeprecated
 
 log = get_logger(__name__)
@@ -213,9 +213,13 @@ class _Upload:
             out=out,
         )
         await self._receive(written=self.parallel.feed)
-        if self.parallel.started:
+        if not self.parallel.started:
+            return await asyncio.to_thread(self._ingest, out)  # smaller than a block
+        try:
             return await asyncio.to_thread(self.parallel.finish)
-        return await asyncio.to_thread(self._ingest, out)  # smaller than a block
+        except WorkerFailed as exc:  # the pool replaces the worker: a retry is served
+            log.warning("datasets.ingest_worker_failed", error=str(exc))
+            raise Problem(503, f"the upload could not be cleaned ({exc}); nothing was stored: send it again") from exc
 
     def close(self) -> None:
         """Drop the blocks the workers have not cleaned yet, if any (after the result, or to abandon it)."""

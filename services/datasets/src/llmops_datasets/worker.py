@@ -8,6 +8,7 @@ the web service), since every worker holds its imports for the life of the servi
 from __future__ import annotations
 
 import io
+import signal
 import sys
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -67,6 +68,7 @@ def clean_task(task: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     """A worker: cleans the blocks named on stdin (one JSON object a line), replying one JSON line each (the reply
     of :func:`clean_block`, or ``{"error": ...}``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service stops its workers (Ctrl-C reaches the whole group)
     for line in sys.stdin.buffer:
         try:
             reply = clean_task(orjson.loads(line))
