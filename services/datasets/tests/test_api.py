@@ -111,7 +111,7 @@ class TestIngestWorkers:
         try:
             pool, blocks = service.app.state.ingest_pool, []
             submit = pool.submit
-            monkeypatch.setattr(pool, "submit", lambda task: blocks.append(task) or submit(task))
+            monkeypatch.setattr(pool, "submit", lambda task, owner=None: blocks.append(task) or submit(task, owner))
             transport = httpx.ASGITransport(app=service.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as workers_client:
                 await create(workers_client, "in-workers", "chat")

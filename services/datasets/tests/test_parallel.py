@@ -223,6 +223,19 @@ class TestAnIngestPool:
                 pool.submit(a_block(tmp_path / "missing.jsonl", tmp_path)).result(timeout=60)
             same(in_pool(pool, source, tmp_path / "next"), sequential(tmp_path, source))
 
+    def test_ingests_take_turns_so_a_small_one_is_not_queued_behind_a_large_one(self, tmp_path, source):
+        served, futures = [], []
+        with IngestPool(1) as pool:
+            for owner, blocks in (("large", 8), ("small", 2)):
+                for n in range(blocks):
+                    (tmp_path / f"{owner}-{n}").mkdir()
+                    futures.append(pool.submit(a_block(source, tmp_path / f"{owner}-{n}"), owner=owner))
+                    futures[-1].add_done_callback(lambda _, label=f"{owner}-{n}": served.append(label))
+        assert all(future.exception() is None for future in futures)
+        # One worker: the large ingest's first block may already run; after it the two take turns, a block each.
+        assert served.index("small-1") < served.index("large-4")
+        assert [label for label in served if label.startswith("large")] == [f"large-{n}" for n in range(8)]
+
     def test_a_closed_pool_takes_no_more_blocks(self):
         pool = IngestPool(1)
         pool.close()

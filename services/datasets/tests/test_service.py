@@ -156,10 +156,10 @@ class TestUploadVersion:
     ):
         submit, blocks = ingest_pool.submit, []
 
-        def failing_the_second(task):
+        def failing_the_second(task, owner=None):
             blocks.append(task)
             if len(blocks) != 2:
-                return submit(task)
+                return submit(task, owner)
             failed: Future = Future()
             failed.set_exception(WorkerFailed("ingest worker 1 stopped: killed by SIGKILL"))
             return failed
@@ -178,7 +178,7 @@ class TestUploadVersion:
         lines = chat_rows(1.5 * WRITER_PART_SIZE / MiB, "workers")
         pool, blocks = ingest_pool, []
         submit = pool.submit
-        monkeypatch.setattr(pool, "submit", lambda task: blocks.append(task) or submit(task))
+        monkeypatch.setattr(pool, "submit", lambda task, owner=None: blocks.append(task) or submit(task, owner))
         in_process, _ = await upload(datasets, lines)
         in_workers, created = await upload(datasets, lines, pool)
         assert not created and in_workers.id == in_process.id

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, wait
 from pathlib import Path
@@ -90,14 +90,17 @@ class WorkerFailed(RuntimeError):
 class IngestPool:
     """Worker processes cleaning JSONL blocks for any number of ingests: started once (with the service) and reused,
     since starting one costs about 0.7 s of CPU (Python, pydantic and the formats imported), more than cleaning a
-    block. Blocks are served in the order submitted, by whichever worker is free; a worker that dies fails its block
-    and is started again for the next one."""
+    block. Whichever worker is free takes the next block; the ingests waiting take turns, a block each (a small
+    upload is not queued behind every block of a large one), and each one's blocks go in the order submitted. A
+    worker that dies fails its block and is started again for the next one."""
 
     def __init__(self, workers: int) -> None:
         if workers < 1:
             raise ValueError("an ingest pool needs at least one worker")
         self.size = workers
-        self._tasks: queue.Queue[tuple[dict[str, Any], Future] | None] = queue.Queue()
+        # The blocks waiting, by ingest, in the order the ingests take their turns.
+        self._waiting: OrderedDict[object, deque[tuple[dict[str, Any], Future]]] = OrderedDict()
+        self._changed = threading.Condition()
         self._closed = False
         self._logs: list[BinaryIO | None] = [None] * workers
         # Started at once (each imports in the background), so that the first upload finds them ready.
@@ -111,22 +114,40 @@ class IngestPool:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, task: dict[str, Any]) -> Future:
-        """Clean one block (see :func:`llmops_datasets.worker.clean_block`); the future holds the worker's reply."""
-        if self._closed:
-            raise RuntimeError("the ingest pool is closed")
+    def submit(self, task: dict[str, Any], owner: object = None) -> Future:
+        """Clean one block (see :func:`llmops_datasets.worker.clean_block`) for ``owner`` (an ingest: its blocks take
+        turns with other owners'); the future holds the worker's reply."""
         future: Future = Future()
-        self._tasks.put((task, future))
+        with self._changed:
+            if self._closed:
+                raise RuntimeError("the ingest pool is closed")
+            self._waiting.setdefault(owner, deque()).append((task, future))
+            self._changed.notify()
         return future
+
+    def _next(self) -> tuple[dict[str, Any], Future] | None:
+        """The next block to clean (the first owner's, who then goes last), or None once closed and drained."""
+        with self._changed:
+            while not self._waiting and not self._closed:
+                self._changed.wait()
+            if not self._waiting:
+                return None
+            owner, blocks = next(iter(self._waiting.items()))
+            block = blocks.popleft()
+            if blocks:
+                self._waiting.move_to_end(owner)
+            else:
+                del self._waiting[owner]
+            return block
 
     def close(self, timeout: float = 60) -> None:
         """Stop the workers once the blocks already submitted are done; a worker still busy after ``timeout``
         seconds is killed (its block fails)."""
-        if self._closed:
-            return
-        self._closed = True
-        for _ in self._threads:
-            self._tasks.put(None)
+        with self._changed:
+            if self._closed:
+                return
+            self._closed = True
+            self._changed.notify_all()
         deadline = time.monotonic() + timeout
         for n, thread in enumerate(self._threads):
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -143,7 +164,7 @@ class IngestPool:
     def _serve(self, n: int) -> None:
         process = self.processes[n]
         try:
-            while (item := self._tasks.get()) is not None:
+            while (item := self._next()) is not None:
                 task, future = item
                 if not future.set_running_or_notify_cancel():
                     continue  # its ingest was abandoned
@@ -249,7 +270,7 @@ class ParallelIngest:
         """Queue the block [start, end) of the source, whose first line has the number ``first_line``."""
         part = str(self.workdir / f"part-{len(self.results):05d}")
         block = {"start": start, "end": end, "first_line": first_line, "part": part}
-        future = self.pool.submit(self.config | block)
+        future = self.pool.submit(self.config | block, owner=self)
         self.results.append(future)
         self.merging.put(future)
 
