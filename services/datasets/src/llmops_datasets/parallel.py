@@ -97,7 +97,6 @@ class IngestPool:
     def __init__(self, workers: int) -> None:
         if workers < 1:
             raise ValueError("an ingest pool needs at least one worker")
-        self.size = workers
         # The blocks waiting, by ingest, in the order the ingests take their turns.
         self._waiting: OrderedDict[object, deque[tuple[dict[str, Any], Future]]] = OrderedDict()
         self._changed = threading.Condition()
