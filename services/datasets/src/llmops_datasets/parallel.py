@@ -249,8 +249,7 @@ class ParallelIngest:
         pool: IngestPool,
         out: Output | None = None,
     ) -> None:
-        self.source, self.row_format, self.workdir, self.out, self.pool = source, row_format, workdir, out, pool
-        self.cleaning, self.split = cleaning, split
+        self.workdir, self.pool = workdir, pool
         self.config = {
             "source": str(source),
             "format": row_format.value,
@@ -386,10 +385,11 @@ class DigestSet:
         digests = _halves(data)
         return _found(self._large, digests) | _found(self._recent, digests)
 
-    def add(self, data: bytes) -> None:
-        """Add the digests of ``data`` (repeats and digests already in the set are ignored)."""
+    def add(self, data: bytes, known: np.ndarray | None = None) -> None:
+        """Add the digests of ``data`` (repeats and digests already in the set are ignored); ``known`` is what
+        :meth:`known` answered for ``data``, when the caller already asked."""
         high, low = _halves(data)
-        fresh = ~self.known(data)
+        fresh = ~(self.known(data) if known is None else known)
         high, low = high[fresh], low[fresh]
         order = np.lexsort((low, high))
         high, low = high[order], low[order]
@@ -412,8 +412,9 @@ class DigestSet:
         with path.open("wb") as out:
             for start in range(0, max(len(high), 1), _SLICE):
                 end = min(start + _SLICE, len(high))
-                first = np.searchsorted(at, start)  # the recent digests that go before large[end] and after
-                last = len(at) if end == len(high) else np.searchsorted(at, end)  # large[start - 1]
+                # The recent digests that go after large[start - 1] and before large[end] (the last slice: all left).
+                first = np.searchsorted(at, start)
+                last = len(at) if end == len(high) else np.searchsorted(at, end)
                 where = at[first:last] - start
                 halves = np.insert(high[start:end], where, new_high[first:last])
                 seconds = np.insert(low[start:end], where, new_low[first:last])
@@ -485,7 +486,7 @@ class _Merge:
             self.errors.extend(RowError(**e) for e in block["errors"])
         known = self.seen.known(digests)
         if not self.cleaning.dedupe or not known.any():
-            self.seen.add(digests)
+            self.seen.add(digests, known)
             self.stats.merge(stats)
             self.split_counts.update(block["split_counts"])
             with part.open("rb") as handle:
@@ -509,7 +510,7 @@ class _Merge:
                 self.stats.add(row, self.row_format, chars_of(row))
                 self.split_counts[self.split.split_of(digests[n * DIGEST : (n + 1) * DIGEST])] += 1
                 self._write(line)
-        self.seen.add(digests)
+        self.seen.add(digests, known)
 
     def _write(self, data: bytes) -> None:
         self.out.write(data)
