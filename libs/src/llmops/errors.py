@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from llmops.bus.outbox import EventTooLarge
 from llmops.logging import get_logger
 
 log = get_logger(__name__)
@@ -73,6 +74,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         ]
         fields = ", ".join(sorted({e["field"] for e in errors}))
         problem = Problem(422, f"invalid input: {fields}", type_="urn:llmops:problem:validation", errors=errors)
+        return problem_response(request, problem)
+
+    @app.exception_handler(EventTooLarge)
+    async def on_event_too_large(request: Request, exc: EventTooLarge) -> JSONResponse:
+        problem = Problem(
+            413, str(exc), type_="urn:llmops:problem:event-too-large", limit_bytes=exc.limit, size_bytes=exc.size
+        )
         return problem_response(request, problem)
 
     @app.exception_handler(Exception)

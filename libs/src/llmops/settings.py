@@ -74,6 +74,9 @@ class KafkaSettings(BaseSettings):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     heap: str = "512m"
+    #: The largest event (its JSON bytes) the outbox takes: under the broker's default ``message.max.bytes``
+    #: (1 MiB) with room for the record's key, headers and batch framing, so every stored event can be sent.
+    max_event_bytes: int = Field(default=900_000, ge=1024)
 
 
 class PostgresSettings(BaseSettings):

@@ -94,13 +94,11 @@ async def caught_up(group: str, topics: list[str], *, within: float = 60) -> Non
     published before the call has been processed (what a fixed sleep would only hope for)."""
     import time
 
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka import TopicPartition
 
-    from llmops.settings import KafkaSettings
+    from llmops.bus.broker import make_admin, make_consumer
 
-    bootstrap = KafkaSettings().bootstrap_servers
-    probe, admin = AIOKafkaConsumer(bootstrap_servers=bootstrap), AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    probe, admin = make_consumer(client_id="llmops-caught-up"), make_admin(client_id="llmops-caught-up")
     await probe.start()
     await admin.start()
     try:

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from llmops.bus.tables import outbox
 from llmops.db import Database
 from llmops.logging import get_logger
+from llmops.settings import KafkaSettings
 from llmops_schemas import CLOUDEVENTS_CONTENT_TYPE, PAYLOADS, CloudEvent
 
 log = get_logger(__name__)
@@ -38,19 +39,45 @@ def topic_of(event: CloudEvent) -> str:
     return model.topic
 
 
+class EventTooLarge(ValueError):
+    """An event whose JSON is larger than the broker takes: refused where it is created, never stored.
+
+    The HTTP edge answers it with 413 naming the limit; ``limit`` and ``size`` are in bytes.
+    """
+
+    def __init__(self, event_type: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"the {event_type} event would be {size} bytes, over the limit of {limit} bytes an event may have "
+            "(LLMOPS_KAFKA_MAX_EVENT_BYTES); shorten the largest field"
+        )
+        self.event_type, self.size, self.limit = event_type, size, limit
+
+
+@functools.cache
+def max_event_bytes() -> int:
+    """The largest event the outbox stores (``KafkaSettings.max_event_bytes``), read once per process."""
+    return KafkaSettings().max_event_bytes
+
+
 async def add_to_outbox(session: AsyncSession, *events: CloudEvent, topic: str | None = None) -> None:
     """Store ``events`` in the outbox inside the caller's transaction; they are published after it commits.
 
-    Each goes to its payload's registered topic unless ``topic`` is given.
+    Each goes to its payload's registered topic unless ``topic`` is given. Raises :class:`EventTooLarge` for an
+    event the broker would refuse, so no row that can never be sent is stored.
     """
     if events:
+        payloads = [e.to_bytes() for e in events]
+        limit = max_event_bytes()
+        for event, payload in zip(events, payloads, strict=True):
+            if len(payload) > limit:
+                raise EventTooLarge(event.type, len(payload), limit)
         await session.execute(
             _OUTBOX_INSERT,
             {
                 "event_ids": [e.id for e in events],
                 "topics": [topic or topic_of(e) for e in events],
                 "keys": [e.subject for e in events],
-                "payloads": [e.to_bytes() for e in events],
+                "payloads": payloads,
             },
         )
 

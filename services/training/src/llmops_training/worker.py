@@ -32,7 +32,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from llmops.bus import DeadLetterPublisher, add_to_outbox, make_broker
+from llmops.bus import DeadLetterPublisher, add_to_outbox, make_broker, make_consumer
 from llmops.db import Database
 from llmops.http import Runtime
 from llmops.logging import bound_context, get_logger
@@ -129,11 +129,10 @@ class TrainingWorker:
     async def run(self) -> None:
         await self.runtime.start()
         forkserver = asyncio.create_task(asyncio.to_thread(start_forkserver))  # the ML imports, once, meanwhile
-        kafka = self.settings.kafka
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers,
-            group_id=self.group_id,
+        consumer = make_consumer(
+            self.settings.kafka,
             client_id=f"{self.group_id}-{self.name}",
+            group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset=self.settings.worker_offset_reset,
             session_timeout_ms=self.settings.session_timeout_ms,
