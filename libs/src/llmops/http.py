@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmops.auth import TokenVerifier
 from llmops.bus.broker import make_producer
+from llmops.bus.consumer import Consumer
 from llmops.bus.outbox import OutboxRelay, add_to_outbox, purge_published
 from llmops.db import Database
 from llmops.errors import Problem, install_problem_handlers
@@ -164,7 +165,11 @@ class Runtime:
         checks = {"postgres": check(postgres), "kafka": check(kafka)}
         if self.store is not None:
             checks["object_store"] = check(self.store.ping)
-        return dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+        results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+        # A consumer waiting out an outage is not ready either, even once a probe above passes again.
+        for consumer in Consumer.attached_to(self.broker):
+            results[f"consumer:{consumer.name}"] = consumer.readiness()
+        return results
 
 
 def get_runtime(request: Request) -> Runtime:

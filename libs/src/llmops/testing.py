@@ -69,36 +69,43 @@ async def llmops(*args: str, env: dict[str, str] | None = None) -> tuple[int, st
 
 
 @asynccontextmanager
-async def service_database(service: str, settings_class: type, **overrides: Any) -> AsyncIterator[Any]:
+async def service_database(
+    service: str, settings_class: type, *, postgres: Any = None, **overrides: Any
+) -> AsyncIterator[Any]:
     """Settings of ``service`` pointing at a fresh database owned by its owner role and used through its runtime
-    role, as deployed; migrations are the caller's to run. The database is dropped afterwards."""
+    role, as deployed; migrations are the caller's to run. The database is dropped afterwards. ``postgres`` (a
+    ``PostgresSettings``) names another server than the shared one, e.g. a fault test's private one."""
     import uuid
 
     from llmops.db import create_database, drop_database
     from llmops.settings import PostgresSettings
 
-    pg = PostgresSettings()
+    pg = postgres or PostgresSettings()
     owner, app = f"llmops_{service}", f"llmops_{service}_app"
     name = f"llmops_{service}_test_{uuid.uuid4().hex[:12]}"
-    await create_database(name, owner=owner, connect=(app,))
+    await create_database(name, pg, owner=owner, connect=(app,))
     try:
         yield settings_class(
-            database_url=pg.url(name, user=app), migrations_database_url=pg.url(name, user=owner), **overrides
+            database_url=pg.url(name, user=app),
+            migrations_database_url=pg.url(name, user=owner),
+            postgres=pg,
+            **overrides,
         )
     finally:
-        await drop_database(name)
+        await drop_database(name, pg)
 
 
-async def caught_up(group: str, topics: list[str], *, within: float = 60) -> None:
+async def caught_up(group: str, topics: list[str], *, within: float = 60, kafka: Any = None) -> None:
     """Wait until consumer ``group`` has committed offsets at the end of every partition of ``topics``: everything
-    published before the call has been processed (what a fixed sleep would only hope for)."""
+    published before the call has been processed (what a fixed sleep would only hope for). ``kafka`` (a
+    ``KafkaSettings``) names another broker than the shared one."""
     import time
 
     from aiokafka import TopicPartition
 
     from llmops.bus.broker import make_admin, make_consumer
 
-    probe, admin = make_consumer(client_id="llmops-caught-up"), make_admin(client_id="llmops-caught-up")
+    probe, admin = make_consumer(kafka, client_id="llmops-caught-up"), make_admin(kafka, client_id="llmops-caught-up")
     await probe.start()
     await admin.start()
     try:

@@ -4,15 +4,22 @@ Records arrive in batches (a FastStream batch subscriber, manual commit). Each e
 is written in the same transaction as the handler's effects, so a redelivered event is a no-op; offsets are
 committed only after that transaction. Malformed records (not JSON, bad envelope, unknown type, bad data) go to the
 dead-letter topic at once; an event whose handler keeps failing goes there after bounded retries with backoff.
-The consumer always carries on with the next record.
+
+An outage is not a fault of the event: when Postgres or Kafka cannot be reached (:func:`llmops.bus.faults.is_transient`)
+the batch is rewound to its first record and retried with capped backoff for as long as it takes, and the consumer
+reports itself not ready meanwhile; nothing is dead-lettered for it. No offset is ever committed past a record that
+was neither applied nor dead-lettered: when anything else stops a batch (the dead-letter topic refusing a record, say)
+it is rewound too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from aiokafka import ConsumerRecord
 from faststream import AckPolicy
@@ -22,6 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus.dlq import DeadLetterPublisher
+from llmops.bus.faults import is_transient
 from llmops.db import Database
 from llmops.logging import bound_context, get_logger
 from llmops_schemas import PAYLOADS, CloudEvent, EventPayload, MalformedEvent, parse_envelope, parse_payload
@@ -29,6 +37,7 @@ from llmops_schemas import PAYLOADS, CloudEvent, EventPayload, MalformedEvent, p
 log = get_logger(__name__)
 
 CONSUMED = Counter("llmops_consumer_events", "Events handled by consumers", ["consumer", "outcome"])
+REWOUND = Counter("llmops_consumer_rewound_batches", "Batches rewound to be consumed again", ["consumer", "cause"])
 
 # One statement for a whole batch: the ids not yet in the inbox come back, the others were applied before.
 _INBOX_INSERT = text(
@@ -61,6 +70,9 @@ class Consumer:
     Types without a handler are skipped (a topic carries many types, a service wants some).
     """
 
+    #: Every live consumer, so a service's readiness can report the consumers on its broker.
+    _live: ClassVar[weakref.WeakSet[Consumer]] = weakref.WeakSet()
+
     def __init__(
         self,
         name: str,
@@ -72,6 +84,8 @@ class Consumer:
         backoff_seconds: float = 0.2,
         max_records: int = 500,
         group_id: str | None = None,
+        max_backoff_seconds: float = 5.0,
+        dead_letter_topic: str | None = None,
     ) -> None:
         self.name = name
         self.group_id = group_id or name
@@ -81,10 +95,30 @@ class Consumer:
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self.max_records = max_records
-        self.dead_letters = DeadLetterPublisher(broker, consumer=name)
+        self.max_backoff_seconds = max_backoff_seconds
+        self.dead_letters = DeadLetterPublisher(
+            broker, consumer=name, **({"topic": dead_letter_topic} if dead_letter_topic else {})
+        )
         self._handlers: dict[str, Handler] = {}
         self._any: Handler | None = None
         self._batch: BatchHandler | None = None
+        #: Consecutive batches rewound, and what stopped the last one; (0, None) while batches go through.
+        self.stalled_batches = 0
+        self.stalled_by: str | None = None
+        self._stalled_since: float | None = None
+        Consumer._live.add(self)
+
+    @classmethod
+    def attached_to(cls, broker: KafkaBroker) -> list[Consumer]:
+        """The live consumers subscribed through ``broker``."""
+        return [consumer for consumer in cls._live if consumer.broker is broker]
+
+    def readiness(self) -> str:
+        """ "ok", or why the consumer is not making progress (an outage it is waiting out)."""
+        if self.stalled_by is None:
+            return "ok"
+        waited = time.monotonic() - (self._stalled_since or time.monotonic())
+        return f"error: paused {waited:.0f}s, {self.stalled_batches} retries: {self.stalled_by}"[:300]
 
     def on(self, *event_types: str) -> Callable[[Handler], Handler]:
         """Register a handler for ``event_types`` (each must be a registered payload type)."""
@@ -113,8 +147,16 @@ class Consumer:
 
         async def on_batch(message: KafkaMessage) -> None:
             records = message.raw_message
-            await self.process(records if isinstance(records, tuple | list) else [records])
-            await message.ack()
+            try:
+                await self.process(records if isinstance(records, tuple | list) else [records])
+                await message.ack()
+            except Exception as exc:
+                # Nothing of this batch is committed: every partition goes back to its first record of the batch
+                # (records already applied are no-ops when they come again; the inbox knows them).
+                await message.nack()
+                await self._back_off(exc)
+                return
+            self._resumed()
 
         return self.broker.subscriber(
             *self.topics,
@@ -127,8 +169,35 @@ class Consumer:
             decoder=_no_decode,
         )(_raw_batch_handler(on_batch))
 
+    async def _back_off(self, error: Exception) -> None:
+        """Wait before the rewound batch comes again: exponential from ``backoff_seconds``, capped."""
+        cause = "outage" if is_transient(error) else "error"
+        REWOUND.labels(self.name, cause).inc()
+        self.stalled_batches += 1
+        self.stalled_by = repr(error)
+        if self._stalled_since is None:
+            self._stalled_since = time.monotonic()
+        delay = min(self.max_backoff_seconds, max(self.backoff_seconds, 0.05) * 2 ** min(self.stalled_batches - 1, 16))
+        (log.warning if cause == "outage" else log.error)(
+            "consumer.paused",
+            consumer=self.name,
+            cause=cause,
+            retries=self.stalled_batches,
+            retry_in=delay,
+            error=repr(error),
+        )
+        await asyncio.sleep(delay)
+
+    def _resumed(self) -> None:
+        if self.stalled_by is not None:
+            log.info("consumer.resumed", consumer=self.name, retries=self.stalled_batches)
+            self.stalled_batches, self.stalled_by, self._stalled_since = 0, None, None
+
     async def process(self, records: Iterable[ConsumerRecord]) -> None:
-        """Handle one batch: decode, dead-letter the malformed, apply the rest once each."""
+        """Handle one batch: decode, dead-letter the malformed, apply the rest once each.
+
+        Raises when the batch cannot be finished (an outage, the dead-letter topic refusing a record): the caller
+        must then not commit past it."""
         deliveries: list[Delivery] = []
         seen: set[str] = set()
         for record in records:
@@ -142,6 +211,8 @@ class Consumer:
         try:
             applied = await self._apply(deliveries)
         except Exception as exc:
+            if is_transient(exc):
+                raise
             log.warning("consumer.batch_failed", consumer=self.name, size=len(deliveries), error=repr(exc))
             for delivery in deliveries:
                 await self._apply_one_with_retries(delivery)
@@ -208,6 +279,8 @@ class Consumer:
                 error, attempt_count = exc, attempt
                 break
             except Exception as exc:
+                if is_transient(exc):
+                    raise  # an outage: the whole batch waits for it to pass
                 error, attempt_count = exc, attempt
                 log.warning(
                     "consumer.handler_failed",

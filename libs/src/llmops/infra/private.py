@@ -1,0 +1,67 @@
+"""Private copies of Postgres and Kafka for fault tests: each with its own data directory and ports under a folder
+of the test's, so a test can stop, kill and start them without touching the shared local infrastructure (or the
+other tests that use it). They reuse what the shared install already holds (Postgres binaries, Kafka's jars).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+
+from llmops.infra.base import Component, Paths, quiet_log, wait_healthy
+from llmops.infra.kafka import Kafka
+from llmops.infra.postgres import Postgres
+from llmops.settings import KafkaSettings, PostgresSettings
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PrivatePart:
+    """One private part: ``start()`` (prepare once, launch, wait until healthy, provision), ``stop()``, ``kill()``."""
+
+    def __init__(self, component: Component) -> None:
+        self.component = component
+
+    def start(self, *, timeout: float = 90) -> None:
+        part = self.component
+        part.prepare()
+        part.launch()
+        wait_healthy(part.name, part.check, process=part.process, timeout=timeout)
+        part.provision()
+
+    def stop(self) -> None:
+        """A clean stop (the part's own shutdown signal, SIGKILL after its grace period)."""
+        self.component.process.stop(quiet_log)
+
+    def close(self) -> None:
+        """Stop, and remove a Postgres cluster that lives outside the private folder."""
+        self.stop()
+        if isinstance(self.component, Postgres):
+            shutil.rmtree(self.component.cluster_dir, ignore_errors=True)
+
+
+def private_postgres(home: Path, services: Sequence[str]) -> tuple[PrivatePart, PostgresSettings]:
+    """A Postgres of its own under ``home`` (roles and databases of ``services`` provisioned), not started yet."""
+    settings = PostgresSettings(port=free_port())
+    return PrivatePart(Postgres(Paths(home), quiet_log, settings, services)), settings
+
+
+def private_kafka(home: Path, topics: Sequence[str]) -> tuple[PrivatePart, KafkaSettings]:
+    """A one-node Kafka of its own under ``home`` (``topics`` created on start), not started yet; its jars are the
+    shared install's (``llmops infra up`` must have run)."""
+    settings = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", controller_port=free_port(), heap="256m")
+    kafka = Kafka(Paths(home), quiet_log, settings, topics)
+    shared = Kafka(Paths.from_settings(), quiet_log).lib
+    if not any(shared.glob("*.jar")):
+        raise FileNotFoundError(f"no Kafka jars in {shared}: run `llmops infra up` first")
+    kafka.lib.parent.mkdir(parents=True, exist_ok=True)
+    if not kafka.lib.exists():
+        kafka.lib.symlink_to(shared, target_is_directory=True)
+    return PrivatePart(kafka), settings
