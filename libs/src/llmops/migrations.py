@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from llmops.bus.migrations import create_bus_tables, drop_bus_tables
+from llmops.bus.migrations import add_outbox_parking, create_bus_tables, drop_bus_tables, drop_outbox_parking
 
 #: What a runtime role needs on the shared tables: the relay marks outbox rows sent and purges them.
 BUS_GRANTS = {"outbox": "SELECT, INSERT, UPDATE, DELETE", "inbox": "SELECT, INSERT"}
@@ -32,4 +32,11 @@ def grant_runtime_role(grants: dict[str, str]) -> None:
     )
 
 
-__all__ = ["BUS_GRANTS", "create_bus_tables", "drop_bus_tables", "grant_runtime_role"]
+__all__ = [
+    "BUS_GRANTS",
+    "add_outbox_parking",
+    "create_bus_tables",
+    "drop_bus_tables",
+    "drop_outbox_parking",
+    "grant_runtime_role",
+]

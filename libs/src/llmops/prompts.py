@@ -25,29 +25,44 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
+#: Caps on what a template may hold: every version travels whole in an event (and is rendered on every request).
+MAX_TEMPLATE_CHARS = 100_000  # the text, or all messages' contents together
+MAX_MESSAGES = 100
+MAX_VARIABLES = 100
+MAX_SCHEMA_BYTES = 10_000  # one variable's JSON Schema, as JSON
+
+
 class ChatMessage(BaseModel):
     """One message of a chat template: a role and a Jinja2 content template."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     role: Literal["system", "user", "assistant", "tool"]
-    content: str
+    content: str = Field(max_length=MAX_TEMPLATE_CHARS)
 
 
 class PromptTemplate(BaseModel):
     """What a prompt version renders: a text template or a chat template, and its declared variables.
 
-    ``variables`` maps each input variable to its JSON Schema (``{"type": "string", "maxLength": 2000}``).
+    ``variables`` maps each input variable to its JSON Schema (``{"type": "string", "maxLength": 2000}``). Sizes are
+    capped (:data:`MAX_TEMPLATE_CHARS`, :data:`MAX_MESSAGES`, :data:`MAX_VARIABLES`, :data:`MAX_SCHEMA_BYTES`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Literal["text", "chat"]
-    text: str | None = None
-    messages: tuple[ChatMessage, ...] | None = None
-    variables: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    text: str | None = Field(default=None, max_length=MAX_TEMPLATE_CHARS)
+    messages: tuple[ChatMessage, ...] | None = Field(default=None, max_length=MAX_MESSAGES)
+    variables: dict[str, dict[str, Any]] = Field(default_factory=dict, max_length=MAX_VARIABLES)
     _validators: dict[str, Any] = PrivateAttr(default_factory=dict)
     _all_valid: Any = PrivateAttr(default=None)
+
+    @field_validator("messages")
+    @classmethod
+    def _messages_fit(cls, messages: tuple[ChatMessage, ...] | None) -> tuple[ChatMessage, ...] | None:
+        if messages and sum(len(m.content) for m in messages) > MAX_TEMPLATE_CHARS:
+            raise ValueError(f"the messages' contents together are over {MAX_TEMPLATE_CHARS} characters")
+        return messages
 
     @field_validator("variables")
     @classmethod
@@ -55,8 +70,11 @@ class PromptTemplate(BaseModel):
         for name, schema in variables.items():
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                 raise ValueError(f"variable name {name!r} is not an identifier")
+            encoded = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+            if len(encoded) > MAX_SCHEMA_BYTES:
+                raise ValueError(f"the JSON Schema of variable {name!r} is over {MAX_SCHEMA_BYTES} bytes")
             try:
-                _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
+                _validator(encoded)
             except (fastjsonschema.JsonSchemaDefinitionException, TypeError, ValueError) as exc:
                 raise ValueError(f"the JSON Schema of variable {name!r} is invalid: {exc}") from exc
         return variables

@@ -109,13 +109,23 @@ async def caught_up(group: str, topics: list[str], *, within: float = 60, kafka:
     await probe.start()
     await admin.start()
     try:
-        await probe.topics()  # load the metadata of every topic
-        partitions = [TopicPartition(t, p) for t in topics for p in sorted(probe.partitions_for_topic(t) or ())]
+        # The admin client's metadata, not the probe's: a fresh consumer knows no topic's partitions until it
+        # subscribes, so asking it gave none, and a wait on "every partition" of nothing returned at once.
+        described = await admin.describe_topics(list(topics))
+        partitions = [
+            TopicPartition(t["topic"], p["partition"])
+            for t in described
+            if not t["error_code"]
+            for p in t["partitions"]
+        ]
+        found = {tp.topic for tp in partitions}
+        if found != set(topics):
+            raise AssertionError(f"caught_up: no partitions found for {', '.join(sorted(set(topics) - found))}")
         ends = await probe.end_offsets(partitions)
         deadline = time.monotonic() + within
         while True:
             committed = await admin.list_consumer_group_offsets(group)
-            if all(committed.get(tp) and committed[tp].offset >= end for tp, end in ends.items()):
+            if all(end == 0 or (committed.get(tp) and committed[tp].offset >= end) for tp, end in ends.items()):
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"consumer group {group} did not catch up with {', '.join(topics)}")

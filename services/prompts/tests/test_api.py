@@ -105,6 +105,33 @@ class TestVersions:
         )
         assert response.status_code == 422 and "JSON Schema" in response.text
 
+    async def test_a_2_mb_template_is_refused_naming_the_field_and_later_versions_are_published(self, client, prompts):
+        await client.post("/projects/p1/prompts", json={"name": "huge"}, headers=ENGINEER)
+        huge = {"kind": "text", "text": "x" * (2 * 1024 * 1024)}
+        body = {"template": huge, "message": "too big"}
+        response = await client.post("/projects/p1/prompts/huge/versions", json=body, headers=ENGINEER)
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "template.text" in {e["field"] for e in response.json()["errors"]}
+
+        await setup_prompt(client, name="after", versions=1)
+
+        async def published() -> list[dict]:
+            async with prompts.runtime.db.sessions() as session:
+                rows = (await session.execute(select(outbox.c.payload, outbox.c.published_at))).all()
+            return [orjson.loads(r.payload) for r in rows if r.published_at is not None]
+
+        async def after_published() -> bool:
+            return any(
+                e["type"] == "prompt.version.created" and e["data"]["name"] == "after" for e in await published()
+            )
+
+        deadline = asyncio.get_running_loop().time() + 30
+        while not await after_published():
+            assert asyncio.get_running_loop().time() < deadline, "the relay stopped publishing"
+            await asyncio.sleep(0.05)
+        assert not any(len(orjson.dumps(e)) > 1_000_000 for e in await published())
+
 
 class TestLabels:
     async def test_moves_are_kept_as_history_with_who_when_from_to_and_why(self, client, prompts):

@@ -34,6 +34,29 @@ def create_bus_tables() -> None:
     )
 
 
+def add_outbox_parking() -> None:
+    """Let the relay park an outbox row it can never send (too large, refused by the broker as invalid): the row
+    keeps its event, says when and why it was parked, and the relay's queue (the partial index) passes over it."""
+    op.add_column("outbox", sa.Column("parked_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("outbox", sa.Column("park_reason", sa.Text(), nullable=True))
+    op.drop_index("ix_outbox_unpublished", table_name="outbox")
+    op.create_index(
+        "ix_outbox_unpublished",
+        "outbox",
+        ["id"],
+        postgresql_where=sa.text("published_at IS NULL AND parked_at IS NULL"),
+    )
+    op.create_index("ix_outbox_parked", "outbox", ["id"], postgresql_where=sa.text("parked_at IS NOT NULL"))
+
+
+def drop_outbox_parking() -> None:
+    op.drop_index("ix_outbox_parked", table_name="outbox")
+    op.drop_index("ix_outbox_unpublished", table_name="outbox")
+    op.create_index("ix_outbox_unpublished", "outbox", ["id"], postgresql_where=sa.text("published_at IS NULL"))
+    op.drop_column("outbox", "park_reason")
+    op.drop_column("outbox", "parked_at")
+
+
 def drop_bus_tables() -> None:
     op.drop_table("inbox")
     op.drop_index("ix_outbox_unpublished", table_name="outbox")

@@ -32,7 +32,11 @@ outbox = Table(
     Column("payload", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("published_at", DateTime(timezone=True), nullable=True),
-    Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+    # A row the relay can never send (too large, invalid for the broker) is parked: kept, with why, and passed over.
+    Column("parked_at", DateTime(timezone=True), nullable=True),
+    Column("park_reason", Text, nullable=True),
+    Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL AND parked_at IS NULL")),
+    Index("ix_outbox_parked", "id", postgresql_where=text("parked_at IS NOT NULL")),
 )
 
 #: Events a consumer has applied; its primary key makes a redelivered event a no-op in the same transaction.

@@ -64,6 +64,25 @@ class CleaningConfig(BaseModel):
         return self
 
 
+#: Stats count at most this many distinct labels (the most common) and this many characters of each: they travel in
+#: the version's event, which must stay far below the broker's message size whatever the data.
+MAX_STAT_LABELS = 1000
+MAX_STAT_LABEL_CHARS = 200
+
+
+def label_stats(labels: Counter) -> dict[str, Any]:
+    """The label distribution as the version's stats show it: at most :data:`MAX_STAT_LABELS` labels (the most
+    common), each cut to :data:`MAX_STAT_LABEL_CHARS` characters, and how many distinct labels there are."""
+    shown: Counter = Counter()
+    for label, count in labels.most_common(MAX_STAT_LABELS):
+        shown[label[:MAX_STAT_LABEL_CHARS]] += count
+    result: dict[str, Any] = {"labels": dict(sorted(shown.items()))}
+    if len(labels) > MAX_STAT_LABELS:
+        result["labels_distinct"] = len(labels)
+        result["labels_truncated"] = True
+    return result
+
+
 @dataclass
 class Stats:
     """Row count, text lengths, token estimates and label or role distributions of a version."""
@@ -113,7 +132,7 @@ class Stats:
             "tokens_estimate": round(self.chars_total / 4),
         }
         if self.labels:
-            result["labels"] = dict(sorted(self.labels.items()))
+            result |= label_stats(self.labels)
         if self.roles:
             result["roles"] = dict(sorted(self.roles.items()))
             result["messages_per_row"] = round(self.messages_total / self.rows, 2) if self.rows else 0

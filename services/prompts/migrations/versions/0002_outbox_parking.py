@@ -1,0 +1,20 @@
+"""outbox: the relay parks a row it can never send (parked_at, park_reason)
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+from llmops.migrations import add_outbox_parking, drop_outbox_parking
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    add_outbox_parking()
+
+
+def downgrade() -> None:
+    drop_outbox_parking()
