@@ -10,7 +10,16 @@ from aiokafka import ConsumerRecord, TopicPartition
 
 from llmops.bus import DeadLetterPublisher, make_broker, make_consumer
 from llmops.bus import dlq as headers
-from llmops.bus.dead_letters import REPLAY_OF, REPLAYED_AT, DeadLetter, DeadLetterReader, Selection, parse_id, replay
+from llmops.bus.dead_letters import (
+    REPLAY_OF,
+    REPLAYED_AT,
+    DeadLetter,
+    DeadLetterReader,
+    ReplayFailed,
+    Selection,
+    parse_id,
+    replay,
+)
 from llmops_schemas.topics import DEAD_LETTER
 
 from .conftest import RUN
@@ -225,6 +234,14 @@ class TestReplay:
             )
         assert (report.count, report.dry_run) == (3, True)
         assert await read_all(origin) == []
+
+    async def test_a_replay_that_stops_part_way_reports_what_was_acknowledged(self, origin):
+        fits = DeadLetter(0, 1, NOW, b"k", b"small", {headers.ORIGINAL_TOPIC: origin})
+        too_big = DeadLetter(0, 2, NOW, b"k", b"x" * 2_000_000, {headers.ORIGINAL_TOPIC: origin})
+        with pytest.raises(ReplayFailed) as failed:
+            await replay([fits, too_big, fits], existing_topics={origin})
+        assert (failed.value.report.ids, dict(failed.value.report.topics)) == (["0-1"], {origin: 1})
+        assert [r.value for r in await read_all(origin)] == [b"small"]
 
     async def test_a_letter_whose_topic_is_gone_is_skipped(self, dead_lettered, origin):
         consumer = await dead_lettered([0])

@@ -9,6 +9,7 @@ original topic with an idempotent producer and waits for the acks; ``x-llmops-re
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections import Counter
@@ -255,10 +256,24 @@ class ReplayReport:
     topics: Counter[str] = field(default_factory=Counter)
     skipped: dict[str, str] = field(default_factory=dict)
 
+    def add(self, letter: DeadLetter) -> None:
+        """Count ``letter`` as replayed."""
+        self.ids.append(letter.id)
+        self.topics[letter.topic or ""] += 1
+
     @property
     def count(self) -> int:
         """How many dead letters were (or, dry, would be) replayed."""
         return len(self.ids)
+
+
+class ReplayFailed(Exception):
+    """A replay that stopped part way (Kafka refused a record, or the read failed); ``report`` holds what Kafka
+    acknowledged before that, which was replayed and must still be recorded."""
+
+    def __init__(self, report: ReplayReport, error: BaseException) -> None:
+        super().__init__(f"the replay stopped after {report.count} dead letters: {error!r}")
+        self.report, self.error = report, error
 
 
 async def replay(
@@ -272,25 +287,34 @@ async def replay(
 ) -> ReplayReport:
     """Publish each dead letter's original key, value and headers to its original topic, marked as a replay, and
     wait for Kafka's acks (batch by batch); letters without an original topic, or whose topic no longer exists,
-    are skipped (a send to a missing topic would wait for it until it timed out). ``dry_run`` publishes nothing."""
+    are skipped (a send to a missing topic would wait for it until it timed out). ``dry_run`` publishes nothing.
+    Raises :class:`ReplayFailed`, with what was acknowledged, when it stops part way."""
     report, existing = ReplayReport(dry_run=dry_run), frozenset(existing_topics)
     producer = None if dry_run else make_producer(settings, client_id=client_id)
     if producer is not None:
         await producer.start()
+    pending: list[tuple[DeadLetter, asyncio.Future]] = []
     try:
-        pending = []
         async for letter in _aiter(letters):
             if letter.topic is None or letter.topic not in existing:
                 report.skipped[letter.id] = "no_original_topic" if letter.topic is None else "topic_missing"
-                continue
-            if producer is not None:
+            elif producer is None:
+                report.add(letter)
+            else:
                 headers = letter.replay_headers(datetime.now(UTC))
-                pending.append(await producer.send(letter.topic, letter.value, key=letter.key, headers=headers))
+                pending.append(
+                    (letter, await producer.send(letter.topic, letter.value, key=letter.key, headers=headers))
+                )
                 if len(pending) >= batch_size:
-                    await _acked(pending)
-            report.ids.append(letter.id)
-            report.topics[letter.topic] += 1
-        await _acked(pending)
+                    await _acked(pending, report)
+        await _acked(pending, report)
+    except Exception as exc:
+        # Records sent before the failure may still be acknowledged: count those too, then let the caller record them.
+        await asyncio.gather(*(future for _, future in pending), return_exceptions=True)
+        for letter, future in pending:
+            if not future.cancelled() and future.exception() is None:
+                report.add(letter)
+        raise ReplayFailed(report, exc) from exc
     finally:
         if producer is not None:
             await producer.stop()
@@ -298,10 +322,13 @@ async def replay(
     return report
 
 
-async def _acked(pending: list) -> None:
-    for future in pending:
-        await future  # raises when Kafka refused the record: the caller must not report it replayed
-    pending.clear()
+async def _acked(pending: list[tuple[DeadLetter, asyncio.Future]], report: ReplayReport) -> None:
+    """Wait for each record's ack in turn, counting it replayed once acknowledged."""
+    while pending:
+        letter, future = pending[0]
+        await future
+        pending.pop(0)
+        report.add(letter)
 
 
 async def _aiter(letters: AsyncIterator[DeadLetter] | Iterable[DeadLetter]) -> AsyncIterator[DeadLetter]:

@@ -17,7 +17,15 @@ from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_val
 
 from llmops.auth import ALL_PROJECTS, AuthError, Permission, Principal, deny, requires
 from llmops.bus import add_to_outbox
-from llmops.bus.dead_letters import ID_PATTERN, DeadLetter, DeadLetterReader, ReplayReport, Selection, replay
+from llmops.bus.dead_letters import (
+    ID_PATTERN,
+    DeadLetter,
+    DeadLetterReader,
+    ReplayFailed,
+    ReplayReport,
+    Selection,
+    replay,
+)
 from llmops.errors import Problem
 from llmops.http import CurrentRuntime, Runtime, actor_of
 from llmops_schemas.events import DeadLettersReplayed
@@ -215,7 +223,15 @@ async def show_dead_letter(
 async def replay_dead_letters(
     request: Request, runtime: CurrentRuntime, principal: Replayer, body: ReplayRequest
 ) -> Replayed:
-    report = await replay_selected(runtime, body)
+    try:
+        report = await replay_selected(runtime, body)
+    except ReplayFailed as failed:
+        # What Kafka acknowledged before the failure was replayed: the audit log must still show it.
+        done = failed.report
+        event_id = await record(runtime, request, principal, body, done) if done.count and not body.dry_run else None
+        raise Problem(
+            503, f"{failed}; the replayed ones are recorded", replayed=done.count, event_id=event_id
+        ) from failed
     event_id = None if body.dry_run or not report.count else await record(runtime, request, principal, body, report)
     return Replayed(
         dry_run=report.dry_run,
@@ -243,7 +259,9 @@ async def replay_selected(runtime: Runtime, body: ReplayRequest) -> ReplayReport
         return await replay(letters.scan(selection), existing_topics=letters.topics, **options)
 
 
-async def record(runtime: Runtime, request: Request, principal: Principal, body: ReplayRequest, report) -> str:
+async def record(
+    runtime: Runtime, request: Request, principal: Principal, body: ReplayRequest, report: ReplayReport
+) -> str:
     """Write the replay's event to the outbox (its own transaction: the replay itself is not in Postgres)."""
     criteria = body.filter.model_dump() if body.filter is not None else {}
     payload = DeadLettersReplayed(
