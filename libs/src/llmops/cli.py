@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from llmops.dlq_cli import app as dlq_app
 from llmops.logging import configure_logging
 from llmops.tokens import Role, issue_token
 
@@ -17,6 +18,7 @@ infra_app = typer.Typer(help="Start, stop and inspect the local Kafka, Postgres 
 token_app = typer.Typer(help="Bearer tokens for local use.", no_args_is_help=True)
 app.add_typer(infra_app, name="infra")
 app.add_typer(token_app, name="token")
+app.add_typer(dlq_app, name="dlq")
 
 console = Console(stderr=True)
 

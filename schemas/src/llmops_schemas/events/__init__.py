@@ -2,6 +2,7 @@
 
 from llmops_schemas.events.audit import CheckpointSigned
 from llmops_schemas.events.datasets import DatasetCreated, DatasetVersionCreated, DatasetVersionDeprecated
+from llmops_schemas.events.dead_letters import DeadLettersReplayed
 from llmops_schemas.events.models import BaseModelRegistered, ModelAliasMoved, ModelVersionRegistered
 from llmops_schemas.events.platform import ProbeSent
 from llmops_schemas.events.prompts import PromptCreated, PromptLabelMoved, PromptVersionCreated
@@ -23,6 +24,7 @@ __all__ = [
     "DatasetCreated",
     "DatasetVersionCreated",
     "DatasetVersionDeprecated",
+    "DeadLettersReplayed",
     "ModelAliasMoved",
     "ModelVersionRegistered",
     "ProbeSent",

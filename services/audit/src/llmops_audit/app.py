@@ -20,6 +20,7 @@ from llmops_audit import service
 from llmops_audit.api import router
 from llmops_audit.chain import Signer
 from llmops_audit.consumers import audit_consumer
+from llmops_audit.dlq_api import router as dead_letters_router
 from llmops_audit.settings import AuditSettings
 
 log = get_logger(__name__)
@@ -36,7 +37,9 @@ class AuditService:
             self.settings, Database(self.settings.db_url), make_broker(self.settings.kafka, client_id="audit")
         )
         self.consumer: Consumer = audit_consumer(self.settings, self.runtime.db, self.runtime.broker)
-        self.app: FastAPI = create_app(self.runtime, title="llmops audit", routers=[router], on_start=[self._started])
+        self.app: FastAPI = create_app(
+            self.runtime, title="llmops audit", routers=[router, dead_letters_router], on_start=[self._started]
+        )
         self.app.state.signer = self.signer
 
     async def _started(self, runtime: Runtime) -> None:
