@@ -107,7 +107,9 @@ class TestOutboxToConsumer:
         first.kill()
         first.wait()
         async with db.sessions() as s:
-            unsent = await s.scalar(select(func.count()).where(outbox.c.published_at.is_(None)))
+            unsent = await s.scalar(
+                select(func.count()).where(outbox.c.published_at.is_(None), outbox.c.parked_at.is_(None))
+            )
         assert unsent == total, "the killed relay must not have marked its batch sent"
 
         second = start_relay(database_url, batch, pause=0)
@@ -115,7 +117,12 @@ class TestOutboxToConsumer:
 
             async def all_sent() -> bool:
                 async with db.sessions() as s:
-                    return await s.scalar(select(func.count()).where(outbox.c.published_at.is_(None))) == 0
+                    return (
+                        await s.scalar(
+                            select(func.count()).where(outbox.c.published_at.is_(None), outbox.c.parked_at.is_(None))
+                        )
+                        == 0
+                    )
 
             await wait_for(all_sent, what="the restarted relay to publish everything")
         finally:

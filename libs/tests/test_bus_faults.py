@@ -141,16 +141,18 @@ class TestNoPoisonPillInTheOutbox:
 
     async def test_a_row_that_can_never_be_sent_is_parked_and_later_rows_are_published(self, db) -> None:
         # Stored as an older version of the platform would have: no size check where it was created.
+        from llmops import infra
+
+        topic = f"{TEST_TOPIC}.parking"  # of this test alone: other tests read TEST_TOPIC from its start
+        await infra.ensure_topics(BOOTSTRAP, [topic], 1, 1)
         poison = thing(3_000_000)
         later = [thing(3_000_001 + i) for i in range(20)]
         async with db.transaction() as session:
             await session.execute(
-                insert(outbox).values(
-                    event_id=poison.id, topic=TEST_TOPIC, key="poison", payload=b"x" * (2 * 1024 * 1024)
-                )
+                insert(outbox).values(event_id=poison.id, topic=topic, key="poison", payload=b"x" * (2 * 1024 * 1024))
             )
-            await add_to_outbox(session, *later)
-        parked_before = PARKED.labels(TEST_TOPIC, "MessageSizeTooLargeError")._value.get()
+            await add_to_outbox(session, *later, topic=topic)
+        parked_before = PARKED.labels(topic, "MessageSizeTooLargeError")._value.get()
         producer = make_producer(client_id=f"tests-{uuid.uuid4().hex[:6]}")
         await producer.start()
         relay = OutboxRelay(db, producer, batch_size=10, poll_interval=0.05)
@@ -187,6 +189,50 @@ class TestNoPoisonPillInTheOutbox:
         assert rows[poison.id].published_at is None and rows[poison.id].parked_at is not None
         assert "MessageSizeTooLarge" in rows[poison.id].park_reason
         assert all(rows[e.id].published_at is not None for e in later)
-        assert PARKED.labels(TEST_TOPIC, "MessageSizeTooLargeError")._value.get() == parked_before + 1
-        on_topic = {r.value for r in await read_topic(TEST_TOPIC)}
+        assert PARKED.labels(topic, "MessageSizeTooLargeError")._value.get() == parked_before + 1
+        on_topic = {r.value for r in await read_topic(topic)}
         assert {e.to_bytes() for e in later} <= on_topic
+        await infra.delete_topics(BOOTSTRAP, [topic])
+
+
+@pytest.mark.integration
+class TestARewoundBatch:
+    async def test_what_it_dead_lettered_is_not_dead_lettered_again_and_the_rest_applies_once(self, db, infra_up):
+        topic, dead = f"{TEST_TOPIC}.rewound", f"{TEST_TOPIC}.rewound-dlq"
+        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, 1, 1), NewTopic(dead, 1, 1)])
+            name = f"tests-{RUN}-rewound"
+            good = thing(7, subject="s")
+            await _send(topic, [b"not json", good.to_bytes()])
+            consumer = Consumer(
+                name, db, make_broker(client_id=name), [topic], backoff_seconds=0.01, dead_letter_topic=dead
+            )
+            outages = []
+
+            @consumer.on("tests.thing.happened")
+            async def apply(session, event, payload: ThingHappened) -> None:
+                if not outages:  # the database "goes away" once, after the dead letter was sent
+                    outages.append(event.id)
+                    raise ConnectionResetError("connection reset by peer")
+                await session.execute(
+                    insert(effects).values(event_id=event.id, sequence=payload.sequence, consumer=name)
+                )
+
+            consumer.subscribe()
+            await consumer.broker.start()
+            try:
+
+                async def applied() -> bool:
+                    return await count_effects(db, name) == (1, 1)
+
+                await wait_for(applied, within=60, what="the good event after the outage")
+            finally:
+                await consumer.broker.stop()
+            assert outages == [good.id]
+            dead_letters = [r for r in await read_topic(dead) if dict(r.headers)[dlq_headers.CONSUMER] == name.encode()]
+            assert [r.value for r in dead_letters] == [b"not json"]
+        finally:
+            await admin.delete_topics([topic, dead])
+            await admin.close()

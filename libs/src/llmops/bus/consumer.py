@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -103,6 +104,9 @@ class Consumer:
         self._any: Handler | None = None
         self._batch: BatchHandler | None = None
         #: Consecutive batches rewound, and what stopped the last one; (0, None) while batches go through.
+        # Where records were dead-lettered lately: a batch rewound after some of its records went to the dead-letter
+        # topic must not send them there again when it comes back.
+        self._dead_lettered: OrderedDict[tuple[str, int, int], None] = OrderedDict()
         self.stalled_batches = 0
         self.stalled_by: str | None = None
         self._stalled_since: float | None = None
@@ -201,6 +205,8 @@ class Consumer:
         deliveries: list[Delivery] = []
         seen: set[str] = set()
         for record in records:
+            if (record.topic, record.partition, record.offset) in self._dead_lettered:
+                continue
             delivery = await self._decode(record)
             if delivery is None or delivery.event.id in seen:
                 continue
@@ -234,7 +240,7 @@ class Consumer:
             return Delivery(record, event, parse_payload(event))
         except MalformedEvent as exc:
             CONSUMED.labels(self.name, "malformed").inc()
-            await self.dead_letters.publish(record, reason=exc.reason, error=exc.detail, attempts=0)
+            await self._dead_letter(record, reason=exc.reason, error=exc.detail, attempts=0)
             return None
 
     def _handler_for(self, event_type: str) -> Handler | BatchHandler | None:
@@ -292,9 +298,13 @@ class Consumer:
                 if attempt < self.max_attempts:
                     await asyncio.sleep(self.backoff_seconds * 2 ** (attempt - 1))
         CONSUMED.labels(self.name, "dead_lettered").inc()
-        await self.dead_letters.publish(
-            delivery.record, reason="handler_failed", error=repr(error), attempts=attempt_count
-        )
+        await self._dead_letter(delivery.record, reason="handler_failed", error=repr(error), attempts=attempt_count)
+
+    async def _dead_letter(self, record: ConsumerRecord, *, reason: str, error: str, attempts: int) -> None:
+        await self.dead_letters.publish(record, reason=reason, error=error, attempts=attempts)
+        self._dead_lettered[(record.topic, record.partition, record.offset)] = None
+        if len(self._dead_lettered) > 10_000:
+            self._dead_lettered.popitem(last=False)
 
 
 async def _no_decode(message: Any) -> None:
