@@ -7,6 +7,8 @@ UV_VERSION := 0.13.8
 UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen --no-sync
 LLMOPS := $(RUN) llmops
+# Local development: the repository's development secrets are accepted (unset, LLMOPS_ENV means production rules).
+export LLMOPS_ENV ?= local
 
 .PHONY: help install infra-up infra-down infra-status lint format schemas test test-unit demo bench-bus bench-audit bench-datasets bench-prompts bench-train clean
 

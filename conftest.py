@@ -1,6 +1,11 @@
 """Fixtures every test suite of the repository shares."""
 
+import os
+
 import pytest
+
+# Tests run as local development (the Makefile says so too); unset, LLMOPS_ENV means production rules.
+os.environ.setdefault("LLMOPS_ENV", "local")
 
 
 @pytest.fixture(scope="session")

@@ -11,13 +11,25 @@ class TestDevelopmentSecrets:
         with pytest.raises(ValidationError, match="development default"):
             settings()
 
+    @pytest.mark.parametrize("settings", [AuthSettings, S3Settings, PostgresSettings])
+    def test_unset_means_production_rules(self, monkeypatch, settings):
+        monkeypatch.delenv("LLMOPS_ENV", raising=False)
+        with pytest.raises(ValidationError, match="accepted only with LLMOPS_ENV=local"):
+            settings()
+
     def test_real_secrets_are_accepted_in_production(self, monkeypatch):
         monkeypatch.setenv("LLMOPS_ENV", "production")
-        monkeypatch.setenv("LLMOPS_AUTH_JWT_SECRET", "a-real-secret-from-the-vault")
-        assert AuthSettings().jwt_secret.get_secret_value() == "a-real-secret-from-the-vault"
+        monkeypatch.setenv("LLMOPS_AUTH_JWT_SECRET", "a-real-secret-from-the-vault-of-32+bytes")
+        assert AuthSettings().jwt_secret.get_secret_value() == "a-real-secret-from-the-vault-of-32+bytes"
 
-    def test_default_secrets_are_fine_locally(self, monkeypatch):
+    def test_a_secret_shorter_than_32_bytes_is_refused_outside_local_development(self, monkeypatch):
         monkeypatch.delenv("LLMOPS_ENV", raising=False)
+        monkeypatch.setenv("LLMOPS_AUTH_JWT_SECRET", "short-but-not-the-default")
+        with pytest.raises(ValidationError, match="LLMOPS_AUTH_JWT_SECRET is shorter than 32 bytes"):
+            AuthSettings()
+
+    def test_default_secrets_are_fine_when_local_is_said_explicitly(self, monkeypatch):
+        monkeypatch.setenv("LLMOPS_ENV", "local")
         assert AuthSettings().algorithm == "HS256"
 
 

@@ -45,7 +45,7 @@ def service_cli(
     ) -> None:
         """Run the service."""
         configure_logging()
-        config = settings()
+        config = _settings_or_exit(name, settings)
         if migrations:
             migrate(config)
         service = build(config)
@@ -70,6 +70,18 @@ def service_cli(
     def migrate_command() -> None:
         """Apply the database migrations (as the database owner)."""
         configure_logging()
-        migrate(settings())
+        migrate(_settings_or_exit(name, settings))
 
     return cli
+
+
+def _settings_or_exit(name: str, settings: Callable[[], Any]) -> Any:
+    """The service's settings, or exit 2 with each refused setting named (no traceback for a configuration error)."""
+    from pydantic import ValidationError
+
+    try:
+        return settings()
+    except ValidationError as exc:
+        problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        typer.echo(f"llmops-{name}: refusing to start: {problems}", err=True)
+        raise typer.Exit(2) from exc

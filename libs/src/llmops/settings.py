@@ -26,7 +26,7 @@ SERVICES: tuple[str, ...] = (
     "audit",
 )
 
-#: Secrets that ship in this repository for local development; refused when LLMOPS_ENV=production.
+#: Secrets that ship in this repository for local development; accepted only with LLMOPS_ENV=local.
 DEV_SECRETS: frozenset[str] = frozenset(
     {
         "llmops-local-jwt-secret-change-me",
@@ -39,11 +39,14 @@ DEV_SECRETS: frozenset[str] = frozenset(
 
 
 class PlatformSettings(BaseSettings):
-    """Where the platform runs: the environment name and the local cache (downloads, builds, data, logs)."""
+    """Where the platform runs: the environment name and the local cache (downloads, builds, data, logs).
+
+    ``LLMOPS_ENV`` unset means production rules: development secrets and short secrets are refused. Local
+    development says ``LLMOPS_ENV=local`` explicitly (the Makefile and the tests do)."""
 
     model_config = SettingsConfigDict(env_prefix="LLMOPS_", extra="ignore")
 
-    env: Environment = "local"
+    env: Environment = "production"
     home: Path = Field(default_factory=lambda: Path.home() / ".cache" / "llmops")
 
     @property
@@ -51,13 +54,23 @@ class PlatformSettings(BaseSettings):
         return self.home / "logs"
 
     @property
-    def is_production(self) -> bool:
-        return self.env == "production"
+    def is_local(self) -> bool:
+        return self.env == "local"
+
+
+#: The shortest secret accepted outside local development.
+MIN_SECRET_BYTES = 32
 
 
 def refuse_dev_secret(name: str, value: SecretStr) -> None:
-    if PlatformSettings().is_production and value.get_secret_value() in DEV_SECRETS:
-        raise ValueError(f"{name} is the development default; set a real secret when LLMOPS_ENV=production")
+    """Outside ``LLMOPS_ENV=local``, refuse a development default or a secret shorter than :data:`MIN_SECRET_BYTES`."""
+    if PlatformSettings().is_local:
+        return
+    secret = value.get_secret_value()
+    if secret in DEV_SECRETS:
+        raise ValueError(f"{name} is the development default, accepted only with LLMOPS_ENV=local; set a real secret")
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(f"{name} is shorter than {MIN_SECRET_BYTES} bytes; set a longer secret")
 
 
 class KafkaSettings(BaseSettings):
