@@ -73,6 +73,24 @@ class TestParseEvent:
         with pytest.raises(MalformedEvent, match="timezone"):
             parse_event(json.dumps(document))
 
+    @pytest.mark.parametrize("attribute", ["id", "specversion"])
+    def test_refuses_an_envelope_without_an_attribute_cloudevents_requires(self, attribute):
+        document = probe_event().to_json_dict()
+        del document[attribute]
+        with pytest.raises(MalformedEvent) as caught:
+            parse_event(json.dumps(document))
+        assert caught.value.reason == "invalid_envelope"
+        assert caught.value.detail == f"{attribute}: required by CloudEvents 1.0"
+
+    def test_names_every_missing_attribute_cloudevents_requires(self):
+        document = {k: v for k, v in probe_event().to_json_dict().items() if k not in ("id", "specversion")}
+        with pytest.raises(MalformedEvent, match=r"id: .*; specversion: "):
+            parse_event(json.dumps(document))
+
+    def test_an_event_built_in_python_still_gets_an_id_and_a_specversion(self):
+        event = CloudEvent(source="/x", type="platform.probe.sent", subject="s", data={})
+        assert UUID(event.id).version == 7 and event.specversion == "1.0"
+
     def test_refuses_an_id_that_is_not_a_uuid(self):
         document = probe_event().to_json_dict() | {"id": "42"}
         with pytest.raises(MalformedEvent, match="UUID"):

@@ -26,3 +26,10 @@ def test_every_payload_names_a_registered_topic():
 
 def test_the_dead_letter_topic_is_created_with_the_others():
     assert DEAD_LETTER in ALL_TOPICS
+
+
+def test_the_envelope_schema_requires_what_cloudevents_requires():
+    import json
+
+    required = json.loads(render_schemas()["cloudevent.schema.json"])["required"]
+    assert {"id", "specversion", "source", "type"} <= set(required)

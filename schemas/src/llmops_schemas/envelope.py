@@ -31,7 +31,20 @@ def new_event_id() -> str:
 
 
 def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
     return datetime.now(UTC)
+
+
+#: Attributes CloudEvents 1.0 requires that the model fills in when Python code builds an event (``id``,
+#: ``specversion``): events read from bytes must carry them, or each redelivery would get a new id.
+REQUIRED_ON_THE_WIRE = ("id", "specversion")
+_REQUIRED_SET = frozenset(REQUIRED_ON_THE_WIRE)
+
+
+def _wire_schema(schema: dict[str, Any]) -> None:
+    # The exported schema is for publishers: what the wire requires, not what Python construction defaults.
+    required = set(schema.get("required", ())) | set(REQUIRED_ON_THE_WIRE)
+    schema["required"] = [name for name in schema["properties"] if name in required]
 
 
 class CloudEvent(BaseModel):
@@ -40,9 +53,12 @@ class CloudEvent(BaseModel):
     ``subject`` is the aggregate id and the Kafka key. ``actor`` is who caused the event, ``project`` the
     project scope, ``correlationid`` ties together everything one request caused, ``causationid`` names the event
     this one reacts to, ``traceparent`` is the W3C trace context, ``schemaversion`` the payload's version.
+
+    ``id`` and ``specversion`` are required on the wire, as CloudEvents 1.0 says; only an event built in Python
+    gets them by default (a fresh UUIDv7 and "1.0").
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, json_schema_extra=_wire_schema)
 
     specversion: Literal["1.0"] = "1.0"
     id: str = Field(default_factory=new_event_id, description="UUID (v7 when produced by the platform)")
@@ -75,6 +91,7 @@ class CloudEvent(BaseModel):
         return value.astimezone(UTC)
 
     def to_json_dict(self) -> dict[str, Any]:
+        """The envelope as a JSON-ready dict, attributes that are None left out."""
         return self.model_dump(mode="json", exclude_none=True)
 
     def to_bytes(self) -> bytes:
@@ -170,9 +187,13 @@ class MalformedEvent(ValueError):
 
 
 def parse_envelope(raw: bytes | str) -> CloudEvent:
-    """Decode and validate the envelope only (any type, data not checked)."""
+    """Decode and validate the envelope only (any type, data not checked).
+
+    Raises :class:`MalformedEvent` (``invalid_envelope``) when ``id`` or ``specversion`` is missing: the model's
+    defaults are for events built in Python, not for filling in what a publisher left out.
+    """
     try:
-        return CloudEvent.model_validate_json(raw)
+        event = CloudEvent.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         if first["type"] == "json_invalid":
@@ -182,6 +203,11 @@ def parse_envelope(raw: bytes | str) -> CloudEvent:
         raise MalformedEvent("invalid_envelope", _errors(exc)) from exc
     except UnicodeDecodeError as exc:
         raise MalformedEvent("not_json", str(exc)) from exc
+    # Checked after validation, on the set pydantic already keeps: no second parse of every event.
+    if not event.model_fields_set >= _REQUIRED_SET:
+        missing = [name for name in REQUIRED_ON_THE_WIRE if name not in event.model_fields_set]
+        raise MalformedEvent("invalid_envelope", "; ".join(f"{name}: required by CloudEvents 1.0" for name in missing))
+    return event
 
 
 def parse_payload(event: CloudEvent) -> EventPayload:

@@ -398,6 +398,15 @@ class TestVerify:
         report = (await client.get("/audit/verify", params=query, headers=bearer(Role.AUDITOR))).json()
         assert (report["ok"], report["first_broken_seq"]) == (False, deleted)
 
+    @pytest.mark.parametrize("column", ["actor", "type", "subject", "project", "time"])
+    async def test_a_forged_column_is_reported_at_its_sequence_number(self, audit, client, log, column):
+        from .test_tamper import FORGED
+
+        await tamper(audit, f"UPDATE audit_log SET {column} = {FORGED[column]} WHERE seq = 7")  # noqa: S608
+        report = (await client.get("/audit/verify", headers=bearer(Role.AUDITOR))).json()
+        assert (report["ok"], report["first_broken_seq"], report["reason"]) == (False, 7, "column_mismatch")
+        assert report["detail"].startswith(f"the {column} column ")
+
     async def test_a_range_after_the_head_has_nothing_to_check_and_is_ok(self, client, log):
         query = {"from_seq": len(log) + 1}
         report = (await client.get("/audit/verify", params=query, headers=bearer(Role.AUDITOR))).json()

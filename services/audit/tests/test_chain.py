@@ -7,8 +7,21 @@ import hashlib
 import os
 from datetime import UTC, datetime
 
-from llmops_audit.chain import GENESIS, ChainVerifier, Entry, Signer, entry_hash, signature_valid
-from llmops_schemas import canonical_json
+import pytest
+
+from llmops_audit.chain import (
+    ABSENT,
+    EVENT_COLUMNS,
+    GENESIS,
+    ChainVerifier,
+    Entry,
+    Signer,
+    entry_hash,
+    redacted,
+    signature_valid,
+)
+from llmops_schemas import canonical_json, new_event
+from llmops_schemas.events import ProbeSent
 
 SEED = base64.b64encode(b"k" * 32).decode()
 
@@ -85,6 +98,65 @@ class TestVerifier:
         entries = chain(20)[::3]
         assert verify(entries, contiguous=False).ok
         assert not verify(entries).ok
+
+
+def chain_with_columns(count: int) -> list[Entry]:
+    """Entries of real events with their columns, as the database gives them (time a datetime)."""
+    entries, prev = [], GENESIS
+    for seq in range(1, count + 1):
+        event = new_event(ProbeSent(message=f"m{seq}", sequence=seq), subject=f"s{seq}", source="/t", actor="ann")
+        canonical = canonical_json(redacted(event))
+        digest = entry_hash(seq, prev, canonical)
+        columns = tuple(getattr(event, attribute) for attribute in EVENT_COLUMNS.values())
+        entries.append(Entry(seq, prev, digest, canonical, columns))
+        prev = digest
+    return entries
+
+
+def with_column(entry: Entry, column: str, value) -> Entry:
+    columns = list(entry.columns)
+    columns[list(EVENT_COLUMNS).index(column)] = value
+    return entry._replace(columns=tuple(columns))
+
+
+class TestColumns:
+    def test_columns_that_copy_the_hashed_event_verify(self):
+        report = verify(chain_with_columns(5))
+        assert report.ok and report.checked == 5
+
+    def test_a_time_given_as_text_is_compared_as_an_instant(self):
+        entries = [with_column(e, "time", e.columns[-1].isoformat()) for e in chain_with_columns(3)]
+        assert verify(entries).ok
+
+    @pytest.mark.parametrize("column", EVENT_COLUMNS)
+    def test_a_column_that_differs_from_the_hashed_event_is_reported_naming_it(self, column):
+        entries = chain_with_columns(5)
+        forged = datetime(2020, 1, 1, tzinfo=UTC) if column == "time" else "forged"
+        entries[2] = with_column(entries[2], column, forged)
+        report = verify(entries)
+        assert (report.first_broken_seq, report.reason) == (3, "column_mismatch")
+        assert report.detail.startswith(f"the {column} column ")
+        assert len(report.problems) == 1
+
+    def test_a_null_column_for_an_attribute_the_event_has_is_reported(self):
+        entries = chain_with_columns(2)
+        entries[1] = with_column(entries[1], "actor", None)
+        assert verify(entries).reason == "column_mismatch"
+
+    def test_a_column_the_source_does_not_carry_is_not_checked(self):
+        entries = [with_column(e, "source", ABSENT) for e in chain_with_columns(3)]
+        assert verify(entries).ok
+
+    def test_an_empty_column_equals_a_missing_attribute_only_when_blanks_are_nulls(self):
+        entries = [with_column(e, "project", "") for e in chain_with_columns(2)]
+        assert verify(entries, blank_is_null=True).ok
+        assert verify(entries).reason == "column_mismatch"
+
+    def test_an_event_that_is_not_a_json_object_covers_no_column(self):
+        entries = chain_with_columns(2)
+        entries[1] = entries[1]._replace(canonical=b"[1]")
+        report = verify(entries)
+        assert [p["reason"] for p in report.problems] == ["hash_mismatch", "column_mismatch"]
 
 
 class TestSigner:

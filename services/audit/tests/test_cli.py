@@ -38,6 +38,7 @@ def chain(events) -> list[SimpleNamespace]:
                 seq=seq,
                 event_id=event.id,
                 type=event.type,
+                source=event.source,
                 subject=event.subject,
                 actor=event.actor,
                 project=event.project,
@@ -103,6 +104,25 @@ class TestVerifyExport:
         result = runner.invoke(app, ["verify-export", str(path), "--public-key", SIGNER.public_key_b64])
         assert result.exit_code == 1
         assert "broken at seq 4: hash_mismatch" in result.stdout
+
+    @pytest.mark.parametrize("csv", [False, True], ids=["jsonl", "csv"])
+    @pytest.mark.parametrize(
+        ("column", "forged"),
+        [
+            ("actor", "mallory"),
+            ("type", "platform.probe.forged"),
+            ("subject", "thing-forged"),
+            ("project", "p-forged"),
+            ("time", datetime(2020, 1, 1, tzinfo=UTC)),
+        ],
+        ids=["actor", "type", "subject", "project", "time"],
+    )
+    def test_a_column_that_differs_from_its_hashed_event_exits_1_naming_it(self, tmp_path, rows, csv, column, forged):
+        setattr(rows[3], column, forged)
+        path = write_export(tmp_path / "audit.export", rows, csv=csv)
+        result = runner.invoke(app, ["verify-export", str(path), "--public-key", SIGNER.public_key_b64])
+        assert result.exit_code == 1, result.output
+        assert f"broken at seq 4: column_mismatch: the {column} column" in result.stdout
 
     def test_a_checkpoint_checked_against_another_key_fails(self, tmp_path, rows):
         path = write_export(tmp_path / "audit.jsonl", rows)

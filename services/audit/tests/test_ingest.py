@@ -101,6 +101,39 @@ class TestMalformedInput:
         dead = await _dead_letters(DEAD_LETTER, audit.settings.consumer_group)
         assert [(r.value, dict(r.headers)[dlq.REASON]) for r in dead] == [(b"{not an event", b"not_json")]
 
+    @pytest.mark.parametrize("attribute", ["id", "specversion"])
+    async def test_an_event_without_an_attribute_cloudevents_requires_is_dead_lettered_not_recorded(
+        self, audit, topics, attribute
+    ):
+        from aiokafka import AIOKafkaProducer
+
+        from llmops.bus import dlq
+        from llmops_schemas import canonical_json
+        from llmops_schemas.topics import DEAD_LETTER
+
+        from .conftest import BOOTSTRAP
+
+        incomplete = probes(1)[0].to_json_dict()
+        del incomplete[attribute]
+        raw = canonical_json(incomplete)
+        producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topics[0], raw, key=b"thing-0")
+        finally:
+            await producer.stop()
+        good = probes(1, start=1)
+        await publish(topics[0], good)
+        await wait_for_head(audit.runtime.db, 1)
+        await caught_up(audit.settings.consumer_group, topics)  # offsets are committed after the dead letter's ack
+        assert await _recorded_ids(audit) == {good[0].id}
+
+        dead = await _dead_letters(DEAD_LETTER, audit.settings.consumer_group)
+        assert [r.value for r in dead] == [raw]
+        headers = dict(dead[0].headers)
+        assert headers[dlq.REASON] == b"invalid_envelope"
+        assert headers[dlq.ERROR].decode().startswith(f"{attribute}: ")
+
 
 async def _dead_letters(topic: str, consumer: str) -> list:
     from aiokafka import AIOKafkaConsumer

@@ -46,6 +46,45 @@ async def as_superuser(database: str) -> asyncpg.Connection:
     return conn
 
 
+async def write_export(db, signer, path, *, fmt: str) -> None:
+    """An unfiltered export of the whole log, as GET /audit/export writes it."""
+    where = AuditFilter()
+    lines = [export.header(contiguous=True, filters={}, public_key=signer.public_key_b64, key_id=signer.key_id)]
+    lines += [export.entry_record(row) async for row in service.export_rows(db, where)]
+    async with db.sessions() as session:
+        lines += [export.checkpoint_record(c) for c in await service.checkpoints(session)]
+    entries = [r for r in lines if r["kind"] == "entry"]
+    lines.append(export.trailer(len(entries), entries[0]["seq"], entries[-1]["seq"]))
+    text = (
+        "".join(export.jsonl_line(r) for r in lines)
+        if fmt == "jsonl"
+        else (export.csv_header() + "".join(export.csv_row(r) for r in lines))
+    )
+    path.write_text(text)
+
+
+#: For each column that copies an attribute of the event, a forged value (SQL) a superuser could give it.
+FORGED = {
+    "event_id": "gen_random_uuid()",
+    "type": "'platform.probe.forged'",
+    "source": "'/forged'",
+    "subject": "'thing-forged'",
+    "actor": "'mallory'",
+    "project": "'p-forged'",
+    "correlation_id": "'req-forged'",
+    "causation_id": "'cause-forged'",
+    "time": "time - interval '1 day'",
+}
+
+
+async def forge(database: str, column: str, seq: int) -> None:
+    conn = await as_superuser(database)
+    try:
+        await conn.execute(f"UPDATE audit_log SET {column} = {FORGED[column]} WHERE seq = $1", seq)  # noqa: S608
+    finally:
+        await conn.close()
+
+
 class TestTheServiceCannotChangeTheLog:
     async def test_its_runtime_role_may_not_update_or_delete(self, log_of_50, audit_settings):
         app = await asyncpg.connect(audit_settings.db_url.replace("postgresql+asyncpg", "postgresql"))
@@ -136,29 +175,46 @@ class TestVerifyFindsTampering:
         assert (report.first_broken_seq, report.reason) == (40, "hash_mismatch")
 
 
-class TestOfflineVerifier:
-    async def write_export(self, db, signer, path, *, fmt: str) -> None:
-        where = AuditFilter()
-        lines = [export.header(contiguous=True, filters={}, public_key=signer.public_key_b64, key_id=signer.key_id)]
-        lines += [export.entry_record(row) async for row in service.export_rows(db, where)]
-        async with db.sessions() as session:
-            lines += [export.checkpoint_record(c) for c in await service.checkpoints(session)]
-        entries = [r for r in lines if r["kind"] == "entry"]
-        lines.append(export.trailer(len(entries), entries[0]["seq"], entries[-1]["seq"]))
-        text = (
-            "".join(export.jsonl_line(r) for r in lines)
-            if fmt == "jsonl"
-            else (export.csv_header() + "".join(export.csv_row(r) for r in lines))
-        )
-        path.write_text(text)
+class TestVerifyChecksEveryColumnAgainstTheHashedEvent:
+    @pytest.mark.parametrize("column", FORGED)
+    async def test_a_forged_column_is_reported_at_its_sequence_number(self, log_of_50, column):
+        db, signer, name = log_of_50
+        await forge(name, column, 10)
+        report = await service.verify(db, signer.public_key)
+        assert (report.first_broken_seq, report.reason) == (10, "column_mismatch")
+        assert report.detail.startswith(f"the {column} column ")
+        assert len(report.problems) == 1, report.problems
 
+    @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+    @pytest.mark.parametrize("column", FORGED)
+    async def test_a_forged_column_is_reported_at_its_sequence_number_by_the_offline_verifier(
+        self, log_of_50, tmp_path, column, fmt
+    ):
+        db, signer, name = log_of_50
+        await forge(name, column, 10)
+        path = tmp_path / f"audit.{fmt}"
+        await write_export(db, signer, path, fmt=fmt)
+        report, _ = export.verify_export(path, public_key=signer.public_key)
+        assert (report.first_broken_seq, report.reason) == (10, "column_mismatch")
+        assert report.detail.startswith(f"the {column} column ")
+        assert len(report.problems) == 1, report.problems
+
+    async def test_a_range_checks_the_columns_of_its_entries_only(self, log_of_50):
+        db, signer, name = log_of_50
+        await forge(name, "actor", 40)
+        assert (await service.verify(db, signer.public_key, from_seq=1, to_seq=39)).ok
+        report = await service.verify(db, signer.public_key, from_seq=40, to_seq=50)
+        assert (report.first_broken_seq, report.reason) == (40, "column_mismatch")
+
+
+class TestOfflineVerifier:
     @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
     async def test_an_untouched_export_verifies_and_an_edited_one_is_reported_at_the_right_place(
         self, log_of_50, tmp_path, fmt
     ):
         db, signer, _ = log_of_50
         path = tmp_path / f"audit.{fmt}"
-        await self.write_export(db, signer, path, fmt=fmt)
+        await write_export(db, signer, path, fmt=fmt)
         report, warnings = export.verify_export(path, public_key=signer.public_key)
         assert report.ok and report.checked == 50 and report.checkpoints_checked == 2 and not warnings
 
@@ -169,7 +225,7 @@ class TestOfflineVerifier:
     async def test_the_verifier_reports_the_same_as_the_service_for_a_rewritten_chain(self, log_of_50, tmp_path):
         db, signer, _ = log_of_50
         path = tmp_path / "audit.jsonl"
-        await self.write_export(db, signer, path, fmt="jsonl")
+        await write_export(db, signer, path, fmt="jsonl")
         records = [json.loads(line) for line in path.read_text().splitlines()]
         prev = GENESIS
         for record in records:
@@ -186,7 +242,7 @@ class TestOfflineVerifier:
     async def test_a_cut_off_export_is_reported(self, log_of_50, tmp_path):
         db, signer, _ = log_of_50
         path = tmp_path / "audit.jsonl"
-        await self.write_export(db, signer, path, fmt="jsonl")
+        await write_export(db, signer, path, fmt="jsonl")
         lines = path.read_text().splitlines(keepends=True)
         path.write_text("".join(lines[:41] + lines[-1:]))  # header and 40 entries, then the trailer
         report, _ = export.verify_export(path, public_key=signer.public_key)

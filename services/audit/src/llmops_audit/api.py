@@ -60,6 +60,9 @@ class ExportQuery(Filters):
 
 
 class Entry(BaseModel):
+    """An entry of the log. Its columns (event_id to time) copy attributes of the hashed ``event``, and
+    ``GET /audit/verify`` checks each against it; ``recorded_at`` is the one value the chain does not cover."""
+
     seq: int
     event_id: str
     type: str
@@ -70,7 +73,10 @@ class Entry(BaseModel):
     correlation_id: str | None
     causation_id: str | None
     time: datetime
-    recorded_at: datetime
+    recorded_at: datetime = Field(
+        description="when the log received the entry, set by the database: not in the hashed event, so not covered "
+        "by the chain or its checkpoints (and not exported); the event's own time is `time`"
+    )
     event: dict[str, Any] = Field(description="the event as recorded (sensitive payload fields as hashes)")
     prev_hash: str
     hash: str

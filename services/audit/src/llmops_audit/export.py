@@ -1,9 +1,11 @@
 """Export files of the audit log (JSONL or CSV) and their offline verification.
 
 An export is self-describing: a header (format, whether it is a contiguous piece of the chain, the signing key),
-one record per entry with its chain hashes and the exact canonical event bytes that were hashed, and the signed
-checkpoints in its range. :func:`verify_export` needs nothing but the file and, ideally, the public key obtained
-from a trusted channel: it is what an outside auditor runs.
+one record per entry with its columns, its chain hashes and the exact canonical event bytes that were hashed, and the
+signed checkpoints in its range. Each column copies an attribute of the event and is checked against it; the time the
+log received an entry is not in the hashed event, so it is not exported, as it would not be evidence.
+:func:`verify_export` needs nothing but the file and, ideally, the public key obtained from a trusted channel: it is
+what an outside auditor runs.
 """
 
 from __future__ import annotations
@@ -18,14 +20,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from llmops_audit.chain import ChainVerifier, Entry, Report
+from llmops_audit.chain import ABSENT, EVENT_COLUMNS, ChainVerifier, Entry, Report
 from llmops_schemas.events.audit import CheckpointSigned
 
 FORMAT = "llmops-audit-export/1"
 CSV_COLUMNS = (
-    "kind", "seq", "event_id", "type", "subject", "actor", "project", "correlation_id", "causation_id", "time",
-    "prev_hash", "hash", "event",
+    "kind", "seq", "event_id", "type", "source", "subject", "actor", "project", "correlation_id", "causation_id",
+    "time", "prev_hash", "hash", "event",
 )  # fmt: skip
+_NULLABLE = ("actor", "project", "correlation_id", "causation_id")
 
 
 def header(*, contiguous: bool, filters: dict[str, Any], public_key: str, key_id: str) -> dict[str, Any]:
@@ -46,6 +49,7 @@ def entry_record(row) -> dict[str, Any]:
         "seq": row.seq,
         "event_id": str(row.event_id),
         "type": row.type,
+        "source": row.source,
         "subject": row.subject,
         "actor": row.actor,
         "project": row.project,
@@ -69,9 +73,20 @@ def trailer(entries: int, first_seq: int | None, last_seq: int | None) -> dict[s
 
 def _entry(record: dict[str, Any]) -> Entry:
     try:
-        return Entry(int(record["seq"]), record["prev_hash"], record["hash"], record["event"].encode())
+        columns = tuple(record.get(name, ABSENT) for name in EVENT_COLUMNS)
+        return Entry(
+            int(record["seq"]), record["prev_hash"], record["hash"], record["event"].encode(), _with_instant(columns)
+        )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"entry {record.get('seq')!r} is malformed: {exc!r}") from exc
+
+
+def _with_instant(columns: tuple[Any, ...]) -> tuple[Any, ...]:
+    # The time as an instant, as the database gives it; text that is not a time stays as it is, to be reported.
+    try:
+        return (*columns[:-1], datetime.fromisoformat(columns[-1]))
+    except (TypeError, ValueError):
+        return columns
 
 
 def _checkpoint(record: dict[str, Any]) -> CheckpointSigned:
@@ -99,26 +114,26 @@ def csv_row(record: dict[str, Any]) -> str:
     """One CSV line; the header record and checkpoints carry their JSON in the ``event`` column."""
     if record["kind"] == "entry":
         return _csv("" if record.get(c) is None else record[c] for c in CSV_COLUMNS)
-    return _csv(
-        [
-            record["kind"],
-            record.get("seq", ""),
-            *[""] * 9,
-            record.get("hash", ""),
-            json.dumps(record, separators=(",", ":")),
-        ]
-    )
+    other = {"kind": record["kind"], "seq": record.get("seq", ""), "hash": record.get("hash", "")}
+    other["event"] = json.dumps(record, separators=(",", ":"))
+    return _csv(other.get(c, "") for c in CSV_COLUMNS)
+
+
+def is_csv(path: Path) -> bool:
+    """Whether ``path`` holds a CSV export (else JSONL)."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        return handle.readline().startswith("kind,")
 
 
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
-    """The records of a JSONL or CSV export, whichever ``path`` holds."""
+    """The records of a JSONL or CSV export, whichever ``path`` holds; in CSV an empty column is read as null."""
     with path.open(newline="", encoding="utf-8") as handle:
         first = handle.readline()
         handle.seek(0)
         if first.startswith("kind,"):
             for row in csv.DictReader(handle):
                 if row["kind"] == "entry":
-                    yield {**row, "seq": int(row["seq"])}
+                    yield {**row, **{c: None for c in _NULLABLE if row.get(c) == ""}, "seq": int(row["seq"])}
                 else:
                     yield json.loads(row["event"])
         else:
@@ -134,8 +149,9 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def verify_export(path: Path, *, public_key: bytes | None = None) -> tuple[Report, list[str]]:
-    """Verify an export: every entry's hash, the links between entries (when contiguous), and every checkpoint's
-    signature and hash. Returns the report and warnings (e.g. the key was taken from the file itself)."""
+    """Verify an export: every entry's hash and columns (against its hashed event), the links between entries (when
+    contiguous), and every checkpoint's signature and hash. Returns the report and warnings (e.g. the key was taken
+    from the file itself)."""
     import base64
 
     warnings: list[str] = []
@@ -156,7 +172,7 @@ def verify_export(path: Path, *, public_key: bytes | None = None) -> tuple[Repor
             signed.append(_checkpoint(record))
         elif record.get("kind") == "trailer":
             trailers.append(record)
-    verifier = ChainVerifier(contiguous=contiguous)
+    verifier = ChainVerifier(contiguous=contiguous, blank_is_null=is_csv(path))
     verifier.feed(
         (_entry(r) for r in read_records(path) if r.get("kind") == "entry"),
         keep_hashes_for={c.seq for c in signed},

@@ -11,6 +11,7 @@ from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from llmops_audit.chain import Entry
 from llmops_audit.models import audit_log, chain_head, checkpoints
 
 ENTRY_COLUMNS = (
@@ -29,6 +30,9 @@ ENTRY_COLUMNS = (
     audit_log.c.prev_hash,
     audit_log.c.hash,
 )
+
+
+_MAX_SEQ = 2**63 - 1  # bigint's largest: "no upper bound" in one prepared statement
 
 
 @dataclass(frozen=True)
@@ -154,18 +158,19 @@ async def history(session: AsyncSession, subject: str, *, projects: frozenset[st
     return list((await session.execute(query)).all())
 
 
-async def chain_entries(session: AsyncSession, *, after_seq: int, to_seq: int | None, limit: int) -> list[Row]:
-    """The next ``limit`` entries after ``after_seq`` (keyset paging for verification and export)."""
-    conditions = [audit_log.c.seq > after_seq]
-    if to_seq is not None:
-        conditions.append(audit_log.c.seq <= to_seq)
-    query = (
-        select(audit_log.c.seq, audit_log.c.prev_hash, audit_log.c.hash, audit_log.c.event)
-        .where(*conditions)
-        .order_by(audit_log.c.seq)
-        .limit(limit)
-    )
-    return list((await session.execute(query)).all())
+# The event's columns in EVENT_COLUMNS order, after the chain's own.
+_CHAIN_PAGE = (
+    "SELECT seq, prev_hash, hash, event, event_id::text, type, source, subject, actor, project, correlation_id, "
+    "causation_id, time FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
+)
+
+
+async def chain_entries(session: AsyncSession, *, after_seq: int, to_seq: int | None, limit: int) -> list[Entry]:
+    """The next ``limit`` entries after ``after_seq`` (keyset paging for verification), with their columns."""
+    # Read through asyncpg itself: SQLAlchemy's handling of each row cost as much as checking its columns.
+    connection = (await (await session.connection()).get_raw_connection()).driver_connection
+    rows = await connection.fetch(_CHAIN_PAGE, after_seq, _MAX_SEQ if to_seq is None else to_seq, limit)
+    return [Entry(r[0], r[1], r[2], r[3].encode(), r[4:]) for r in rows]
 
 
 async def seq_bounds(session: AsyncSession) -> tuple[int | None, int | None]:

@@ -12,7 +12,7 @@ from llmops.bus import Delivery, add_to_outbox
 from llmops.db import Database
 from llmops.logging import get_logger
 from llmops_audit import repository
-from llmops_audit.chain import GENESIS, ChainVerifier, Entry, Report, Signer, entry_hash, redacted
+from llmops_audit.chain import GENESIS, ChainVerifier, Report, Signer, entry_hash, redacted
 from llmops_audit.repository import AuditFilter
 from llmops_schemas import canonical_json, new_event
 from llmops_schemas.events.audit import CheckpointSigned
@@ -115,8 +115,9 @@ async def export_rows(db: Database, where: AuditFilter) -> AsyncIterator[Row]:
 
 
 async def verify(db: Database, public_key: bytes, *, from_seq: int | None = None, to_seq: int | None = None) -> Report:
-    """Recompute the chain over [from_seq, to_seq] (default: all of it) and check it against the signed checkpoints
-    and the chain head. Reads the database page by page; memory stays flat whatever the log's size."""
+    """Recompute the chain over [from_seq, to_seq] (default: all of it), check each entry's columns against its hashed
+    event, and check the chain against the signed checkpoints and the head. Reads the database page by page; memory
+    stays flat whatever the log's size."""
     async with db.sessions() as session:
         head_seq, head_hash = await repository.read_head(session)
         signed = await checkpoints(session, from_seq=from_seq, to_seq=to_seq)
@@ -127,15 +128,15 @@ async def verify(db: Database, public_key: bytes, *, from_seq: int | None = None
     after = start - 1
     while True:
         async with db.sessions() as session:
-            rows = await repository.chain_entries(session, after_seq=after, to_seq=to_seq, limit=PAGE)
-        if after == start - 1 and rows and rows[0].seq != start and start <= end:
+            entries = await repository.chain_entries(session, after_seq=after, to_seq=to_seq, limit=PAGE)
+        if after == start - 1 and entries and entries[0].seq != start and start <= end:
             verifier.report.fail(
-                start, "missing_sequence", f"entries {start}..{rows[0].seq - 1} are missing (deleted?)"
+                start, "missing_sequence", f"entries {start}..{entries[0].seq - 1} are missing (deleted?)"
             )
-        verifier.feed((Entry(r.seq, r.prev_hash, r.hash, r.event.encode()) for r in rows), keep_hashes_for=keep)
-        if len(rows) < PAGE:
+        verifier.feed(entries, keep_hashes_for=keep)
+        if len(entries) < PAGE:
             break
-        after = rows[-1].seq
+        after = entries[-1].seq
     verifier.check_checkpoints(signed, public_key)
     report = verifier.report
     last = report.last_seq if report.last_seq is not None else start - 1
