@@ -93,6 +93,7 @@ async def client(database_url):
     await runtime.start()
     transport = httpx.ASGITransport(app=recording_starts(app))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        http.runtime = runtime  # for the tests that drive the runtime's timers themselves
         yield http
     await runtime.stop()
 
@@ -123,10 +124,28 @@ class TestAuthentication:
         assert response.headers["content-type"] == "application/problem+json"
         assert response.headers["www-authenticate"] == "Bearer"
         assert response.json()["type"] == "urn:llmops:problem:missing_token"
+        await client.runtime.anonymous_denials.flush()  # the end of the counting window
         [event] = await denial_events(request_id)
         assert event["type"] == "security.access.denied"
         assert event["subject"] == "anonymous"
         assert event["data"]["status"] == 401 and event["data"]["reason"] == "missing_token"
+        assert event["data"]["count"] == 1
+
+    async def test_a_thousand_anonymous_requests_from_one_source_are_one_denial_with_the_count(self, client):
+        await client.runtime.anonymous_denials.flush()  # start a window of this test's own
+        first = str(uuid.uuid4())
+        for n in range(1000):
+            headers = {"x-request-id": first} if n == 0 else {}
+            assert (await client.get("/projects/p1/things", headers=headers)).status_code == 401
+        async with client.runtime.db.sessions() as session:
+            before = await session.scalar(select(func.count()).select_from(outbox))
+        assert await client.runtime.anonymous_denials.flush() == 1
+        async with client.runtime.db.sessions() as session:
+            assert await session.scalar(select(func.count()).select_from(outbox)) == before + 1
+        [event] = await denial_events(first)
+        assert event["data"]["count"] == 1000
+        assert event["data"]["source"] == "127.0.0.1"
+        assert event["data"]["window_seconds"] == 60
 
     async def test_a_token_signed_with_another_secret_is_refused_with_401(self, client):
         forged = AuthSettings(jwt_secret="someone-elses-secret-that-is-long-enough-for-hs256")
@@ -163,6 +182,9 @@ class TestAuthorisation:
             "roles": ["auditor"],
             "project": "p1",
             "request_id": None,
+            "source": "127.0.0.1",
+            "count": 1,  # authenticated refusals are recorded one by one
+            "window_seconds": None,
         }
 
     async def test_a_project_outside_the_token_scope_is_refused_with_403(self, client):

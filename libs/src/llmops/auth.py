@@ -55,6 +55,7 @@ async def deny(request: Request, error: AuthError, *, permission: Permission | N
             roles=tuple(sorted(principal.roles)) if principal else (),
             project=request.path_params.get("project") or request.query_params.get("project"),
             request_id=getattr(request.state, "request_id", None),
+            source=request.client.host if request.client else None,
         )
         await recorder(
             denial, principal.subject if principal else "anonymous", getattr(request.state, "correlation_id", None)

@@ -30,6 +30,7 @@ from llmops.bus.broker import make_producer
 from llmops.bus.consumer import Consumer
 from llmops.bus.outbox import OutboxRelay, add_to_outbox, purge_published
 from llmops.db import Database
+from llmops.denials import AnonymousDenials
 from llmops.errors import Problem, install_problem_handlers
 from llmops.logging import bound_context, get_logger
 from llmops.settings import ServiceSettings
@@ -72,9 +73,15 @@ class Runtime:
     store: ObjectStore | None = None
     run_relay: bool = True
     relay: OutboxRelay | None = field(default=None, init=False)
+    anonymous_denials: AnonymousDenials = field(init=False)
     _producer: AIOKafkaProducer | None = field(default=None, init=False)
     _tasks: list[asyncio.Task] = field(default_factory=list, init=False)
     _background: list[asyncio.Task] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self.anonymous_denials = AnonymousDenials(
+            self._record_denial_event, window_seconds=self.settings.denial_window_seconds
+        )
 
     @property
     def source(self) -> str:
@@ -95,6 +102,7 @@ class Runtime:
             )
             self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
             self.spawn(self._purge_outbox(), name="outbox-purge")
+        self.spawn(self.anonymous_denials.run(), name="anonymous-denials")
 
     async def _purge_outbox(self) -> None:
         while True:
@@ -116,6 +124,10 @@ class Runtime:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        try:
+            await self.anonymous_denials.flush()  # the last window's counts, while the relay still runs
+        except Exception:
+            log.exception("auth.denials.flush_failed")
         if self.relay is not None:
             self.relay.stop()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -136,13 +148,22 @@ class Runtime:
         )
 
     async def record_denial(self, denial: AccessDenied, subject: str, correlation_id: str | None = None) -> None:
-        """Write a denial to the outbox in a transaction of its own (the refused request's work is rolled back)."""
+        """Write a denial to the outbox in a transaction of its own (the refused request's work is rolled back).
+        Anonymous 401s are only counted, per source, and recorded once a window with the count."""
+        log.info("auth.denied", status=denial.status, reason=denial.reason, path=denial.path, principal=subject)
+        if denial.status == 401 and subject == "anonymous":
+            self.anonymous_denials.add(denial)
+            return
+        await self._record_denial_event(denial, subject, correlation_id)
+
+    async def _record_denial_event(
+        self, denial: AccessDenied, subject: str = "anonymous", correlation_id: str | None = None
+    ) -> None:
         event = new_event(
             denial, subject=subject, source=self.source, correlation_id=correlation_id or denial.request_id
         )
         async with self.db.transaction() as session:
             await add_to_outbox(session, event)
-        log.info("auth.denied", status=denial.status, reason=denial.reason, path=denial.path, principal=subject)
 
     async def readiness(self) -> dict[str, str]:
         """Check Postgres, Kafka and the object store; each maps to "ok" or the error."""

@@ -29,3 +29,11 @@ class AccessDenied(EventPayload):
     roles: tuple[str, ...] = ()
     project: str | None = None
     request_id: str | None = None
+    source: str | None = Field(default=None, max_length=256, description="the client's address")
+    count: int = Field(
+        default=1,
+        ge=1,
+        description="how many requests this event stands for: anonymous refusals (401) are counted per source and "
+        "window, so a flood cannot fill the audit log; the other fields are those of the first",
+    )
+    window_seconds: int | None = Field(default=None, ge=1, description="the window anonymous refusals are counted in")
