@@ -45,6 +45,11 @@ async def list_things(
     return {"project": project, "limit": limit, "caller": principal.subject}
 
 
+@router.post("/projects/{project}/notes")
+async def take_note(project: str, note: dict, principal: Annotated[Principal, Depends(requires(READ_THINGS))]) -> dict:
+    return {"size": len(json.dumps(note))}
+
+
 @router.post("/projects/{project}/probes", status_code=201)
 async def write_probe(
     project: str,
@@ -273,3 +278,33 @@ class TestOperationsRoutes:
         await client.get("/healthz")
         text = (await client.get("/metrics")).text
         assert 'llmops_http_requests_total{method="GET",route="/healthz",service="things",status="200"}' in text
+
+
+class TestBodyLimits:
+    async def test_a_declared_body_over_the_limit_is_413_before_it_is_read(self, client):
+        body = json.dumps({"text": "x" * (2 * 1024 * 1024)})
+        response = await client.post(
+            "/projects/p1/notes", content=body, headers={**bearer(Role.VIEWER), "content-type": "application/json"}
+        )
+        assert response.status_code == 413
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["limit_bytes"] == 1024 * 1024
+        assert response.json()["request_id"] == response.headers["x-request-id"]
+
+    async def test_a_streamed_body_without_a_length_is_cut_off_at_the_limit(self, client):
+        sent = []
+
+        async def chunks():
+            for _ in range(64):  # 4 MiB in 64 KiB pieces, with no Content-Length
+                sent.append(1)
+                yield b"x" * 65536
+
+        response = await client.post(
+            "/projects/p1/notes", content=chunks(), headers={**bearer(Role.VIEWER), "content-type": "application/json"}
+        )
+        assert response.status_code == 413
+        assert "larger than the limit of 1048576 bytes" in response.json()["detail"]
+
+    async def test_a_body_under_the_limit_is_served(self, client):
+        response = await client.post("/projects/p1/notes", json={"text": "hello"}, headers=bearer(Role.VIEWER))
+        assert response.status_code == 200 and response.json() == {"size": 17}

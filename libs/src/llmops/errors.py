@@ -35,6 +35,18 @@ class Problem(Exception):
         self.headers, self.extra = headers, extra
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """A request body over the service's limit, found while it streams in (an HTTP exception, so that the framework's
+    body parsing passes it on instead of answering 400)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than the limit of {limit} bytes")
+        self.limit = limit
+
+    def problem(self) -> Problem:
+        return Problem(413, str(self.detail), type_="urn:llmops:problem:body-too-large", limit_bytes=self.limit)
+
+
 def problem_response(request: Request, problem: Problem) -> JSONResponse:
     from http import HTTPStatus
 
@@ -56,6 +68,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def on_problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(request, exc)
+
+    @app.exception_handler(BodyTooLarge)
+    async def on_body_too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return problem_response(request, exc.problem())
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from faststream.kafka import KafkaBroker
@@ -31,7 +32,7 @@ from llmops.bus.consumer import Consumer
 from llmops.bus.outbox import OutboxRelay, add_to_outbox, purge_published
 from llmops.db import Database
 from llmops.denials import AnonymousDenials
-from llmops.errors import Problem, install_problem_handlers
+from llmops.errors import PROBLEM_JSON, BodyTooLarge, Problem, install_problem_handlers
 from llmops.logging import bound_context, get_logger
 from llmops.settings import ServiceSettings
 from llmops.storage import ObjectStore
@@ -222,9 +223,11 @@ def create_app(
     version: str = "0.1.0",
     on_start: Sequence[Callable[[Runtime], Awaitable[None]]] = (),
     on_stop: Sequence[Callable[[Runtime], Awaitable[None]]] = (),
+    upload_media_types: Iterable[str] = (),
 ) -> FastAPI:
     """A FastAPI app for one service, with the platform's cross-cutting routes, errors and lifecycle (``on_start``
-    hooks run after the runtime starts, ``on_stop`` hooks before it stops)."""
+    hooks run after the runtime starts, ``on_stop`` hooks before it stops). Every request body is capped at
+    ``http_max_body_bytes`` (413), except uploads of ``upload_media_types``, which the routes stream and cap."""
     service = runtime.settings.service
 
     @asynccontextmanager
@@ -246,6 +249,11 @@ def create_app(
     app.state.on_denied = runtime.record_denial
     install_problem_handlers(app)
 
+    app.add_middleware(
+        BodyLimit,
+        limit=runtime.settings.http_max_body_bytes,
+        exempt=frozenset(m.lower() for m in upload_media_types),
+    )
     app.add_middleware(RequestContext, service=service)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
@@ -303,6 +311,57 @@ class RequestContext:
             route = getattr(scope.get("route"), "path", "unmatched")
             LATENCY.labels(self.service, scope["method"], route).observe(time.perf_counter() - started)
             REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
+
+
+class BodyLimit:
+    """Pure ASGI middleware capping request bodies: a declared ``Content-Length`` over ``limit`` is answered 413 at
+    once, and a body that streams past it (chunked, or lying about its length) is cut off with 413 as it arrives, so
+    no request makes a service hold more than ``limit`` bytes of body. Media types in ``exempt`` (uploads) pass."""
+
+    def __init__(self, app: ASGIApp, *, limit: int, exempt: frozenset[str] = frozenset()) -> None:
+        self.app, self.limit, self.exempt = app, limit, exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if headers.get("content-type", "").split(";")[0].strip().lower() in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        await self.app(scope, limited, send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        problem = BodyTooLarge(self.limit).problem()
+        body = orjson.dumps(
+            {
+                "type": problem.type,
+                "title": "Content Too Large",
+                "status": 413,
+                "detail": problem.detail,
+                "instance": scope.get("path"),
+                "request_id": scope.get("state", {}).get("request_id"),
+                **problem.extra,
+            }
+        )
+        headers = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 async def spool(

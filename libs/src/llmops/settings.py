@@ -183,6 +183,8 @@ class ServiceSettings(BaseSettings):
     outbox_retention_seconds: float = Field(default=7 * 24 * 3600, gt=0)
     consumer_max_attempts: int = Field(default=3, ge=1)
     consumer_backoff_seconds: float = Field(default=0.2, ge=0)
+    #: The largest request body a route takes (JSON and forms); uploads have limits of their own.
+    http_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     #: Anonymous refusals (401) are counted per source over this window and recorded as one event with the count.
     denial_window_seconds: int = Field(default=60, ge=1)
 

@@ -110,8 +110,13 @@ class TestVersions:
         huge = {"kind": "text", "text": "x" * (2 * 1024 * 1024)}
         body = {"template": huge, "message": "too big"}
         response = await client.post("/projects/p1/prompts/huge/versions", json=body, headers=ENGINEER)
-        assert response.status_code == 422, response.text
+        assert response.status_code == 413, response.text  # the body limit, before anything is parsed
         assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["limit_bytes"] == 1024 * 1024
+        # Under the body limit, the template's own cap names the field.
+        body["template"]["text"] = "x" * 150_000
+        response = await client.post("/projects/p1/prompts/huge/versions", json=body, headers=ENGINEER)
+        assert response.status_code == 422, response.text
         assert "template.text" in {e["field"] for e in response.json()["errors"]}
 
         await setup_prompt(client, name="after", versions=1)

@@ -17,6 +17,7 @@ from llmops.http import Runtime, create_app
 from llmops.memory import tune_malloc
 from llmops.storage import ObjectStore
 from llmops_datasets.api import router
+from llmops_datasets.formats import CONTENT_TYPES
 from llmops_datasets.parallel import IngestPool
 from llmops_datasets.settings import DatasetsSettings
 
@@ -43,6 +44,7 @@ class DatasetsService:
             routers=[router],
             on_start=[self._start_workers],
             on_stop=[self._stop_workers],
+            upload_media_types=CONTENT_TYPES,
         )
         self.app.state.settings = self.settings
         self.app.state.ingest_pool = None

@@ -20,7 +20,7 @@ from llmops.entrypoint import service_cli
 from llmops.http import Runtime, create_app
 from llmops.logging import configure_logging
 from llmops.storage import ObjectStore
-from llmops_training.api import router
+from llmops_training.api import TAR_TYPES, router
 from llmops_training.consumers import projections_consumer
 from llmops_training.settings import TrainingSettings
 
@@ -39,7 +39,9 @@ class TrainingService:
             store=ObjectStore(self.settings.s3),
         )
         self.consumer: Consumer = projections_consumer(self.settings, self.runtime.db, self.runtime.broker)
-        self.app: FastAPI = create_app(self.runtime, title="llmops training", routers=[router])
+        self.app: FastAPI = create_app(
+            self.runtime, title="llmops training", routers=[router], upload_media_types=TAR_TYPES
+        )
         self.app.state.settings = self.settings
 
     async def start(self) -> None:
