@@ -45,6 +45,11 @@ async def list_things(
     return {"project": project, "limit": limit, "caller": principal.subject}
 
 
+@router.get("/projects/{project}/crash")
+async def crash(project: str, principal: Annotated[Principal, Depends(requires(READ_THINGS))]) -> dict:
+    raise RuntimeError(f"a bug in {project}")
+
+
 @router.post("/projects/{project}/notes")
 async def take_note(project: str, note: dict, principal: Annotated[Principal, Depends(requires(READ_THINGS))]) -> dict:
     return {"size": len(json.dumps(note))}
@@ -308,3 +313,19 @@ class TestBodyLimits:
     async def test_a_body_under_the_limit_is_served(self, client):
         response = await client.post("/projects/p1/notes", json={"text": "hello"}, headers=bearer(Role.VIEWER))
         assert response.status_code == 200 and response.json() == {"size": 17}
+
+
+class TestCrashes:
+    async def test_a_500_names_a_request_id_found_once_in_the_log_with_its_traceback(self, client, capsys):
+        from llmops.logging import configure_logging
+
+        configure_logging("INFO", json=True)
+        response = await client.get("/projects/p1/crash", headers=bearer(Role.VIEWER))
+        assert response.status_code == 500
+        assert response.headers["content-type"] == "application/problem+json"
+        request_id = response.json()["request_id"]
+        assert request_id == response.headers["x-request-id"]
+        lines = [line for line in capsys.readouterr().err.splitlines() if request_id in line]
+        assert len(lines) == 1, lines
+        logged = json.loads(lines[0])
+        assert logged["event"] == "http.unhandled_error" and "RuntimeError: a bug in p1" in logged["exception"]

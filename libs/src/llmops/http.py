@@ -294,23 +294,47 @@ class RequestContext:
         correlation_id = headers.get("x-correlation-id") or request_id
         state = scope.setdefault("state", {})  # what request.state reads
         state["request_id"], state["correlation_id"] = request_id, correlation_id
-        status = 500
+        status, responded = 500, False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
                 MutableHeaders(scope=message)["x-request-id"] = request_id
             await send(message)
 
         started = time.perf_counter()
         try:
             with bound_context(request_id=request_id, correlation_id=correlation_id, service=self.service):
-                await self.app(scope, receive, send_with_id)
+                try:
+                    await self.app(scope, receive, send_with_id)
+                except Exception:
+                    # Logged here, once, with the request id the 500 answer names; not raised on, so neither
+                    # Starlette nor the server logs the same traceback again without it.
+                    log.exception("http.unhandled_error", method=scope["method"], path=scope["path"])
+                    if responded:  # the response had started: nothing else can be sent
+                        return
+                    await _send_crash(scope, send_with_id, request_id)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             LATENCY.labels(self.service, scope["method"], route).observe(time.perf_counter() - started)
             REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
+
+
+async def _send_crash(scope: Scope, send: Send, request_id: str) -> None:
+    body = orjson.dumps(
+        {
+            "type": "about:blank",
+            "title": "Internal Server Error",
+            "status": 500,
+            "detail": "an internal error occurred; see the service log (request_id names it)",
+            "instance": scope.get("path"),
+            "request_id": request_id,
+        }
+    )
+    headers = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimit:
