@@ -99,7 +99,7 @@ class JobRunner:
         """Run one requested job to its end, or leave it to the worker that holds it; False when this worker, stopping,
         handed the job over instead (paused at a checkpoint)."""
         with bound_context(job_id=request.job_id, worker=self.name, correlation_id=event.correlationid):
-            claimed = await self._claim(request)
+            claimed = await self._claim(request, event)
             if claimed is None:  # ended, or held by another worker; while stopping, left to the next worker
                 return not self._stopping.is_set()
             work = self.work_root / request.job_id
@@ -124,10 +124,15 @@ class JobRunner:
                 await asyncio.to_thread(shutil.rmtree, work, True)
             return True
 
-    async def _claim(self, request: TrainingJobRequested):
-        """Claim the job; wait while another live worker holds it. None when there is nothing to do."""
+    async def _claim(self, request: TrainingJobRequested, event):
+        """Claim the job; wait while another live worker holds it. None when there is nothing to do (ended, or failed
+        now because its workers died on every attempt allowed)."""
         while not self._stopping.is_set():
             async with self.runtime.db.transaction() as session:
+                gave_up = await repository.give_up_job(session, request.job_id, self.name, self.settings.max_attempts)
+                if gave_up is not None:
+                    await self._gave_up(session, request, gave_up, event)
+                    return None
                 claimed = await repository.claim_job(session, request.job_id, self.name, self.settings.lease_seconds)
                 if claimed is not None:
                     return claimed
@@ -277,7 +282,7 @@ class JobRunner:
             job = await repository.get_job(session, request.job_id, for_update=True)
             if job is None or job.worker != self.name or job.status != "running":
                 raise JobLost(request.job_id)
-            await repository.update_job(session, request.job_id, status="queued", worker=None, lease_until=None)
+            await repository.requeue_job(session, request.job_id)
             at = "before training" if step is None else f"at step {step}, with a checkpoint there"
             await repository.add_log(
                 session, request.job_id, "info", f"{self.name} is stopping: job handed over {at}", self.name
@@ -338,6 +343,14 @@ class JobRunner:
         await repository.update_job(session, request.job_id, status="cancelled", finished_at=utcnow(), lease_until=None)
         await repository.add_log(session, request.job_id, "info", f"cancelled at step {step}", self.name)
         payload = TrainingJobCancelled(job_id=request.job_id, project=request.project, at_step=step, cancelled_by=by)
+        await add_to_outbox(session, self.event(payload, request, event))
+
+    async def _gave_up(self, session, request: TrainingJobRequested, job, event) -> None:
+        log.warning("training.job.gave_up", job_id=request.job_id, attempts=job.attempt - job.handovers)
+        await repository.add_log(session, request.job_id, "error", f"failed: {job.error}", self.name)
+        payload = TrainingJobFailed(
+            job_id=request.job_id, project=request.project, reason=job.error, attempt=job.attempt
+        )
         await add_to_outbox(session, self.event(payload, request, event))
 
     async def _fail(self, request: TrainingJobRequested, event, attempt: int, error: Exception) -> None:

@@ -97,6 +97,8 @@ jobs = Table(
     Column("worker", Text),
     Column("lease_until", DateTime(timezone=True)),
     Column("attempt", Integer, nullable=False, server_default="0"),
+    # starts that were hand-overs by a stopping worker: they do not count towards the worker's max_attempts
+    Column("handovers", Integer, nullable=False, server_default="0"),
     Column("resumed_from_step", Integer),
     Column("step", Integer, nullable=False, server_default="0"),
     Column("max_steps", Integer),

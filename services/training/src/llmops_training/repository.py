@@ -121,6 +121,33 @@ async def claim_job(session: AsyncSession, job_id: str, worker: str, lease_secon
     return (await session.execute(query, {"id": job_id, "worker": worker, "lease": lease_seconds})).one_or_none()
 
 
+#: Why a job failed for good after its starts ran out (the number of attempts is filled in by Postgres).
+GAVE_UP = "gave up after %s attempts: the worker running it died each time"
+
+
+async def give_up_job(session: AsyncSession, job_id: str, worker: str, max_attempts: int) -> Row | None:
+    """Fail a job whose counted starts (hand-overs aside) reached ``max_attempts`` without it ending: each one's
+    worker died. None while it has starts left, is held by a live worker, is being cancelled, or has ended."""
+    query = text(
+        "UPDATE jobs SET status = 'failed', finished_at = now(), lease_until = NULL, "
+        "error = format(:reason, attempt - handovers) "
+        "WHERE id = :id AND status IN ('queued', 'running') AND cancel_requested_by IS NULL "
+        "AND (lease_until IS NULL OR lease_until < now() OR worker = :worker) "
+        "AND attempt - handovers >= :max_attempts RETURNING *"
+    )
+    values = {"id": job_id, "worker": worker, "max_attempts": max_attempts, "reason": GAVE_UP}
+    return (await session.execute(query, values)).one_or_none()
+
+
+async def requeue_job(session: AsyncSession, job_id: str) -> None:
+    """Queue a job again, unleased, as a hand-over (its next start does not count towards the attempts)."""
+    await session.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id)
+        .values(status="queued", worker=None, lease_until=None, handovers=jobs.c.handovers + 1)
+    )
+
+
 async def renew_lease(session: AsyncSession, job_id: str, worker: str, lease_seconds: float) -> Row | None:
     """Extend this worker's lease; returns the job (with ``cancel_requested_by``), or None when it lost the job."""
     query = text(
