@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from llmops_training.models import (
     alias_moves,
     base_models,
+    dataset_version_deprecations,
     dataset_versions,
     job_checkpoints,
     job_logs,
@@ -50,11 +52,38 @@ async def upsert_dataset_version(session: AsyncSession, values: dict[str, Any]) 
     await session.execute(pg_insert(dataset_versions).values(**values).on_conflict_do_nothing())
 
 
-async def deprecate_dataset_version(session: AsyncSession, version_id: str, reason: str) -> None:
+async def lock_dataset_version(session: AsyncSession, version_id: str) -> None:
+    """Serialise a version's projection writes until the transaction ends (its creation and its deprecation may be
+    applied by two transactions at once, e.g. a dead-letter replay beside the live stream)."""
+    key = f"dataset-version:{version_id}"
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+
+
+async def remember_deprecation(
+    session: AsyncSession, version_id: str, reason: str, deprecated_at: datetime, event_id: str
+) -> None:
+    """Keep a version's deprecation, the earliest of several (by event time, then id), whatever order they arrive in."""
+    table = dataset_version_deprecations
+    statement = pg_insert(table).values(
+        version_id=version_id, reason=reason, deprecated_at=deprecated_at, event_id=event_id
+    )
+    excluded = statement.excluded
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["version_id"],
+            set_={"reason": excluded.reason, "deprecated_at": excluded.deprecated_at, "event_id": excluded.event_id},
+            where=tuple_(excluded.deprecated_at, excluded.event_id) < tuple_(table.c.deprecated_at, table.c.event_id),
+        )
+    )
+
+
+async def apply_deprecation(session: AsyncSession, version_id: str) -> None:
+    """Mark the version deprecated as its tombstone says (nothing while either of them has not arrived)."""
+    tombstone = dataset_version_deprecations
     await session.execute(
         update(dataset_versions)
-        .where(dataset_versions.c.version_id == version_id)
-        .values(deprecated=True, deprecated_reason=reason)
+        .where(dataset_versions.c.version_id == tombstone.c.version_id, tombstone.c.version_id == version_id)
+        .values(deprecated=True, deprecated_reason=tombstone.c.reason)
     )
 
 
