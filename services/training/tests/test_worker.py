@@ -198,6 +198,31 @@ class TestAStoppingWorker:
         assert len(await losses(client, job["id"])) == 400
 
 
+class TestALostLease:
+    async def test_stops_the_job_and_nothing_more_of_it_is_written(self, training, client, seeded, worker):
+        from sqlalchemy import text
+
+        job = await start_job(client, hyperparameters={"max_steps": 5000, "checkpoint_every": 5000})
+        await wait_for(client, job["id"], lambda j: j["status"] == "running" and j["step"] > 0)
+        running = next(t for t in asyncio.all_tasks() if t.get_name() == f"job-{job['id']}")
+        # Another worker takes the job over: under the row's lock, so every write before this is committed.
+        steal = (
+            "UPDATE jobs SET worker = 'thief', lease_until = now() + interval '1 hour' WHERE id = :id "
+            "RETURNING step, (SELECT max(step) FROM job_metrics WHERE job_id = :id)"
+        )
+        async with training.runtime.db.transaction() as session:
+            step, last_metric = (await session.execute(text(steal), {"id": job["id"]})).one()
+        published = len(await outbox_events(training))
+        await asyncio.wait_for(running, 60)  # the training process stopped and the worker let the job go
+
+        after = await job_of(client, job["id"])
+        assert after["status"] == "running" and after["worker"] == "thief" and after["step"] == step, after
+        metrics = (await client.get(f"/projects/p1/training/jobs/{job['id']}/metrics", headers=VIEWER)).json()
+        assert max(m["step"] for m in metrics) == last_metric
+        assert len(await outbox_events(training)) == published
+        assert after["model_version_id"] is None
+
+
 def worker_env(settings) -> dict[str, str]:
     return {
         **os.environ,

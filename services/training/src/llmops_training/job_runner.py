@@ -38,7 +38,7 @@ from llmops_schemas.events import (
 from llmops_schemas.splits import SplitConfig, split_lines
 from llmops_training import artifacts, registration, repository
 from llmops_training.examples import ExampleError, to_examples
-from llmops_training.leases import JobControl, JobLost
+from llmops_training.leases import JobControl, JobLost, Lease
 from llmops_training.ml.examples import TrainingError
 from llmops_training.ml.process import TrainingProcessError, train_in_process
 from llmops_training.settings import TrainingSettings
@@ -96,23 +96,26 @@ class JobRunner:
 
     # -- one job -------------------------------------------------------------------------------------------------
     async def handle(self, request: TrainingJobRequested, event) -> bool:
-        """Run one requested job to its end, or leave it to the worker that holds it; False when this worker, stopping,
-        handed the job over instead (paused at a checkpoint)."""
+        """Run one requested job to its end, or leave it to the worker that holds it; False when it did not end here and
+        must be taken again: this worker, stopping, handed it over (paused at a checkpoint), or lost its lease."""
         with bound_context(job_id=request.job_id, worker=self.name, correlation_id=event.correlationid):
-            claimed = await self._claim(request, event)
-            if claimed is None:  # ended, or held by another worker; while stopping, left to the next worker
+            claim = await self._claim(request, event)
+            if claim is None:  # ended, or held by another worker; while stopping, left to the next worker
                 return not self._stopping.is_set()
+            claimed, since = claim
             work = self.work_root / request.job_id
             work.mkdir(parents=True, exist_ok=True)
             control = JobControl()
             self._jobs.add(control)
             if self._stopping.is_set():
                 control.pause.set()
-            lease = asyncio.create_task(self._hold_lease(request, control))
+            held = Lease(self.runtime.db, request.job_id, self.name, self.settings.lease_seconds, control, since=since)
+            lease = asyncio.create_task(held.hold())
             try:
                 return await self._train(request, event, claimed, control, work)
             except JobLost:
                 log.warning("training.job.lost", job_id=request.job_id)
+                return False  # whoever holds it now ends it; should its lease expire, it is taken again
             except Exception as exc:
                 details = getattr(exc, "child_traceback", None)
                 log.warning("training.job.failed", job_id=request.job_id, error=repr(exc), traceback=details)
@@ -126,8 +129,9 @@ class JobRunner:
 
     async def _claim(self, request: TrainingJobRequested, event):
         """Claim the job; wait while another live worker holds it. None when there is nothing to do (ended, or failed
-        now because its workers died on every attempt allowed)."""
+        now because its workers died on every attempt allowed); else the claimed job and when its lease began."""
         while not self._stopping.is_set():
+            since = time.monotonic()
             async with self.runtime.db.transaction() as session:
                 gave_up = await repository.give_up_job(session, request.job_id, self.name, self.settings.max_attempts)
                 if gave_up is not None:
@@ -135,7 +139,7 @@ class JobRunner:
                     return None
                 claimed = await repository.claim_job(session, request.job_id, self.name, self.settings.lease_seconds)
                 if claimed is not None:
-                    return claimed
+                    return claimed, since
                 job = await repository.get_job(session, request.job_id)
                 if job is None or job.status in TERMINAL:
                     return None
@@ -144,18 +148,6 @@ class JobRunner:
                     return None
             await asyncio.sleep(min(2.0, self.settings.lease_seconds / 3))
         return None
-
-    async def _hold_lease(self, request: TrainingJobRequested, control: JobControl) -> None:
-        while True:
-            await asyncio.sleep(self.settings.lease_seconds / 3)
-            async with self.runtime.db.transaction() as session:
-                job = await repository.renew_lease(session, request.job_id, self.name, self.settings.lease_seconds)
-            if job is None:
-                control.lost.set()
-                return
-            if job.cancel_requested_by is not None:
-                control.cancelled_by = job.cancel_requested_by
-                control.cancel.set()
 
     def event(self, payload, request: TrainingJobRequested, cause) -> Any:
         return new_event(
@@ -314,6 +306,9 @@ class JobRunner:
             return
         latest = control.latest
         async with self.runtime.db.transaction() as session:
+            if control.lost.is_set() or not await repository.holds_lease(session, request.job_id, self.name):
+                control.lost.set()  # another worker may hold the job now: its progress is no longer ours to write
+                return
             await repository.record_metrics(session, request.job_id, rows)
             progress = {
                 "step": latest.step,
@@ -330,9 +325,12 @@ class JobRunner:
             payload = TrainingJobProgress(job_id=request.job_id, project=request.project, **_finite(progress))
             await add_to_outbox(session, self.event(payload, request, event))
 
-    async def save_checkpoint(self, request: TrainingJobRequested, step: int, directory: Path) -> None:
+    async def save_checkpoint(self, request: TrainingJobRequested, step: int, directory: Path, control) -> None:
         manifest = await artifacts.put_directory(self.store, directory)
         async with self.runtime.db.transaction() as session:
+            if control.lost.is_set() or not await repository.holds_lease(session, request.job_id, self.name):
+                control.lost.set()  # the stored files are harmless (content-addressed); the job's rows are not ours
+                return
             await repository.add_checkpoint(session, request.job_id, step, manifest.sha256, self.name)
             await repository.add_log(
                 session, request.job_id, "info", f"checkpoint at step {step} stored ({manifest.sha256[:12]})", self.name
@@ -402,7 +400,7 @@ class _Hooks:
         # trainer deletes all but the last KEEP_CHECKPOINTS folders at its next save.
         self.wait_for_upload()
         self.upload = asyncio.run_coroutine_threadsafe(
-            self.runner.save_checkpoint(self.request, step, directory), self.loop
+            self.runner.save_checkpoint(self.request, step, directory, self.control), self.loop
         )
 
     def wait_for_upload(self) -> None:

@@ -186,6 +186,16 @@ async def renew_lease(session: AsyncSession, job_id: str, worker: str, lease_sec
     return (await session.execute(query, {"id": job_id, "worker": worker, "lease": lease_seconds})).one_or_none()
 
 
+async def holds_lease(session: AsyncSession, job_id: str, worker: str) -> bool:
+    """Whether ``worker`` still holds a live lease on the running job. Locks the job's row until the transaction
+    ends, so no other worker takes the job over before what this one writes with it is committed."""
+    query = text(
+        "SELECT 1 FROM jobs WHERE id = :id AND worker = :worker AND status = 'running' AND lease_until > now() "
+        "FOR UPDATE"
+    )
+    return (await session.execute(query, {"id": job_id, "worker": worker})).first() is not None
+
+
 async def lease_expired(session: AsyncSession, job_id: str) -> bool:
     query = text("SELECT lease_until IS NULL OR lease_until < now() FROM jobs WHERE id = :id")
     return bool((await session.execute(query, {"id": job_id})).scalar_one())

@@ -123,7 +123,7 @@ class TrainingWorker:
             while not job.done():
                 await asyncio.wait({job}, timeout=1.0)
                 await self._keep_polling(consumer)
-            if not job.result():  # handed over: this worker is stopping, the job comes again to the next one
+            if not job.result():  # handed over (stopping) or lease lost: the job comes again, here or elsewhere
                 consumer.seek(partition, record.offset)
                 return False
         except Exception:
