@@ -37,7 +37,7 @@ from llmops_schemas.events import (
 )
 from llmops_schemas.splits import SplitConfig, split_lines
 from llmops_training import artifacts, registration, repository
-from llmops_training.examples import ExampleError, to_examples
+from llmops_training.examples import ExampleError, write_examples
 from llmops_training.leases import JobControl, JobLost, Lease
 from llmops_training.ml.examples import TrainingError
 from llmops_training.ml.process import TrainingProcessError, train_in_process
@@ -160,23 +160,24 @@ class JobRunner:
             causation_id=None if cause is None else cause.id,
         )
 
-    async def _log(self, job_id: str, message: str, level: str = "info") -> None:
-        async with self.runtime.db.transaction() as session:
-            await repository.add_log(session, job_id, level, message, self.name)
-
-    async def _inputs(self, request: TrainingJobRequested, work: Path) -> tuple[Path, list[dict], dict[str, Any]]:
-        """Download the dataset split and the base model; returns the model directory, examples and base lineage."""
+    async def _inputs(self, request: TrainingJobRequested, work: Path) -> tuple[Path, Path, int, dict[str, Any]]:
+        """Download the dataset split and the base model; returns the model directory, the examples' JSONL file (for
+        the training process to read), how many examples, and the base model's lineage. The worker streams the
+        version to disk and its split's examples to that file a row at a time: it never holds the split."""
         dataset = request.dataset
         data_file = work / "dataset.jsonl"
         await self.store.download(dataset.sha256, data_file)
         split = SplitConfig.of_version(dataset.splits)
         template = None if request.prompt is None else PromptTemplate.model_validate(request.prompt.template)
+        examples_file = work / "examples.jsonl"
 
-        def examples() -> list[dict]:
-            with data_file.open("rb") as handle:
-                return to_examples(split_lines(handle, split, dataset.split), dataset.format, template)
+        def write() -> int:
+            with data_file.open("rb") as rows, examples_file.open("wb") as out:
+                count = write_examples(split_lines(rows, split, dataset.split), dataset.format, template, out)
+            data_file.unlink()
+            return count
 
-        rows = await asyncio.to_thread(examples)
+        count = await asyncio.to_thread(write)
         base = request.base_model
         if base.source == "upload":
             assert base.manifest_sha256 is not None
@@ -187,14 +188,14 @@ class JobRunner:
         else:
             model_dir, revision = await asyncio.to_thread(_from_hub, base.hub_id, base.revision, self.cache_dir / "hub")
         lineage = {**base.model_dump(mode="json"), "resolved_revision": revision}
-        return model_dir, rows, lineage
+        return model_dir, examples_file, count, lineage
 
     async def _train(self, request: TrainingJobRequested, event, claimed, control: JobControl, work: Path) -> bool:
         """Train and register; False when paused and handed over."""
         if control.pause.is_set():  # stopping before any work: nothing to save
             await self._hand_over(request, event, claimed.attempt, None)
             return False
-        model_dir, examples, base_lineage = await self._inputs(request, work)
+        model_dir, examples, count, base_lineage = await self._inputs(request, work)
         spec_values = {k: v for k, v in request.hyperparameters.items() if k in SPEC_FIELDS and v is not None}
         spec_values["keep_checkpoints"] = KEEP_CHECKPOINTS
         if "target_modules" in spec_values:
@@ -206,7 +207,7 @@ class JobRunner:
             resume_from = await artifacts.fetch_directory(
                 self.store, checkpoint.manifest_sha256, work / "resume" / f"checkpoint-{checkpoint.step}"
             )
-        max_steps = _planned_steps(len(examples), request.hyperparameters)
+        max_steps = _planned_steps(count, request.hyperparameters)
         async with self.runtime.db.transaction() as session:
             await repository.update_job(
                 session,
@@ -219,7 +220,7 @@ class JobRunner:
                 session,
                 request.job_id,
                 "info",
-                f"attempt {claimed.attempt} started on {self.name}: {len(examples)} examples, "
+                f"attempt {claimed.attempt} started on {self.name}: {count} examples, "
                 f"{max_steps} steps planned{resumed}",
                 self.name,
             )
@@ -230,7 +231,7 @@ class JobRunner:
                 attempt=claimed.attempt,
                 resumed_from_step=None if checkpoint is None else checkpoint.step,
                 max_steps=max_steps,
-                examples=len(examples),
+                examples=count,
             )
             await add_to_outbox(session, self.event(started, request, event))
 
