@@ -110,7 +110,8 @@ async def seed_dataset(
 
     import orjson
 
-    from llmops_training import repository
+    from llmops_schemas.envelope import utcnow
+    from llmops_training import service as use_cases
 
     rows = instruction_rows() if rows is None else rows
     body = b"".join(orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n" for row in rows)
@@ -129,9 +130,11 @@ async def seed_dataset(
         "splits": {"train": 1.0, "validation": 0.0, "test": 0.0, "seed": 42, "counts": {"train": len(rows)}},
     }
     async with service.runtime.db.transaction() as session:
-        await repository.upsert_dataset_version(session, values)
+        await use_cases.project_dataset_version(session, values)
         if deprecated:
-            await repository.deprecate_dataset_version(session, values["version_id"], "superseded")
+            await use_cases.project_deprecation(
+                session, values["version_id"], "superseded", utcnow(), str(uuid.uuid4())
+            )
     return values
 
 

@@ -1,14 +1,16 @@
 """The projections of dataset and prompt events, on real Kafka: versions arrive, deprecation follows, a redelivered
-event changes nothing, a malformed one goes to the dead-letter topic and the consumer carries on."""
+event changes nothing, a malformed one goes to the dead-letter topic and the consumer carries on; and on real
+Postgres, the same events in any order give the same tables."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from sqlalchemy import func, select
 
 from llmops.bus import dlq
@@ -143,3 +145,105 @@ async def dead_letters(consumer: str) -> list[tuple[str, bytes]]:
     finally:
         await reader.stop()
     return found
+
+
+def as_record(event, offset: int) -> ConsumerRecord:
+    value, key = event.to_bytes(), event.subject.encode()
+    return ConsumerRecord(
+        topic=topics.DATASETS,
+        partition=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key),
+        serialized_value_size=len(value),
+        headers=[],
+    )
+
+
+def deprecation_of(created: DatasetVersionCreated, reason: str):
+    payload = DatasetVersionDeprecated(
+        dataset_id=created.dataset_id,
+        version_id=created.version_id,
+        version=created.version,
+        project=created.project,
+        reason=reason,
+    )
+    return new_event(payload, subject=created.dataset_id, source="/tests")
+
+
+def prompt_version(project: str, version: int):
+    payload = PromptVersionCreated(
+        prompt_id="p",
+        version_id=f"prompt-version-{version}",
+        version=version,
+        project=project,
+        name="fmt",
+        template={"kind": "text", "text": f"Q{version}: {{{{ prompt }}}}"},
+        parameters={},
+        hash=f"{version}" * 64,
+        message="m",
+    )
+    return new_event(payload, subject="p", source="/tests")
+
+
+def history(project: str) -> list[ConsumerRecord]:
+    """Dataset and prompt events with everything that reorders them in practice: deprecations (one twice, one of a
+    version that never arrives), redeliveries of the same event, and versions re-announced under new event ids."""
+    a, b, c = (version_created(project, name=name) for name in "abc")
+    never = version_created(project, name="never")
+    events = [new_event(v, subject=v.dataset_id, source="/tests", project=project) for v in (a, b, c)]
+    events.append(new_event(a, subject=a.dataset_id, source="/tests", project=project))  # re-announced
+    events += [deprecation_of(a, "first"), deprecation_of(a, "second"), deprecation_of(b, "old")]
+    events.append(deprecation_of(never, "withdrawn"))
+    events += [prompt_version(project, 1), prompt_version(project, 1), prompt_version(project, 2)]
+    records = [as_record(event, offset) for offset, event in enumerate(events)]
+    return [*records, records[2], records[6]]  # redelivered: c's creation and b's deprecation
+
+
+class TestProjectionsInAnyOrder:
+    async def test_every_order_of_the_same_events_gives_the_same_tables(self, training_settings):
+        from sqlalchemy import text
+
+        from llmops.bus import make_broker
+        from llmops.db import Database
+        from llmops_training.consumers import projections_consumer
+        from llmops_training.models import dataset_version_deprecations
+
+        db, owner = Database(training_settings.db_url), Database(training_settings.migrations_db_url)
+        consumer = projections_consumer(training_settings, db, make_broker(training_settings.kafka))
+        records = history("p1")
+        tables = (dataset_versions, dataset_version_deprecations, prompt_versions)
+        found = {}
+        try:
+            for seed in range(40):
+                rng = random.Random(seed)
+                order = rng.sample(records, len(records)) if seed else records
+                async with owner.transaction() as session:
+                    await session.execute(text(f"TRUNCATE inbox, {', '.join(t.name for t in tables)}"))
+                start = 0
+                while start < len(order):  # batches of any size, as the broker hands them over
+                    size = rng.randint(1, 4)
+                    await consumer.process(order[start : start + size])
+                    start += size
+                async with db.sessions() as session:
+                    contents = [
+                        (await session.execute(select(t).order_by(*t.primary_key.columns))).all() for t in tables
+                    ]
+                found[seed] = contents
+        finally:
+            await db.dispose()
+            await owner.dispose()
+
+        in_order = found[0]
+        assert sorted((r.name, r.deprecated, r.deprecated_reason) for r in in_order[0]) == [
+            ("a", True, "first"),
+            ("b", True, "old"),
+            ("c", False, None),
+        ]
+        assert len(in_order[1]) == 3 and [r.version for r in in_order[2]] == [1, 2]
+        differing = [seed for seed, contents in found.items() if contents != in_order]
+        assert not differing, f"orders of seeds {differing} gave other tables, e.g. {found[differing[0]]}"

@@ -14,6 +14,7 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 import pytest
 
 from llmops_training.ml.generate import generate
@@ -267,6 +268,14 @@ class TestTrainingInAChildProcess:
         assert [(step, path.name) for step, path, _ in hooks.checkpoints] == [(3, "checkpoint-3"), (6, "checkpoint-6")]
         assert "optimizer.pt" in hooks.checkpoints[0][2]  # complete when announced: the child waits for the hook
         assert (result.artifacts_dir / "adapter_model.safetensors").is_file()
+
+    def test_reads_its_examples_from_a_file_and_trains_on_every_one(self, reference_runs, tiny, workdir):
+        # the worker streams a split to a file rather than holding it: the same loss curve shows every example came
+        spec, first, _ = reference_runs
+        examples = workdir / "examples.jsonl"
+        examples.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in PROMPT_COMPLETION))
+        result = train_in_process(tiny, examples, spec, workdir / "child-file", threads=1)
+        assert result.metrics["loss_history"] == first.metrics["loss_history"]
 
     def test_stops_when_the_hooks_say_so(self, tiny, workdir):
         hooks = RecordingHooks(stop_after=2)

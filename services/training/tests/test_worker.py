@@ -198,6 +198,31 @@ class TestAStoppingWorker:
         assert len(await losses(client, job["id"])) == 400
 
 
+class TestALostLease:
+    async def test_stops_the_job_and_nothing_more_of_it_is_written(self, training, client, seeded, worker):
+        from sqlalchemy import text
+
+        job = await start_job(client, hyperparameters={"max_steps": 5000, "checkpoint_every": 5000})
+        await wait_for(client, job["id"], lambda j: j["status"] == "running" and j["step"] > 0)
+        running = next(t for t in asyncio.all_tasks() if t.get_name() == f"job-{job['id']}")
+        # Another worker takes the job over: under the row's lock, so every write before this is committed.
+        steal = (
+            "UPDATE jobs SET worker = 'thief', lease_until = now() + interval '1 hour' WHERE id = :id "
+            "RETURNING step, (SELECT max(step) FROM job_metrics WHERE job_id = :id)"
+        )
+        async with training.runtime.db.transaction() as session:
+            step, last_metric = (await session.execute(text(steal), {"id": job["id"]})).one()
+        published = len(await outbox_events(training))
+        await asyncio.wait_for(running, 60)  # the training process stopped and the worker let the job go
+
+        after = await job_of(client, job["id"])
+        assert after["status"] == "running" and after["worker"] == "thief" and after["step"] == step, after
+        metrics = (await client.get(f"/projects/p1/training/jobs/{job['id']}/metrics", headers=VIEWER)).json()
+        assert max(m["step"] for m in metrics) == last_metric
+        assert len(await outbox_events(training)) == published
+        assert after["model_version_id"] is None
+
+
 def worker_env(settings) -> dict[str, str]:
     return {
         **os.environ,
@@ -280,3 +305,71 @@ class TestAWorkerKilledMidJob:
         logs = (await client.get(f"/projects/p1/training/jobs/{job['id']}/logs", headers=VIEWER)).json()
         assert any("resuming from the checkpoint" in line["message"] for line in logs)
         assert len(await losses(client, job["id"])) == 400
+
+
+async def partition_of(job_id: str) -> int:
+    """The partition of the training topic a job's events go to (Kafka's default partitioner, as the relay's)."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.partitioner import murmur2
+
+    from llmops.settings import KafkaSettings
+    from llmops_schemas import topics
+
+    producer = AIOKafkaProducer(bootstrap_servers=KafkaSettings().bootstrap_servers)
+    await producer.start()
+    try:
+        partitions = sorted(await producer.partitions_for(topics.TRAINING))
+    finally:
+        await producer.stop()
+    return partitions[(murmur2(job_id.encode()) & 0x7FFFFFFF) % len(partitions)]
+
+
+async def start_worker_process(name: str, env: dict[str, str]):
+    command = [str(Path(sys.executable).parent / "llmops-training"), "worker", "--name", name]
+    process = await asyncio.create_subprocess_exec(*command, env=env, stderr=asyncio.subprocess.PIPE)
+    await asyncio.wait_for(logged(process, "training.worker.ready"), 120)
+    return process
+
+
+class TestAJobThatKillsItsWorkerEveryTime:
+    async def test_fails_after_the_cap_and_the_next_job_on_its_partition_runs(
+        self, training_settings, training, client, seeded
+    ):
+        # The test SIGKILLs each worker once it has started the job: the real failure (a worker dying mid-job, as an
+        # OOM kill does), with no test-only path in the worker.
+        cap = 2
+        env = worker_env(training_settings) | {"LLMOPS_TRAINING_MAX_ATTEMPTS": str(cap)}
+        doomed = await start_worker_process("doomed-1", env)
+        try:
+            job = await start_job(client, hyperparameters={"max_steps": 5000, "checkpoint_every": 5000})
+            # the next job must queue behind it on its partition; others requested on the way are cancelled
+            while True:
+                following = await start_job(client, model_name="following")
+                if await partition_of(following["id"]) == await partition_of(job["id"]):
+                    break
+                await client.post(f"/projects/p1/training/jobs/{following['id']}/cancel", headers=ENGINEER)
+            for attempt in range(1, cap + 1):
+                if attempt > 1:
+                    doomed = await start_worker_process(f"doomed-{attempt}", env)
+                await wait_for(client, job["id"], lambda j, n=attempt: j["status"] == "running" and j["attempt"] == n)
+                doomed.send_signal(signal.SIGKILL)
+                await doomed.wait()
+        finally:
+            if doomed.returncode is None:
+                doomed.send_signal(signal.SIGKILL)
+                await doomed.wait()
+
+        last = TrainingWorker(training_settings.model_copy(update={"max_attempts": cap}), name="last")
+        task = asyncio.create_task(last.run())
+        try:
+            failed = await finished(client, job["id"], within=120)
+            done = await finished(client, following["id"], within=240)
+        finally:
+            last.stop()
+            await asyncio.wait_for(task, 60)
+        reason = f"gave up after {cap} attempts: the worker running it died each time"
+        assert failed["status"] == "failed" and failed["error"] == reason and failed["attempt"] == cap, failed
+        assert failed["model_version_id"] is None
+        events = [e for e in await outbox_events(training) if e["subject"] == job["id"]]
+        assert [e["data"]["reason"] for e in events if e["type"] == "training.job.failed"] == [reason]
+        assert done["status"] == "completed" and done["worker"] == "last", done

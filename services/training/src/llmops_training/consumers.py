@@ -1,5 +1,9 @@
 """The training service's projections of other services' events: dataset versions (and their deprecation) and
-prompt versions, so that a job request is checked without calling those services."""
+prompt versions, so that a job request is checked without calling those services.
+
+Events of different subjects, relays and dead-letter replays arrive in any order, some more than once: every handler
+is an upsert that converges to the same rows whatever the order (a deprecation before its version is kept as a
+tombstone and applied when the version arrives), rather than a retry until the row it refers to exists."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from llmops.bus import Consumer
 from llmops.db import Database
 from llmops_schemas import CloudEvent, topics
 from llmops_schemas.events import DatasetVersionCreated, DatasetVersionDeprecated, PromptVersionCreated
-from llmops_training import repository
+from llmops_training import repository, service
 from llmops_training.settings import TrainingSettings
 
 
@@ -26,7 +30,7 @@ def projections_consumer(settings: TrainingSettings, db: Database, broker: Kafka
 
     @consumer.on(DatasetVersionCreated.event_type)
     async def dataset_version_created(session: AsyncSession, event: CloudEvent, v: DatasetVersionCreated) -> None:
-        await repository.upsert_dataset_version(
+        await service.project_dataset_version(
             session,
             {
                 "version_id": v.version_id,
@@ -44,7 +48,7 @@ def projections_consumer(settings: TrainingSettings, db: Database, broker: Kafka
 
     @consumer.on(DatasetVersionDeprecated.event_type)
     async def dataset_version_deprecated(session: AsyncSession, event: CloudEvent, v: DatasetVersionDeprecated) -> None:
-        await repository.deprecate_dataset_version(session, v.version_id, v.reason)
+        await service.project_deprecation(session, v.version_id, v.reason, event.time, event.id)
 
     @consumer.on(PromptVersionCreated.event_type)
     async def prompt_version_created(session: AsyncSession, event: CloudEvent, v: PromptVersionCreated) -> None:

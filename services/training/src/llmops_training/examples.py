@@ -7,8 +7,8 @@ dataset shapes: ``chat`` -> ``messages``, ``instruction`` -> ``prompt``/``comple
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -49,18 +49,34 @@ def to_example(row: dict[str, Any], fmt: str, template: PromptTemplate | None, l
     raise ExampleError(f"the {fmt!r} format cannot train a language model (trainable: {sorted(TRAINABLE_FORMATS)})")
 
 
-def to_examples(lines: Iterable[bytes], fmt: str, template: PromptTemplate | None = None) -> list[dict[str, Any]]:
-    """The examples of ``lines`` (canonical JSONL rows of one split); raises :class:`ExampleError`."""
-    examples = []
+def iter_examples(lines: Iterable[bytes], fmt: str, template: PromptTemplate | None = None) -> Iterator[dict[str, Any]]:
+    """The examples of ``lines`` (canonical JSONL rows of one split), one at a time; raises :class:`ExampleError`."""
     for number, line in enumerate(lines, start=1):
         try:
             row = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
             raise ExampleError(f"line {number}: not JSON ({exc})") from exc
         try:
-            examples.append(to_example(row, fmt, template, number))
+            yield to_example(row, fmt, template, number)
         except KeyError as exc:
             raise ExampleError(f"line {number}: a {fmt!r} row needs the field {exc.args[0]!r}") from exc
+
+
+def to_examples(lines: Iterable[bytes], fmt: str, template: PromptTemplate | None = None) -> list[dict[str, Any]]:
+    """The examples of ``lines``, all in a list; raises :class:`ExampleError`."""
+    examples = list(iter_examples(lines, fmt, template))
     if not examples:
         raise ExampleError("the dataset split has no rows to train on")
     return examples
+
+
+def write_examples(lines: Iterable[bytes], fmt: str, template: PromptTemplate | None, out: BinaryIO) -> int:
+    """Write the examples of ``lines`` to ``out`` as JSONL, one at a time (the caller holds one row, not the split,
+    whatever its size); returns how many. Raises :class:`ExampleError`."""
+    count = 0
+    for example in iter_examples(lines, fmt, template):
+        out.write(orjson.dumps(example) + b"\n")
+        count += 1
+    if not count:
+        raise ExampleError("the dataset split has no rows to train on")
+    return count

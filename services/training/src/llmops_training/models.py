@@ -62,6 +62,17 @@ dataset_versions = Table(
     UniqueConstraint("project", "name", "version", name="uq_dataset_versions_project_name_version"),
 )
 
+#: Tombstones: each version's earliest ``dataset.version.deprecated``, kept even before the version itself has arrived
+#: (events of a subject, relays and replays come in any order); applied to ``dataset_versions`` whichever comes last.
+dataset_version_deprecations = Table(
+    "dataset_version_deprecations",
+    METADATA,
+    Column("version_id", Text, primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("deprecated_at", DateTime(timezone=True), nullable=False),
+    Column("event_id", Text, nullable=False),
+)
+
 #: The service's projection of ``prompt.version.created`` events.
 prompt_versions = Table(
     "prompt_versions",
@@ -97,6 +108,8 @@ jobs = Table(
     Column("worker", Text),
     Column("lease_until", DateTime(timezone=True)),
     Column("attempt", Integer, nullable=False, server_default="0"),
+    # starts that were hand-overs by a stopping worker: they do not count towards the worker's max_attempts
+    Column("handovers", Integer, nullable=False, server_default="0"),
     Column("resumed_from_step", Integer),
     Column("step", Integer, nullable=False, server_default="0"),
     Column("max_steps", Integer),

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from llmops_training.models import (
     alias_moves,
     base_models,
+    dataset_version_deprecations,
     dataset_versions,
     job_checkpoints,
     job_logs,
@@ -50,11 +52,38 @@ async def upsert_dataset_version(session: AsyncSession, values: dict[str, Any]) 
     await session.execute(pg_insert(dataset_versions).values(**values).on_conflict_do_nothing())
 
 
-async def deprecate_dataset_version(session: AsyncSession, version_id: str, reason: str) -> None:
+async def lock_dataset_version(session: AsyncSession, version_id: str) -> None:
+    """Serialise a version's projection writes until the transaction ends (its creation and its deprecation may be
+    applied by two transactions at once, e.g. a dead-letter replay beside the live stream)."""
+    key = f"dataset-version:{version_id}"
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+
+
+async def remember_deprecation(
+    session: AsyncSession, version_id: str, reason: str, deprecated_at: datetime, event_id: str
+) -> None:
+    """Keep a version's deprecation, the earliest of several (by event time, then id), whatever order they arrive in."""
+    table = dataset_version_deprecations
+    statement = pg_insert(table).values(
+        version_id=version_id, reason=reason, deprecated_at=deprecated_at, event_id=event_id
+    )
+    excluded = statement.excluded
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["version_id"],
+            set_={"reason": excluded.reason, "deprecated_at": excluded.deprecated_at, "event_id": excluded.event_id},
+            where=tuple_(excluded.deprecated_at, excluded.event_id) < tuple_(table.c.deprecated_at, table.c.event_id),
+        )
+    )
+
+
+async def apply_deprecation(session: AsyncSession, version_id: str) -> None:
+    """Mark the version deprecated as its tombstone says (nothing while either of them has not arrived)."""
+    tombstone = dataset_version_deprecations
     await session.execute(
         update(dataset_versions)
-        .where(dataset_versions.c.version_id == version_id)
-        .values(deprecated=True, deprecated_reason=reason)
+        .where(dataset_versions.c.version_id == tombstone.c.version_id, tombstone.c.version_id == version_id)
+        .values(deprecated=True, deprecated_reason=tombstone.c.reason)
     )
 
 
@@ -121,6 +150,33 @@ async def claim_job(session: AsyncSession, job_id: str, worker: str, lease_secon
     return (await session.execute(query, {"id": job_id, "worker": worker, "lease": lease_seconds})).one_or_none()
 
 
+#: Why a job failed for good after its starts ran out (the number of attempts is filled in by Postgres).
+GAVE_UP = "gave up after %s attempts: the worker running it died each time"
+
+
+async def give_up_job(session: AsyncSession, job_id: str, worker: str, max_attempts: int) -> Row | None:
+    """Fail a job whose counted starts (hand-overs aside) reached ``max_attempts`` without it ending: each one's
+    worker died. None while it has starts left, is held by a live worker, is being cancelled, or has ended."""
+    query = text(
+        "UPDATE jobs SET status = 'failed', finished_at = now(), lease_until = NULL, "
+        "error = format(:reason, attempt - handovers) "
+        "WHERE id = :id AND status IN ('queued', 'running') AND cancel_requested_by IS NULL "
+        "AND (lease_until IS NULL OR lease_until < now() OR worker = :worker) "
+        "AND attempt - handovers >= :max_attempts RETURNING *"
+    )
+    values = {"id": job_id, "worker": worker, "max_attempts": max_attempts, "reason": GAVE_UP}
+    return (await session.execute(query, values)).one_or_none()
+
+
+async def requeue_job(session: AsyncSession, job_id: str) -> None:
+    """Queue a job again, unleased, as a hand-over (its next start does not count towards the attempts)."""
+    await session.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id)
+        .values(status="queued", worker=None, lease_until=None, handovers=jobs.c.handovers + 1)
+    )
+
+
 async def renew_lease(session: AsyncSession, job_id: str, worker: str, lease_seconds: float) -> Row | None:
     """Extend this worker's lease; returns the job (with ``cancel_requested_by``), or None when it lost the job."""
     query = text(
@@ -128,6 +184,16 @@ async def renew_lease(session: AsyncSession, job_id: str, worker: str, lease_sec
         "WHERE id = :id AND worker = :worker AND status = 'running' RETURNING *"
     )
     return (await session.execute(query, {"id": job_id, "worker": worker, "lease": lease_seconds})).one_or_none()
+
+
+async def holds_lease(session: AsyncSession, job_id: str, worker: str) -> bool:
+    """Whether ``worker`` still holds a live lease on the running job. Locks the job's row until the transaction
+    ends, so no other worker takes the job over before what this one writes with it is committed."""
+    query = text(
+        "SELECT 1 FROM jobs WHERE id = :id AND worker = :worker AND status = 'running' AND lease_until > now() "
+        "FOR UPDATE"
+    )
+    return (await session.execute(query, {"id": job_id, "worker": worker})).first() is not None
 
 
 async def lease_expired(session: AsyncSession, job_id: str) -> bool:

@@ -9,6 +9,7 @@ import tarfile
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,23 @@ async def get_base_model(session: AsyncSession, project: str, name: str) -> Row:
 
 
 # -- jobs --------------------------------------------------------------------------------------------------------
+# -- projections of other services' events (any order, any number of times: each converges) -----------------------
+async def project_dataset_version(session: AsyncSession, values: dict[str, Any]) -> None:
+    """A dataset version arrived (perhaps again, perhaps after its deprecation): stored once, its tombstone applied."""
+    await repository.lock_dataset_version(session, values["version_id"])
+    await repository.upsert_dataset_version(session, values)
+    await repository.apply_deprecation(session, values["version_id"])
+
+
+async def project_deprecation(
+    session: AsyncSession, version_id: str, reason: str, deprecated_at: datetime, event_id: str
+) -> None:
+    """A deprecation arrived (perhaps before its version): kept as a tombstone, applied once the version is here."""
+    await repository.lock_dataset_version(session, version_id)
+    await repository.remember_deprecation(session, version_id, reason, deprecated_at, event_id)
+    await repository.apply_deprecation(session, version_id)
+
+
 async def request_job(
     session: AsyncSession,
     runtime: Runtime,

@@ -45,6 +45,9 @@ class TrainingSettings(ServiceSettings):
     worker_offset_reset: Literal["earliest", "latest"] = "earliest"
     #: A worker holds a job under a lease it renews; another worker takes the job over once the lease has expired.
     lease_seconds: float = Field(default=15.0, gt=1)
+    #: Starts of a job (fresh or resumed) before it fails for good: a job that kills its worker each time (out of
+    #: memory, a crash) must not block its partition forever. Hand-overs by a stopping worker do not count.
+    max_attempts: int = Field(default=3, ge=1)
     #: Progress events at most this often (every step's metrics are still recorded).
     progress_interval_seconds: float = Field(default=2.0, ge=0)
     #: Checkpoint every this many optimizer steps unless a job says otherwise.

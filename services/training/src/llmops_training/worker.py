@@ -2,99 +2,35 @@
 
 One consumer group per pool (``training-worker-<pool>``); several workers per pool share its partitions. A job's
 offset is committed only when the job has ended, so a job whose worker dies is delivered again, to another worker or
-the restarted one. A worker holds a job under a lease in the training database (renewed every few seconds): the
-next worker waits for the lease to expire, then resumes from the last checkpoint in the object store. The model
-version is registered in the same transaction that completes the job, once per job (unique job id).
+the restarted one. Running one job (claim under a lease, train, register) is :mod:`llmops_training.job_runner`'s.
 
 While a job runs, the worker's partitions are paused and it keeps polling, so Kafka does not take it for dead.
-Training itself runs in a child process (``ml.process``: its own interpreter lock, memory and crash domain), watched
-from a thread; progress, checkpoints and cancellation cross into the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
-import math
 import os
-import shutil
 import socket
 import tempfile
-import threading
-import time
 import uuid
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from llmops.bus import DeadLetterPublisher, add_to_outbox, make_broker, make_consumer
+from llmops.bus import DeadLetterPublisher, make_broker, make_consumer
 from llmops.db import Database
 from llmops.http import Runtime
-from llmops.logging import bound_context, get_logger
-from llmops.prompts import PromptTemplate
+from llmops.logging import get_logger
 from llmops.storage import ObjectStore
-from llmops_schemas import MalformedEvent, new_event, parse_envelope, parse_payload, topics
-from llmops_schemas.envelope import utcnow
-from llmops_schemas.events import (
-    ModelVersionRegistered,
-    TrainingJobCancelled,
-    TrainingJobCompleted,
-    TrainingJobFailed,
-    TrainingJobProgress,
-    TrainingJobRequested,
-    TrainingJobRequeued,
-    TrainingJobStarted,
-)
-from llmops_schemas.splits import SplitConfig, split_lines
-from llmops_training import artifacts, repository
-from llmops_training.examples import ExampleError, to_examples
-from llmops_training.ml.examples import TrainingError
-from llmops_training.ml.process import TrainingProcessError, start_forkserver, train_in_process
+from llmops_schemas import MalformedEvent, parse_envelope, parse_payload, topics
+from llmops_schemas.events import TrainingJobRequested
+from llmops_training.job_runner import JobRunner
+from llmops_training.ml.process import start_forkserver
 from llmops_training.settings import TrainingSettings
 
 log = get_logger(__name__)
-
-TERMINAL = ("completed", "failed", "cancelled")
-#: Checkpoint folders kept on the worker's disk (older ones are in the object store).
-KEEP_CHECKPOINTS = 2
-#: Hyperparameters of a request that are the trainer's spec (the others are the worker's).
-SPEC_FIELDS = (
-    "epochs",
-    "max_steps",
-    "learning_rate",
-    "batch_size",
-    "gradient_accumulation",
-    "lora_rank",
-    "lora_alpha",
-    "lora_dropout",
-    "target_modules",
-    "max_seq_length",
-    "seed",
-    "checkpoint_every",
-    "bf16",
-    "merge",
-)
-
-
-class JobLost(Exception):
-    """This worker's lease on the job was taken over: stop without reporting anything."""
-
-
-@dataclass(eq=False)  # compared and hashed by identity: a worker keeps its running jobs' in a set
-class JobControl:
-    """What the training thread and the event loop share while a job runs."""
-
-    cancel: threading.Event = field(default_factory=threading.Event)
-    lost: threading.Event = field(default_factory=threading.Event)
-    pause: threading.Event = field(default_factory=threading.Event)  # the worker is stopping: checkpoint, hand over
-    cancelled_by: str | None = None
-    metrics: deque = field(default_factory=deque)  # every step's figures, written in batches
-    latest: Any = None  # the latest Progress
 
 
 class TrainingWorker:
@@ -115,7 +51,7 @@ class TrainingWorker:
         self.cache_dir = self.settings.cache_dir or base / "cache"
         self.group_id = self.settings.worker_group or f"training-worker-{self.pool}"
         self._stopping = asyncio.Event()
-        self._jobs: set[JobControl] = set()  # the running job's (told to pause when the worker stops)
+        self.jobs = JobRunner(self.settings, self.runtime, self.name, self.work_root, self.cache_dir, self._stopping)
         #: Set once the worker holds partitions of its pool's group (tests wait for it before requesting jobs).
         self.ready = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
@@ -158,8 +94,7 @@ class TrainingWorker:
         """Stop taking jobs; a running job stops at its next step, saves a checkpoint and is handed over (its offset
         stays uncommitted, so the worker that gets its partition next resumes it from that checkpoint)."""
         self._stopping.set()
-        for control in self._jobs:
-            control.pause.set()
+        self.jobs.pause_all()
 
     async def _take(self, consumer: AIOKafkaConsumer, partition: TopicPartition, records, dead_letters) -> None:
         """Run the jobs of this pool among ``records``; everything else is passed over, committed in one go."""
@@ -183,12 +118,12 @@ class TrainingWorker:
     async def _run(self, consumer: AIOKafkaConsumer, partition: TopicPartition, record, request, event) -> bool:
         """Run one job while polling with paused partitions; commit it once it has ended (False: interrupted)."""
         consumer.pause(*consumer.assignment())
-        job = asyncio.create_task(self.handle(request, event), name=f"job-{request.job_id}")
+        job = asyncio.create_task(self.jobs.handle(request, event), name=f"job-{request.job_id}")
         try:
             while not job.done():
                 await asyncio.wait({job}, timeout=1.0)
                 await self._keep_polling(consumer)
-            if not job.result():  # handed over: this worker is stopping, the job comes again to the next one
+            if not job.result():  # handed over (stopping) or lease lost: the job comes again, here or elsewhere
                 consumer.seek(partition, record.offset)
                 return False
         except Exception:
@@ -217,357 +152,6 @@ class TrainingWorker:
             # The partition went to another worker meanwhile: it will see the job ended and commit it itself.
             log.warning("training.worker.commit_failed", partition=str(partition), error=repr(exc))
 
-    # -- one job -------------------------------------------------------------------------------------------------
-    async def handle(self, request: TrainingJobRequested, event) -> bool:
-        """Run one requested job to its end, or leave it to the worker that holds it; False when this worker, stopping,
-        handed the job over instead (paused at a checkpoint)."""
-        with bound_context(job_id=request.job_id, worker=self.name, correlation_id=event.correlationid):
-            claimed = await self._claim(request)
-            if claimed is None:  # ended, or held by another worker; while stopping, left to the next worker
-                return not self._stopping.is_set()
-            work = self.work_root / request.job_id
-            work.mkdir(parents=True, exist_ok=True)
-            control = JobControl()
-            self._jobs.add(control)
-            if self._stopping.is_set():
-                control.pause.set()
-            lease = asyncio.create_task(self._hold_lease(request, control))
-            try:
-                return await self._train(request, event, claimed, control, work)
-            except JobLost:
-                log.warning("training.job.lost", job_id=request.job_id)
-            except Exception as exc:
-                details = getattr(exc, "child_traceback", None)
-                log.warning("training.job.failed", job_id=request.job_id, error=repr(exc), traceback=details)
-                await self._fail(request, event, claimed.attempt, exc)
-            finally:
-                self._jobs.discard(control)
-                lease.cancel()
-                await asyncio.gather(lease, return_exceptions=True)
-                await asyncio.to_thread(shutil.rmtree, work, True)
-            return True
-
-    async def _claim(self, request: TrainingJobRequested):
-        """Claim the job; wait while another live worker holds it. None when there is nothing to do."""
-        while not self._stopping.is_set():
-            async with self.runtime.db.transaction() as session:
-                claimed = await repository.claim_job(session, request.job_id, self.name, self.settings.lease_seconds)
-                if claimed is not None:
-                    return claimed
-                job = await repository.get_job(session, request.job_id)
-                if job is None or job.status in TERMINAL:
-                    return None
-                if job.cancel_requested_by is not None and await repository.lease_expired(session, job.id):
-                    await self._cancelled(session, request, None, job.cancel_requested_by, event=None)
-                    return None
-            await asyncio.sleep(min(2.0, self.settings.lease_seconds / 3))
-        return None
-
-    async def _hold_lease(self, request: TrainingJobRequested, control: JobControl) -> None:
-        while True:
-            await asyncio.sleep(self.settings.lease_seconds / 3)
-            async with self.runtime.db.transaction() as session:
-                job = await repository.renew_lease(session, request.job_id, self.name, self.settings.lease_seconds)
-            if job is None:
-                control.lost.set()
-                return
-            if job.cancel_requested_by is not None:
-                control.cancelled_by = job.cancel_requested_by
-                control.cancel.set()
-
-    def _event(self, payload, request: TrainingJobRequested, cause) -> Any:
-        return new_event(
-            payload,
-            subject=payload.model_version_id if isinstance(payload, ModelVersionRegistered) else request.job_id,
-            source=f"/llmops/training/worker/{self.pool}",
-            actor=f"worker:{self.name}",
-            project=request.project,
-            correlation_id=None if cause is None else cause.correlationid,
-            causation_id=None if cause is None else cause.id,
-        )
-
-    async def _log(self, job_id: str, message: str, level: str = "info") -> None:
-        async with self.runtime.db.transaction() as session:
-            await repository.add_log(session, job_id, level, message, self.name)
-
-    async def _inputs(self, request: TrainingJobRequested, work: Path) -> tuple[Path, list[dict], dict[str, Any]]:
-        """Download the dataset split and the base model; returns the model directory, examples and base lineage."""
-        dataset = request.dataset
-        data_file = work / "dataset.jsonl"
-        await self.store.download(dataset.sha256, data_file)
-        split = SplitConfig.of_version(dataset.splits)
-        template = None if request.prompt is None else PromptTemplate.model_validate(request.prompt.template)
-
-        def examples() -> list[dict]:
-            with data_file.open("rb") as handle:
-                return to_examples(split_lines(handle, split, dataset.split), dataset.format, template)
-
-        rows = await asyncio.to_thread(examples)
-        base = request.base_model
-        if base.source == "upload":
-            assert base.manifest_sha256 is not None
-            model_dir = await artifacts.fetch_directory(
-                self.store, base.manifest_sha256, self.cache_dir / base.manifest_sha256
-            )
-            revision = base.manifest_sha256
-        else:
-            model_dir, revision = await asyncio.to_thread(_from_hub, base.hub_id, base.revision, self.cache_dir / "hub")
-        lineage = {**base.model_dump(mode="json"), "resolved_revision": revision}
-        return model_dir, rows, lineage
-
-    async def _train(self, request: TrainingJobRequested, event, claimed, control: JobControl, work: Path) -> bool:
-        """Train and register; False when paused and handed over."""
-        if control.pause.is_set():  # stopping before any work: nothing to save
-            await self._hand_over(request, event, claimed.attempt, None)
-            return False
-        model_dir, examples, base_lineage = await self._inputs(request, work)
-        spec_values = {k: v for k, v in request.hyperparameters.items() if k in SPEC_FIELDS and v is not None}
-        spec_values["keep_checkpoints"] = KEEP_CHECKPOINTS
-        if "target_modules" in spec_values:
-            spec_values["target_modules"] = tuple(spec_values["target_modules"])
-        resume_from = None
-        async with self.runtime.db.transaction() as session:
-            checkpoint = await repository.latest_checkpoint(session, request.job_id)
-        if checkpoint is not None:
-            resume_from = await artifacts.fetch_directory(
-                self.store, checkpoint.manifest_sha256, work / "resume" / f"checkpoint-{checkpoint.step}"
-            )
-        max_steps = _planned_steps(len(examples), request.hyperparameters)
-        async with self.runtime.db.transaction() as session:
-            await repository.update_job(
-                session,
-                request.job_id,
-                max_steps=max_steps,
-                resumed_from_step=None if checkpoint is None else checkpoint.step,
-            )
-            resumed = "" if checkpoint is None else f", resuming from the checkpoint at step {checkpoint.step}"
-            await repository.add_log(
-                session,
-                request.job_id,
-                "info",
-                f"attempt {claimed.attempt} started on {self.name}: {len(examples)} examples, "
-                f"{max_steps} steps planned{resumed}",
-                self.name,
-            )
-            started = TrainingJobStarted(
-                job_id=request.job_id,
-                project=request.project,
-                worker=self.name,
-                attempt=claimed.attempt,
-                resumed_from_step=None if checkpoint is None else checkpoint.step,
-                max_steps=max_steps,
-                examples=len(examples),
-            )
-            await add_to_outbox(session, self._event(started, request, event))
-
-        loop = asyncio.get_running_loop()
-        hooks = _Hooks(self, request, control, loop)
-        training_done = asyncio.Event()
-        reporter = asyncio.create_task(self._report(request, event, control, training_done))
-        started_at = time.monotonic()
-        try:
-            result = await asyncio.to_thread(
-                _run_training,
-                model_dir,
-                examples,
-                request.method,
-                spec_values,
-                work,
-                resume_from,
-                hooks,
-                self.settings.train_threads,
-            )
-            if hooks.upload is not None:
-                await asyncio.wrap_future(hooks.upload)
-        finally:
-            training_done.set()
-            await asyncio.gather(reporter, return_exceptions=True)
-        if control.lost.is_set():
-            raise JobLost(request.job_id)
-        if result.status == "cancelled":
-            async with self.runtime.db.transaction() as session:
-                await self._cancelled(session, request, control.latest, control.cancelled_by or "unknown", event)
-            return True
-        if result.status == "paused":
-            await self._hand_over(request, event, claimed.attempt, result.metrics["steps"])
-            return False
-        await self._register(request, event, result, base_lineage, time.monotonic() - started_at)
-        return True
-
-    async def _hand_over(self, request: TrainingJobRequested, event, attempt: int, step: int | None) -> None:
-        """Queue the job again, unleased, for the next worker of the pool (which resumes from its last checkpoint)."""
-        async with self.runtime.db.transaction() as session:
-            job = await repository.get_job(session, request.job_id, for_update=True)
-            if job is None or job.worker != self.name or job.status != "running":
-                raise JobLost(request.job_id)
-            await repository.update_job(session, request.job_id, status="queued", worker=None, lease_until=None)
-            at = "before training" if step is None else f"at step {step}, with a checkpoint there"
-            await repository.add_log(
-                session, request.job_id, "info", f"{self.name} is stopping: job handed over {at}", self.name
-            )
-            payload = TrainingJobRequeued(
-                job_id=request.job_id,
-                project=request.project,
-                worker=self.name,
-                attempt=attempt,
-                at_step=step,
-                reason="the worker is stopping",
-            )
-            await add_to_outbox(session, self._event(payload, request, event))
-        log.info("training.job.handed_over", job_id=request.job_id, step=step)
-
-    async def _report(self, request, event, control: JobControl, done: asyncio.Event) -> None:
-        """Flush progress every interval until ``done``, then once more (never cancelled mid-write: no step lost)."""
-        while not done.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), max(self.settings.progress_interval_seconds, 0.1))
-            await self._flush(request, event, control)
-
-    async def _flush(self, request: TrainingJobRequested, event, control: JobControl) -> None:
-        """Record every step's figures since the last flush, and publish the latest progress (throttled)."""
-        rows = []
-        while control.metrics:
-            rows.append(control.metrics.popleft())
-        if not rows:
-            return
-        latest = control.latest
-        async with self.runtime.db.transaction() as session:
-            await repository.record_metrics(session, request.job_id, rows)
-            progress = {
-                "step": latest.step,
-                "max_steps": latest.max_steps,
-                "epoch": latest.epoch,
-                "loss": latest.loss,
-                "learning_rate": latest.learning_rate,
-                "tokens_per_second": latest.tokens_per_second,
-                "eta_seconds": latest.eta_seconds,
-            }
-            await repository.update_job(
-                session, request.job_id, step=latest.step, max_steps=latest.max_steps, progress=progress
-            )
-            payload = TrainingJobProgress(job_id=request.job_id, project=request.project, **_finite(progress))
-            await add_to_outbox(session, self._event(payload, request, event))
-
-    async def save_checkpoint(self, request: TrainingJobRequested, step: int, directory: Path) -> None:
-        manifest = await artifacts.put_directory(self.store, directory)
-        async with self.runtime.db.transaction() as session:
-            await repository.add_checkpoint(session, request.job_id, step, manifest.sha256, self.name)
-            await repository.add_log(
-                session, request.job_id, "info", f"checkpoint at step {step} stored ({manifest.sha256[:12]})", self.name
-            )
-
-    async def _register(self, request: TrainingJobRequested, event, result, base_lineage, seconds: float) -> None:
-        merged_dir = result.artifacts_dir / "merged"
-        merged_manifest = None
-        if merged_dir.is_dir():
-            merged_target = result.artifacts_dir.parent / "merged"
-            shutil.move(merged_dir, merged_target)
-            merged_manifest = (await artifacts.put_directory(self.store, merged_target)).sha256
-        manifest = await artifacts.put_directory(self.store, result.artifacts_dir)
-        # Every step's loss is in the job's metrics (GET .../metrics); events and the registry keep the summary.
-        metrics = {k: v for k, v in result.metrics.items() if k != "loss_history"} | {"wall_seconds": round(seconds, 3)}
-        dataset = request.dataset
-        lineage = {
-            "base_model": base_lineage,
-            "dataset": {
-                "dataset_id": dataset.dataset_id,
-                "version_id": dataset.version_id,
-                "name": dataset.name,
-                "version": dataset.version,
-                "sha256": dataset.sha256,
-                "uri": dataset.uri,
-                "split": dataset.split,
-                "splits": dataset.splits,
-            },
-            "prompt": None if request.prompt is None else request.prompt.model_dump(mode="json", exclude={"template"}),
-            "method": request.method,
-            "hyperparameters": request.hyperparameters,
-            "job_id": request.job_id,
-            "platform_version": _platform_version(),
-            "libraries": _library_versions(),
-        }
-        kind = "full" if request.method == "full" else "adapter"
-        async with self.runtime.db.transaction() as session:
-            job = await repository.get_job(session, request.job_id, for_update=True)
-            if job.worker != self.name or job.status != "running":
-                raise JobLost(request.job_id)
-            await repository.lock_model_name(session, request.project, request.model_name)
-            version_id = str(uuid.uuid4())
-            version = await repository.next_model_version(session, request.project, request.model_name)
-            inserted = await repository.insert_model_version(
-                session,
-                {
-                    "id": version_id,
-                    "project": request.project,
-                    "name": request.model_name,
-                    "version": version,
-                    "job_id": request.job_id,
-                    "kind": kind,
-                    "base_model_id": request.base_model.base_model_id,
-                    "manifest_sha256": manifest.sha256,
-                    "merged_manifest_sha256": merged_manifest,
-                    "lineage": lineage,
-                    "metrics": metrics,
-                },
-            )
-            if not inserted:
-                registered = await repository.model_version_of_job(session, request.job_id)
-                version_id = registered.id
-            await repository.update_job(
-                session,
-                request.job_id,
-                status="completed",
-                finished_at=utcnow(),
-                metrics=metrics,
-                model_version_id=version_id,
-                lease_until=None,
-            )
-            await repository.add_log(
-                session,
-                request.job_id,
-                "info",
-                f"completed: model {request.model_name!r} v{version} registered (loss {metrics.get('final_loss')})",
-                self.name,
-            )
-            if inserted:
-                registered_event = ModelVersionRegistered(
-                    model_version_id=version_id,
-                    project=request.project,
-                    name=request.model_name,
-                    version=version,
-                    job_id=request.job_id,
-                    kind=kind,
-                    manifest_sha256=manifest.sha256,
-                    merged_manifest_sha256=merged_manifest,
-                    lineage=lineage,
-                    metrics=metrics,
-                )
-                await add_to_outbox(session, self._event(registered_event, request, event))
-            completed = TrainingJobCompleted(
-                job_id=request.job_id, project=request.project, model_version_id=version_id, metrics=metrics
-            )
-            await add_to_outbox(session, self._event(completed, request, event))
-
-    async def _cancelled(self, session, request: TrainingJobRequested, latest, by: str, event) -> None:
-        step = None if latest is None else latest.step
-        await repository.update_job(session, request.job_id, status="cancelled", finished_at=utcnow(), lease_until=None)
-        await repository.add_log(session, request.job_id, "info", f"cancelled at step {step}", self.name)
-        payload = TrainingJobCancelled(job_id=request.job_id, project=request.project, at_step=step, cancelled_by=by)
-        await add_to_outbox(session, self._event(payload, request, event))
-
-    async def _fail(self, request: TrainingJobRequested, event, attempt: int, error: Exception) -> None:
-        reason = str(error) if isinstance(error, ExampleError | TrainingError | TrainingProcessError) else repr(error)
-        async with self.runtime.db.transaction() as session:
-            job = await repository.get_job(session, request.job_id, for_update=True)
-            if job is None or job.worker != self.name or job.status != "running":
-                return
-            await repository.update_job(
-                session, request.job_id, status="failed", finished_at=utcnow(), error=reason, lease_until=None
-            )
-            await repository.add_log(session, request.job_id, "error", f"failed: {reason}", self.name)
-            payload = TrainingJobFailed(job_id=request.job_id, project=request.project, reason=reason, attempt=attempt)
-            await add_to_outbox(session, self._event(payload, request, event))
-
 
 class _StartingPoint(ConsumerRebalanceListener):
     """On assignment, a partition the group has never committed gets its starting position committed at once, so a
@@ -586,90 +170,3 @@ class _StartingPoint(ConsumerRebalanceListener):
         if assigned:
             self.worker.ready.set()
             log.info("training.worker.ready", worker=self.worker.name, partitions=len(assigned))
-
-
-class _Hooks:
-    """The trainer's hooks, called from the thread that watches the training process."""
-
-    def __init__(self, worker: TrainingWorker, request, control: JobControl, loop: asyncio.AbstractEventLoop):
-        self.worker, self.request, self.control, self.loop = worker, request, control, loop
-        self.upload: concurrent.futures.Future | None = None
-
-    def on_progress(self, progress) -> None:
-        self.control.latest = progress
-        self.control.metrics.append(
-            _finite(
-                {
-                    "step": progress.step,
-                    "epoch": progress.epoch,
-                    "loss": progress.loss,
-                    "learning_rate": progress.learning_rate,
-                    "tokens_per_second": progress.tokens_per_second,
-                }
-            )
-        )
-
-    def should_stop(self) -> bool:
-        return self.control.cancel.is_set() or self.control.lost.is_set()
-
-    def should_pause(self) -> bool:
-        return self.control.pause.is_set()
-
-    def on_checkpoint(self, step: int, directory: Path) -> None:
-        latest = self.control.latest
-        if latest is not None and step >= latest.max_steps:
-            return  # the trainer's save at the end: the job registers its artifacts next, nothing to resume from
-        # Upload in the background while training goes on; the previous upload must be done first, since the
-        # trainer deletes all but the last KEEP_CHECKPOINTS folders at its next save.
-        self.wait_for_upload()
-        self.upload = asyncio.run_coroutine_threadsafe(
-            self.worker.save_checkpoint(self.request, step, directory), self.loop
-        )
-
-    def wait_for_upload(self) -> None:
-        if self.upload is not None:
-            self.upload.result()
-
-
-def _run_training(model_dir, examples, method, spec_values, work: Path, resume_from, hooks, threads: int):
-    from llmops_training.ml.trainer import TrainSpec
-
-    spec = TrainSpec(method=method, **spec_values)
-    return train_in_process(
-        model_dir, examples, spec, work / "output", resume_from=resume_from, hooks=hooks, threads=threads
-    )
-
-
-def _planned_steps(examples: int, hyperparameters: dict[str, Any]) -> int:
-    if hyperparameters.get("max_steps"):
-        return int(hyperparameters["max_steps"])
-    per_step = hyperparameters.get("batch_size", 8) * hyperparameters.get("gradient_accumulation", 1)
-    return max(1, math.ceil(math.ceil(examples / per_step) * hyperparameters.get("epochs", 1.0)))
-
-
-def _finite(values: dict[str, Any]) -> dict[str, Any]:
-    """JSON has no NaN or infinity: such figures become None."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in values.items()}
-
-
-def _from_hub(hub_id: str | None, revision: str | None, cache: Path) -> tuple[Path, str]:
-    """Resolve a hub model into the worker's cache; the commit it resolved to is its revision in the lineage."""
-    from huggingface_hub import snapshot_download
-
-    try:
-        path = Path(snapshot_download(hub_id, revision=revision, cache_dir=cache))
-    except Exception as exc:
-        raise RuntimeError(f"cannot resolve base model {hub_id!r} (revision {revision}) from the hub: {exc}") from exc
-    return path, path.name
-
-
-def _platform_version() -> str:
-    from importlib.metadata import version
-
-    return version("llmops-training")
-
-
-def _library_versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    return {name: version(name) for name in ("torch", "transformers", "peft", "trl")}

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
+
+import orjson
 
 Shape = Literal["text", "prompt_completion", "messages"]
 
@@ -16,6 +19,12 @@ COLUMNS: dict[Shape, tuple[str, ...]] = {
 
 class TrainingError(Exception):
     """The data or configuration of a training job cannot train; the message says why."""
+
+
+def read_examples(path: Path) -> list[dict]:
+    """The examples of a JSONL file (one object a line), as the worker streamed them to the training process."""
+    with Path(path).open("rb") as handle:
+        return [orjson.loads(line) for line in handle if line.strip()]
 
 
 def shape_of(example: object) -> Shape:

@@ -59,7 +59,7 @@ def start_forkserver() -> None:
 
 def train_in_process(
     model_dir: Path,
-    examples: Sequence[dict],
+    examples: Sequence[dict] | Path,
     spec: TrainSpec,
     output_dir: Path,
     *,
@@ -69,6 +69,7 @@ def train_in_process(
     poll_seconds: float = 0.2,
 ) -> TrainResult:
     """Run ``train`` in a child process; ``threads`` > 0 sets torch's CPU threads there (0: torch's default).
+    ``examples`` given as a JSONL file's path are read by the child alone (the caller never holds them).
 
     Raises ``TrainingError`` as ``train`` does, and :class:`TrainingProcessError` for any other failure of the
     child, including its death (exit code or signal in the message)."""
@@ -77,7 +78,7 @@ def train_in_process(
     stop, pause = context.Event(), context.Event()
     process = context.Process(
         target=_child,
-        args=(theirs, stop, pause, Path(model_dir), list(examples), spec, Path(output_dir), resume_from, threads),
+        args=(theirs, stop, pause, Path(model_dir), _as_sent(examples), spec, Path(output_dir), resume_from, threads),
         name="llmops-training",
     )
     process.start()
@@ -116,6 +117,10 @@ def train_in_process(
         if process.is_alive():
             process.kill()
             process.join()
+
+
+def _as_sent(examples: Sequence[dict] | Path) -> list[dict] | Path:
+    return Path(examples) if isinstance(examples, str | Path) else list(examples)
 
 
 def _how(exitcode: int | None) -> str:
@@ -162,6 +167,10 @@ def _child(connection, stop, pause, model_dir, examples, spec, output_dir, resum
             import torch
 
             torch.set_num_threads(threads)
+        if isinstance(examples, Path):
+            from llmops_training.ml.examples import read_examples
+
+            examples = read_examples(examples)
         result = train(
             model_dir, examples, spec, output_dir, resume_from=resume_from, hooks=_Relay(connection, stop, pause)
         )
