@@ -1,13 +1,13 @@
 """outbox: the relay parks a row it can never send (parked_at, park_reason)
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 """
 
 from llmops.migrations import add_outbox_parking, drop_outbox_parking
 
-revision = "0002"
-down_revision = "0001"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
