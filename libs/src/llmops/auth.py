@@ -20,12 +20,14 @@ from llmops_schemas.events import AccessDenied
 
 __all__ = [
     "ALL_PROJECTS",
+    "PROJECT_SCOPE",
     "AuthError",
     "DenialRecorder",
     "Permission",
     "Principal",
     "Role",
     "TokenVerifier",
+    "cross_project",
     "deny",
     "issue_token",
     "require_project",
@@ -89,11 +91,27 @@ def requires(permission: Permission):
                 f"the permission {permission.name} needs one of the roles {', '.join(sorted(permission.roles))}",
             )
             await deny(request, error, permission=permission, principal=principal)
+        project = request.path_params.get("project")
+        if project is not None and not principal.can_access(project):
+            # A route under /projects/{project} cannot forget the scope check: the permission brings it.
+            error = AuthError(403, "wrong_project", f"no access to project {project!r}")
+            await deny(request, error, permission=permission, principal=principal)
         request.state.principal = principal
         return principal
 
     dependency.permission = permission  # type: ignore[attr-defined]  # lets tests list each route's permission
+    dependency.checks_path_project = True  # type: ignore[attr-defined]  # and see that the project is checked
     return dependency
+
+
+def cross_project(how: str) -> dict[str, str]:
+    """``openapi_extra`` of a route outside ``/projects/{project}``: says (in its OpenAPI operation too) how it keeps
+    to the caller's projects, e.g. "results filtered by the token's projects". The route walk test requires it."""
+    return {PROJECT_SCOPE: how}
+
+
+#: The OpenAPI extension naming how a cross-project route keeps to the caller's projects.
+PROJECT_SCOPE = "x-project-scope"
 
 
 async def require_project(request: Request, principal: Principal, project: str) -> None:

@@ -156,6 +156,9 @@ class TestDenialsAreRecorded:
             "roles": [role.value],
             "project": query.get("project"),
             "request_id": request_id,
+            "source": "127.0.0.1",
+            "count": 1,
+            "window_seconds": None,
         }
 
         key, published = await find_on_topic(SECURITY, request_id)

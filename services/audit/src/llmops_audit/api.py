@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
-from llmops.auth import ALL_PROJECTS, Permission, Principal, Role, require_project, requires
+from llmops.auth import ALL_PROJECTS, Permission, Principal, Role, cross_project, require_project, requires
 from llmops.errors import Problem
 from llmops.http import CurrentRuntime, Session
 from llmops_audit import export, service
@@ -133,7 +133,11 @@ def audit_filter(filters: Filters, projects, **extra) -> AuditFilter:
     return AuditFilter(**fields, projects=projects, **extra)
 
 
-@router.get("/events", summary="Query the log by time, actor, type, subject, project, correlation id")
+@router.get(
+    "/events",
+    summary="Query the log by time, actor, type, subject, project, correlation id",
+    openapi_extra=cross_project("results filtered by the token's projects"),
+)
 async def query_events(request: Request, session: Session, principal: Reader, q: Annotated[PageQuery, Query()]) -> Page:
     projects = await scope(request, principal, q)
     after = decode_cursor(q.cursor) if q.cursor else None
@@ -142,7 +146,11 @@ async def query_events(request: Request, session: Session, principal: Reader, q:
     return Page(items=[Entry.of(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/subjects/{subject}/history", summary="Every event about a resource and the events it caused or came from")
+@router.get(
+    "/subjects/{subject}/history",
+    summary="Every event about a resource and the events it caused or came from",
+    openapi_extra=cross_project("results filtered by the token's projects"),
+)
 async def subject_history(
     request: Request,
     session: Session,
@@ -154,7 +162,11 @@ async def subject_history(
     return [Entry.of(r) for r in await service.history(session, subject, projects=projects, limit=limit)]
 
 
-@router.get("/export", summary="Stream the selected entries with their chain hashes and checkpoints (JSONL or CSV)")
+@router.get(
+    "/export",
+    summary="Stream the selected entries with their chain hashes and checkpoints (JSONL or CSV)",
+    openapi_extra=cross_project("entries filtered by the token's projects"),
+)
 async def export_log(
     request: Request, runtime: CurrentRuntime, principal: Reader, q: Annotated[ExportQuery, Query()]
 ) -> StreamingResponse:
@@ -196,7 +208,11 @@ async def export_log(
     )
 
 
-@router.get("/verify", summary="Recompute the chain over a range (default all) and check the signed checkpoints")
+@router.get(
+    "/verify",
+    summary="Recompute the chain over a range (default all) and check the signed checkpoints",
+    openapi_extra=cross_project("the whole chain: hashes, counts and sequence numbers, no event content"),
+)
 async def verify_chain(
     request: Request,
     runtime: CurrentRuntime,
@@ -218,12 +234,21 @@ async def verify_chain(
     return report.as_dict()
 
 
-@router.get("/checkpoints", summary="The signed checkpoints")
+@router.get(
+    "/checkpoints",
+    summary="The signed checkpoints",
+    openapi_extra=cross_project("the signed chain heads: hashes only, no event content"),
+)
 async def list_checkpoints(session: Session, principal: Reader) -> list[Checkpoint]:
     return [Checkpoint(**c.model_dump()) for c in await service.checkpoints(session)]
 
 
-@router.post("/checkpoints", status_code=201, summary="Sign the current head now")
+@router.post(
+    "/checkpoints",
+    status_code=201,
+    summary="Sign the current head now",
+    openapi_extra=cross_project("signs the chain head: no event content"),
+)
 async def sign_checkpoint(
     request: Request,
     session: Session,

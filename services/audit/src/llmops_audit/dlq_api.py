@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
 
-from llmops.auth import ALL_PROJECTS, AuthError, Permission, Principal, deny, requires
+from llmops.auth import ALL_PROJECTS, AuthError, Permission, Principal, cross_project, deny, requires
 from llmops.bus import add_to_outbox
 from llmops.bus.dead_letters import (
     ID_PATTERN,
@@ -198,14 +198,22 @@ def reader(runtime: Runtime) -> DeadLetterReader:
     return DeadLetterReader(runtime.settings.kafka, client_id=f"{runtime.settings.service}-dlq-reader")
 
 
-@router.get("", summary="List dead letters with their reasons, in (partition, offset) order")
+@router.get(
+    "",
+    summary="List dead letters with their reasons, in (partition, offset) order",
+    openapi_extra=cross_project("every project: the token needs scope *"),
+)
 async def list_dead_letters(runtime: CurrentRuntime, principal: Reader, q: Annotated[PageQuery, Query()]) -> Page:
     async with reader(runtime) as letters:
         items = [Summary.of(letter) async for letter in letters.scan(q.selection(), after=q.cursor, limit=q.limit)]
     return Page(items=items, next_cursor=items[-1].id if len(items) == q.limit else None)
 
 
-@router.get("/{letter_id}", summary="One dead letter with its headers and a bounded preview of its value")
+@router.get(
+    "/{letter_id}",
+    summary="One dead letter with its headers and a bounded preview of its value",
+    openapi_extra=cross_project("every project: the token needs scope *"),
+)
 async def show_dead_letter(
     runtime: CurrentRuntime,
     principal: Reader,
@@ -219,7 +227,11 @@ async def show_dead_letter(
     return Detail.of_letter(letter, preview_bytes)
 
 
-@router.post("/replay", summary="Publish dead letters again to their original topics, marked as replays")
+@router.post(
+    "/replay",
+    summary="Publish dead letters again to their original topics, marked as replays",
+    openapi_extra=cross_project("every project: the token needs scope *"),
+)
 async def replay_dead_letters(
     request: Request, runtime: CurrentRuntime, principal: Replayer, body: ReplayRequest
 ) -> Replayed:

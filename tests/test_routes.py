@@ -1,0 +1,93 @@
+"""The route walk: every route of every service declares its permission and how it keeps to the caller's projects.
+It prints the table it checks (``pytest -s`` shows it)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pytest
+from fastapi import APIRouter, Depends, FastAPI
+
+from llmops.auth import Permission, Principal, Role, requires
+from llmops.http import OPEN_ROUTES, api_routes, route_problems, route_table
+from llmops_audit.app import AuditService
+from llmops_datasets.app import DatasetsService
+from llmops_prompts.app import PromptsService
+from llmops_training.app import TrainingService
+
+SERVICES = {"audit": AuditService, "datasets": DatasetsService, "prompts": PromptsService, "training": TrainingService}
+
+
+@pytest.fixture(scope="module", params=sorted(SERVICES))
+def service_app(request) -> tuple[str, FastAPI]:
+    return request.param, SERVICES[request.param]().app  # nothing connects until the service starts
+
+
+def test_every_route_declares_a_permission_and_a_project_check(service_app) -> None:
+    name, app = service_app
+    table = route_table(app)
+    for methods, path, permission, scope in table:
+        print(f"{name:9} {methods:7} {path:70} {permission or '-':24} {scope or '-'}")
+    assert len(table) > 3, "the service's own routes were not found"
+    assert route_problems(app) == []
+
+
+READ = Permission("things.read", {Role.VIEWER})
+
+
+def app_with(*routes: tuple[str, bool]) -> FastAPI:
+    router = APIRouter()
+    for path, guarded in routes:
+        if guarded:
+
+            @router.get(path)
+            async def guarded_route(principal: Annotated[Principal, Depends(requires(READ))]) -> dict:
+                return {}
+
+        else:
+
+            @router.get(path)
+            async def open_route() -> dict:
+                return {}
+
+    app = FastAPI()
+    app.include_router(router)
+    return app
+
+
+class TestTheWalkItself:
+    def test_a_route_without_a_permission_fails_it(self) -> None:
+        app = app_with(("/projects/{project}/things", True), ("/projects/{project}/forgotten", False))
+        assert route_problems(app) == [
+            "GET /projects/{project}/forgotten: no permission declared (depend on llmops.auth.requires)"
+        ]
+
+    def test_a_route_outside_a_project_without_a_declared_scope_fails_it(self) -> None:
+        app = app_with(("/things", True))
+        assert route_problems(app) == ["GET /things: no project check (a {project} path, or cross_project(...))"]
+
+    def test_removing_the_permission_of_any_service_route_fails_it(self, service_app) -> None:
+        _, app = service_app
+        for route in api_routes(app):
+            if route.path in OPEN_ROUTES:
+                continue
+            holder, dependency = _permission_dependency(route.dependant)
+            holder.dependencies.remove(dependency)
+            try:
+                flagged = [p for p in route_problems(app) if f" {route.path}: no permission" in p]
+            finally:
+                holder.dependencies.append(dependency)
+            assert flagged, f"{route.path} without its permission passed the walk"
+        assert route_problems(app) == []
+
+
+def _permission_dependency(dependant):
+    """The dependant holding the permission dependency, and that dependency."""
+    pending = [dependant]
+    while pending:
+        current = pending.pop(0)
+        for dependency in current.dependencies:
+            if getattr(dependency.call, "permission", None) is not None:
+                return current, dependency
+            pending.append(dependency)
+    raise AssertionError("no permission dependency")
