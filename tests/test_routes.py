@@ -9,7 +9,7 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI
 
 from llmops.auth import Permission, Principal, Role, requires
-from llmops.http import OPEN_ROUTES, api_routes, route_problems, route_table
+from llmops.routes import OPEN_ROUTES, api_routes, route_problems, route_table
 from llmops_audit.app import AuditService
 from llmops_datasets.app import DatasetsService
 from llmops_prompts.app import PromptsService

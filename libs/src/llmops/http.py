@@ -8,33 +8,28 @@ probe them, and they reveal nothing about the platform's data.
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
-import orjson
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.routing import APIRoute
 from faststream.kafka import KafkaBroker
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.datastructures import Headers, MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmops.auth import PROJECT_SCOPE, TokenVerifier
+from llmops.auth import TokenVerifier
 from llmops.bus.broker import make_producer
 from llmops.bus.consumer import Consumer
 from llmops.bus.outbox import OutboxRelay, add_to_outbox, purge_published
 from llmops.db import Database
 from llmops.denials import AnonymousDenials
-from llmops.errors import PROBLEM_JSON, BodyTooLarge, Problem, install_problem_handlers
-from llmops.logging import bound_context, get_logger
+from llmops.errors import Problem, install_problem_handlers
+from llmops.logging import get_logger
+from llmops.middleware import BodyLimit, RequestContext
 from llmops.settings import ServiceSettings
 from llmops.storage import ObjectStore
 from llmops.tokens import Principal
@@ -42,9 +37,6 @@ from llmops_schemas import CloudEvent, EventPayload, new_event
 from llmops_schemas.events import AccessDenied
 
 log = get_logger(__name__)
-
-REQUESTS = Counter("llmops_http_requests", "HTTP requests answered", ["service", "method", "route", "status"])
-LATENCY = Histogram("llmops_http_request_seconds", "HTTP request latency", ["service", "method", "route"])
 
 
 @dataclass(frozen=True)
@@ -275,174 +267,6 @@ def create_app(
     for router in routers:
         app.include_router(router)
     return app
-
-
-def api_routes(app: FastAPI) -> list[APIRoute]:
-    """Every API route of ``app``, those of included routers too (FastAPI includes them as wrappers)."""
-    found: list[APIRoute] = []
-    pending = list(app.routes)
-    while pending:
-        route = pending.pop(0)
-        if isinstance(route, APIRoute):
-            found.append(route)
-        elif (router := getattr(route, "original_router", None)) is not None:
-            pending.extend(router.routes)
-    return found
-
-
-def route_permission(route: APIRoute):
-    """The permission a route's dependencies declare (``llmops.auth.requires``), or None."""
-    pending = list(route.dependant.dependencies)
-    while pending:
-        dependency = pending.pop(0)
-        permission = getattr(dependency.call, "permission", None)
-        if permission is not None:
-            return permission
-        pending.extend(dependency.dependencies)
-    return None
-
-
-#: The routes every service has that need no token (probes and metrics; see the module docstring).
-OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
-
-
-def route_table(app: FastAPI) -> list[tuple[str, str, str | None, str | None]]:
-    """(methods, path, permission, project scope) of every API route: the scope is "path" for a route under
-    ``{project}`` whose permission checks it, the route's declared ``x-project-scope`` (``cross_project``), or None."""
-    rows = []
-    for route in api_routes(app):
-        permission = route_permission(route)
-        scope = (route.openapi_extra or {}).get(PROJECT_SCOPE)
-        if scope is None and "{project}" in route.path and permission is not None:
-            scope = "path"
-        rows.append((",".join(sorted(route.methods)), route.path, permission.name if permission else None, scope))
-    return rows
-
-
-def route_problems(app: FastAPI) -> list[str]:
-    """What the route walk refuses: a route (other than :data:`OPEN_ROUTES`) without a declared permission, or
-    without a project check (under ``{project}``, or a declared cross-project scope)."""
-    problems = []
-    for methods, path, permission, scope in route_table(app):
-        if path in OPEN_ROUTES:
-            continue
-        if permission is None:
-            problems.append(f"{methods} {path}: no permission declared (depend on llmops.auth.requires)")
-        elif scope is None:
-            problems.append(f"{methods} {path}: no project check (a {{project}} path, or cross_project(...))")
-    return problems
-
-
-class RequestContext:
-    """Pure ASGI middleware (a ``BaseHTTPMiddleware`` passes every chunk of a streamed body through extra tasks and
-    memory streams): gives each request its id (``X-Request-ID``, made up when absent) and correlation id, binds
-    both to the logs, returns the request id in the response, and counts requests and latency by route and status
-    (500 for a request that raised)."""
-
-    def __init__(self, app: ASGIApp, *, service: str) -> None:
-        self.app, self.service = app, service
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = Headers(scope=scope)
-        request_id = headers.get("x-request-id") or str(uuid.uuid4())
-        correlation_id = headers.get("x-correlation-id") or request_id
-        state = scope.setdefault("state", {})  # what request.state reads
-        state["request_id"], state["correlation_id"] = request_id, correlation_id
-        status, responded = 500, False
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status, responded
-            if message["type"] == "http.response.start":
-                status, responded = message["status"], True
-                MutableHeaders(scope=message)["x-request-id"] = request_id
-            await send(message)
-
-        started = time.perf_counter()
-        try:
-            with bound_context(request_id=request_id, correlation_id=correlation_id, service=self.service):
-                try:
-                    await self.app(scope, receive, send_with_id)
-                except Exception:
-                    # Logged here, once, with the request id the 500 answer names; not raised on, so neither
-                    # Starlette nor the server logs the same traceback again without it.
-                    log.exception("http.unhandled_error", method=scope["method"], path=scope["path"])
-                    if responded:  # the response had started: nothing else can be sent
-                        return
-                    await _send_crash(scope, send_with_id, request_id)
-        finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            LATENCY.labels(self.service, scope["method"], route).observe(time.perf_counter() - started)
-            REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
-
-
-async def _send_crash(scope: Scope, send: Send, request_id: str) -> None:
-    body = orjson.dumps(
-        {
-            "type": "about:blank",
-            "title": "Internal Server Error",
-            "status": 500,
-            "detail": "an internal error occurred; see the service log (request_id names it)",
-            "instance": scope.get("path"),
-            "request_id": request_id,
-        }
-    )
-    headers = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 500, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-class BodyLimit:
-    """Pure ASGI middleware capping request bodies: a declared ``Content-Length`` over ``limit`` is answered 413 at
-    once, and a body that streams past it (chunked, or lying about its length) is cut off with 413 as it arrives, so
-    no request makes a service hold more than ``limit`` bytes of body. Media types in ``exempt`` (uploads) pass."""
-
-    def __init__(self, app: ASGIApp, *, limit: int, exempt: frozenset[str] = frozenset()) -> None:
-        self.app, self.limit, self.exempt = app, limit, exempt
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = Headers(scope=scope)
-        if headers.get("content-type", "").split(";")[0].strip().lower() in self.exempt:
-            await self.app(scope, receive, send)
-            return
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(scope, send)
-            return
-        received = 0
-
-        async def limited() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise BodyTooLarge(self.limit)
-            return message
-
-        await self.app(scope, limited, send)
-
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        problem = BodyTooLarge(self.limit).problem()
-        body = orjson.dumps(
-            {
-                "type": problem.type,
-                "title": "Content Too Large",
-                "status": 413,
-                "detail": problem.detail,
-                "instance": scope.get("path"),
-                "request_id": scope.get("state", {}).get("request_id"),
-                **problem.extra,
-            }
-        )
-        headers = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
 
 
 async def spool(
