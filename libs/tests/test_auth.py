@@ -28,6 +28,8 @@ def oidc():
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
+            if self.path.startswith("/slow"):
+                time.sleep(1.0)  # a provider slow to answer
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.end_headers()
@@ -68,6 +70,30 @@ class TestRS256ThroughJWKS:
         with pytest.raises(AuthError) as caught:
             verifier.verify(rs256_token(rsa_key()))
         assert (caught.value.status, caught.value.reason) == (401, "invalid_token")
+
+    async def test_a_slow_jwks_fetch_does_not_block_the_event_loop(self, oidc):
+        import asyncio
+
+        key, url = oidc
+        settings = AuthSettings(
+            algorithm="RS256", jwks_url=url.replace("/jwks.json", "/slow"), issuer="https://idp.example"
+        )
+        verifier = TokenVerifier(settings)
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.02)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        try:
+            principal = await verifier.verify_async(rs256_token(key))
+        finally:
+            ticker.cancel()
+        assert principal.subject == "bob"
+        assert ticks >= 10, "the event loop stood still while the keys were fetched"
 
     def test_rs256_needs_a_jwks_url(self):
         with pytest.raises(ValueError, match="JWKS_URL"):

@@ -81,7 +81,7 @@ def requires(permission: Permission):
                 principal=None,
             )
         try:
-            principal = verifier.verify(credentials.credentials)
+            principal = await verifier.verify_async(credentials.credentials)
         except AuthError as error:
             await deny(request, error, permission=permission, principal=None)
         if not permission.granted_to(principal.roles):

@@ -65,6 +65,10 @@ class AuthError(Exception):
         self.status, self.reason, self.detail = status, reason, detail
 
 
+#: How long a JWKS fetch may take before the token is refused (the request waits for it, the event loop does not).
+JWKS_TIMEOUT_SECONDS = 5
+
+
 class TokenVerifier:
     """Verifies bearer tokens per :class:`AuthSettings` (HS256 secret or RS256 JWKS)."""
 
@@ -72,12 +76,25 @@ class TokenVerifier:
         import jwt
 
         self.settings = settings or AuthSettings()
-        self._jwks = jwt.PyJWKClient(self.settings.jwks_url) if self.settings.algorithm == "RS256" else None
+        self._jwks = (
+            jwt.PyJWKClient(self.settings.jwks_url, timeout=JWKS_TIMEOUT_SECONDS)
+            if self.settings.algorithm == "RS256"
+            else None
+        )
 
     def _key(self, token: str):
         if self._jwks is not None:
             return self._jwks.get_signing_key_from_jwt(token).key
         return self.settings.jwt_secret.get_secret_value()
+
+    async def verify_async(self, token: str) -> Principal:
+        """:meth:`verify` without blocking the event loop: with RS256 the key may have to be fetched from the JWKS
+        URL (then cached), which runs in a worker thread; HS256 needs no I/O and runs inline."""
+        if self._jwks is None:
+            return self.verify(token)
+        import asyncio
+
+        return await asyncio.to_thread(self.verify, token)
 
     def verify(self, token: str) -> Principal:
         """The token's principal; :class:`AuthError` (401) when it is expired, invalid or names an unknown role."""
