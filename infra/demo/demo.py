@@ -155,6 +155,8 @@ async def main() -> None:
                 body = response.json()
                 table.add_row(label, str(response.status_code), body.get("object") or body.get("detail", ""))
             console.print(table)
+            # Anonymous 401s are counted per source and recorded once a minute: end this window now.
+            await runtime.anonymous_denials.flush()
 
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=datasets.app), base_url="http://ds") as api:
             dataset = await _dataset_step(api, run)

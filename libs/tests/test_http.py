@@ -154,6 +154,7 @@ class TestAuthentication:
             assert await session.scalar(select(func.count()).select_from(outbox)) == before + 1
         [event] = await denial_events(first)
         assert event["data"]["count"] == 1000
+        assert event["correlationid"] == first  # the first request's, as the other fields
         assert event["data"]["source"] == "127.0.0.1"
         assert event["data"]["window_seconds"] == 60
 

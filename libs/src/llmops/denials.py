@@ -22,7 +22,8 @@ ANONYMOUS_DENIALS = Counter("llmops_anonymous_denials", "Anonymous requests refu
 MAX_SOURCES = 10_000
 OTHER_SOURCES = "other"
 
-Record = Callable[[AccessDenied], Awaitable[None]]
+#: Records one denial event: the denial, the event's subject and the correlation id.
+Record = Callable[[AccessDenied, str, str | None], Awaitable[None]]
 
 
 class AnonymousDenials:
@@ -31,14 +32,14 @@ class AnonymousDenials:
     def __init__(self, record: Record, *, window_seconds: int) -> None:
         self.record = record
         self.window_seconds = window_seconds
-        self._first: dict[str, AccessDenied] = {}
+        self._first: dict[str, tuple[AccessDenied, str | None]] = {}
         self._counts: dict[str, int] = {}
 
-    def add(self, denial: AccessDenied) -> None:
+    def add(self, denial: AccessDenied, correlation_id: str | None = None) -> None:
         source = denial.source or "unknown"
         if source not in self._counts and len(self._counts) >= MAX_SOURCES:
             source = OTHER_SOURCES
-        self._first.setdefault(source, denial)
+        self._first.setdefault(source, (denial, correlation_id))
         self._counts[source] = self._counts.get(source, 0) + 1
         ANONYMOUS_DENIALS.labels(denial.service).inc()
 
@@ -46,11 +47,11 @@ class AnonymousDenials:
         """Record one event per source counted since the last flush; returns how many events."""
         first, counts = self._first, self._counts
         self._first, self._counts = {}, {}
-        for source, denial in first.items():
+        for source, (denial, correlation_id) in first.items():
             update = {"count": counts[source], "window_seconds": self.window_seconds}
             if source == OTHER_SOURCES:
                 update["source"] = OTHER_SOURCES
-            await self.record(denial.model_copy(update=update))
+            await self.record(denial.model_copy(update=update), "anonymous", correlation_id)
         return len(first)
 
     async def run(self) -> None:

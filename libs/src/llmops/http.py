@@ -146,13 +146,11 @@ class Runtime:
         Anonymous 401s are only counted, per source, and recorded once a window with the count."""
         log.info("auth.denied", status=denial.status, reason=denial.reason, path=denial.path, principal=subject)
         if denial.status == 401 and subject == "anonymous":
-            self.anonymous_denials.add(denial)
+            self.anonymous_denials.add(denial, correlation_id)
             return
         await self._record_denial_event(denial, subject, correlation_id)
 
-    async def _record_denial_event(
-        self, denial: AccessDenied, subject: str = "anonymous", correlation_id: str | None = None
-    ) -> None:
+    async def _record_denial_event(self, denial: AccessDenied, subject: str, correlation_id: str | None) -> None:
         event = new_event(
             denial, subject=subject, source=self.source, correlation_id=correlation_id or denial.request_id
         )
