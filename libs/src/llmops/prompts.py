@@ -228,9 +228,10 @@ def check_variables(template: PromptTemplate, variables: Mapping[str, Any]) -> l
     return errors
 
 
-def _rendered(compiled, variables: Mapping[str, Any]) -> str:
-    # Template.render without its copy of the variables and traceback rewriting: errors become RenderErrors anyway
-    return _ENV.concat(compiled.root_render_func(compiled.new_context(variables)))
+def _rendered(compiled, context: dict[str, Any]) -> str:
+    # Template.render without its copies of the variables (made once per render, in `context`) and traceback
+    # rewriting (errors become RenderErrors anyway); templates cannot change `context` (immutable sandbox)
+    return _ENV.concat(compiled.root_render_func(compiled.new_context(context, shared=True)))
 
 
 def render(
@@ -246,10 +247,11 @@ def render(
     if errors:
         raise RenderError("; ".join(f"{e.variable}: {e.message}" for e in errors), errors)
     start_budget(seconds)
+    context = {**_ENV.globals, **variables}
     try:
         if template.text is not None:
-            return _rendered(_compiled(template.text), variables)
-        messages = [{"role": m.role, "content": _rendered(_compiled(m.content), variables)} for m in template.messages]
+            return _rendered(_compiled(template.text), context)
+        contents = [_rendered(_compiled(m.content), context) for m in template.messages]
     except RenderLimit as exc:
         raise RenderError(f"the template went over a render limit: {exc}", []) from exc
     except SecurityError as exc:
@@ -258,11 +260,11 @@ def render(
         raise RenderError(f"the template uses an undefined value: {exc.message}", []) from exc
     except Exception as exc:  # a template is user code: whatever it raises is its own error, not the caller's
         raise RenderError(f"the template failed: {type(exc).__name__}: {exc}", []) from exc
-    if sum(len(m["content"]) for m in messages) > MAX_OUTPUT_CHARS:
+    if sum(map(len, contents)) > MAX_OUTPUT_CHARS:
         raise RenderError(
             f"the template went over a render limit: the messages are over {MAX_OUTPUT_CHARS:,} characters", []
         )
-    return messages
+    return [{"role": m.role, "content": c} for m, c in zip(template.messages, contents, strict=True)]
 
 
 # -- test cases --------------------------------------------------------------------------------------------------
