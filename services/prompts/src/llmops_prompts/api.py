@@ -250,6 +250,7 @@ async def move_label(
         protected=body.protected,
         guard_role=request.app.state.settings.protected_label_role,
         actor=actor_of(request, principal),
+        limits=request.app.state.limits,
     )
     return from_row(MoveOut, move)
 
@@ -263,14 +264,17 @@ async def label_history(
     return [from_row(MoveOut, m) for m in await repository.label_history(session, prompt.id, label)]
 
 
-@router.post("/{name}/render", summary="Render by label or version with variables (422 names each bad variable)")
+@router.post(
+    "/{name}/render",
+    summary="Render by label or version with variables (422 names each bad variable, or the render limit reached)",
+)
 async def render(
     project: Project, name: Name, body: RenderIn, request: Request, session: Session, principal: Reader
 ) -> dict[str, Any]:
     await require_project(request, principal, project)
     prompt = await service.get_prompt(session, project, name)
     version = await service.resolve(session, prompt, label=body.label, version=body.version)
-    rendered = service.render_version(version, body.variables)
+    rendered = await service.render_version(version, body.variables, request.app.state.limits)
     return {
         "version": version.version,
         "parameters": version.parameters,
@@ -320,5 +324,6 @@ async def run_tests(
     await require_project(request, principal, project)
     prompt = await service.get_prompt(session, project, name)
     target = await service.resolve(session, prompt, label=label, version=version)
-    results = service.run_tests(target, await repository.list_test_cases(session, prompt.id))
+    cases = await repository.list_test_cases(session, prompt.id)
+    results = await service.run_tests(target, cases, request.app.state.limits)
     return {"version": target.version, "passed": all(r["passed"] for r in results), "results": results}

@@ -14,6 +14,7 @@ from llmops.db import Database, upgrade
 from llmops.entrypoint import service_cli
 from llmops.http import Runtime, create_app
 from llmops_prompts.api import router
+from llmops_prompts.service import Limits
 from llmops_prompts.settings import PromptsSettings
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -31,6 +32,7 @@ class PromptsService:
         )
         self.app: FastAPI = create_app(self.runtime, title="llmops prompts", routers=[router])
         self.app.state.settings = self.settings
+        self.app.state.limits = Limits(self.settings.render_seconds, self.settings.test_run_seconds)
 
     async def start(self) -> None:
         await self.runtime.start()

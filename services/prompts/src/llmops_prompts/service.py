@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import hashlib
+import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from fastapi import Request
+from pydantic import ValidationError
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +20,15 @@ from llmops.auth import AuthError, Principal, Role, deny
 from llmops.bus import add_to_outbox
 from llmops.errors import Problem
 from llmops.http import Actor, Runtime
-from llmops.prompts import Expectation, PromptTemplate, RenderError, as_text, failed_expectations, render
+from llmops.prompts import (
+    RENDER_SECONDS,
+    Expectation,
+    PromptTemplate,
+    RenderError,
+    as_text,
+    failed_expectations,
+    render,
+)
 from llmops_prompts import repository
 from llmops_schemas.events import PromptCreated, PromptLabelMoved, PromptVersionCreated
 
@@ -158,9 +170,37 @@ def diff(old: Row, new: Row) -> dict[str, Any]:
 
 
 # -- rendering and tests -----------------------------------------------------------------------------------------
-def render_version(version: Row, variables: dict[str, Any]):
+@dataclass(frozen=True)
+class Limits:
+    """How long one render, and one run of a prompt's tests, may take. Both run in a worker thread, so the event
+    loop (every other request, /readyz included) goes on meanwhile; the renderer stops itself at its budget, and
+    the wait for the thread is bounded too, in case something the budget does not see runs long."""
+
+    render_seconds: float = RENDER_SECONDS
+    test_run_seconds: float = 10.0
+    grace_seconds: float = 1.0
+
+
+def _template_problem(message: str) -> Problem:
+    return Problem(422, message, type_="urn:llmops:problem:template")
+
+
+async def _bounded(seconds: float, what: str, fn, *args, **kwargs):
     try:
-        return render(template_of(version), variables)
+        return await asyncio.wait_for(asyncio.to_thread(fn, *args, **kwargs), seconds)
+    except TimeoutError:
+        raise _template_problem(f"{what} took longer than its time limit ({seconds:g} s)") from None
+
+
+async def render_version(version: Row, variables: dict[str, Any], limits: Limits):
+    """Render off the event loop, within ``limits.render_seconds``; a bad render is a 422 naming what is wrong."""
+    seconds = limits.render_seconds
+    return await _bounded(seconds + limits.grace_seconds, "the render", _render_version, version, variables, seconds)
+
+
+def _render_version(version: Row, variables: dict[str, Any], seconds: float):
+    try:
+        return render(template_of(version), variables, seconds=seconds)
     except RenderError as exc:
         if exc.errors:
             raise Problem(
@@ -171,18 +211,32 @@ def render_version(version: Row, variables: dict[str, Any]):
                     {"field": f"variables.{e.variable}", "location": "body", "message": e.message} for e in exc.errors
                 ],
             ) from exc
-        raise Problem(422, str(exc), type_="urn:llmops:problem:template") from exc
+        raise _template_problem(str(exc)) from exc
 
 
-def run_tests(version: Row, cases: list[Row]) -> list[dict[str, Any]]:
-    """Each test case rendered with ``version`` and checked against its expectations."""
+async def run_tests(version: Row, cases: list[Row], limits: Limits) -> list[dict[str, Any]]:
+    """Each test case rendered with ``version`` and checked against its expectations, off the event loop and
+    within ``limits.test_run_seconds`` in all (cases left when the time is up fail as not run)."""
+    seconds = limits.test_run_seconds
+    return await _bounded(seconds + limits.grace_seconds, "the test run", _run_tests, version, cases, limits)
+
+
+def _run_tests(version: Row, cases: list[Row], limits: Limits) -> list[dict[str, Any]]:
+    template = template_of(version)
+    deadline = time.monotonic() + limits.test_run_seconds
     results = []
     for case in cases:
-        try:
-            rendered = render(template_of(version), case.variables)
-            failures = failed_expectations(as_text(rendered), Expectation.model_validate(case.expect))
-        except RenderError as exc:
-            failures = [f"render: {exc}"]
+        left = deadline - time.monotonic()
+        if left <= 0:
+            failures = [f"not run: the test run's time limit ({limits.test_run_seconds:g} s) was reached"]
+        else:
+            try:
+                rendered = render(template, case.variables, seconds=min(limits.render_seconds, left))
+                failures = failed_expectations(as_text(rendered), Expectation.model_validate(case.expect))
+            except RenderError as exc:
+                failures = [f"render: {exc}"]
+            except ValidationError as exc:  # a case stored before today's rules
+                failures = [f"expect: {exc.errors()[0]['msg']}"]
         results.append({"test": case.name, "passed": not failures, "failures": failures})
     return results
 
@@ -224,6 +278,7 @@ async def move_label(
     protected: bool | None,
     guard_role: Role | None,
     actor: Actor,
+    limits: Limits,
 ) -> Row:
     """Point ``label`` at ``version`` and append the move to its history. A protected label (or (un)protecting one)
     needs admin or the guard role (403, recorded), and its render tests must pass on the target version."""
@@ -241,9 +296,8 @@ async def move_label(
             principal=principal,
         )
     if will_protect:
-        failures = [
-            r for r in run_tests(target, await repository.list_test_cases(session, prompt.id)) if not r["passed"]
-        ]
+        cases = await repository.list_test_cases(session, prompt.id)
+        failures = [r for r in await run_tests(target, cases, limits) if not r["passed"]]
         if failures:
             raise Problem(
                 409,
