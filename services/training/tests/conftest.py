@@ -85,6 +85,41 @@ def tar_of(directory: Path) -> bytes:
     return buffer.getvalue()
 
 
+def member(name: str, data: bytes = b"", *, size: int | None = None, **fields) -> tuple[tarfile.TarInfo, bytes]:
+    """A tar member made by hand: a file of ``data`` unless ``fields`` say otherwise (``type``, ``linkname``);
+    ``size`` declares a size other than the data's."""
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    for field, value in fields.items():
+        setattr(info, field, value)
+    if size is not None:
+        info.size = size
+    return info, data
+
+
+def tar_with(*members: tuple[tarfile.TarInfo, bytes], mode: str = "w") -> bytes:
+    """A tar of the members as given (``mode`` ``w:gz`` and so on compresses it); a member whose declared size is
+    larger than its data has only its header written, as a crafted archive would."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as tar:
+        for info, data in members:
+            if info.isreg() and info.size > len(data):
+                header = info.tobuf(tar.format, tar.encoding, tar.errors)
+                tar.fileobj.write(header)
+                tar.offset += len(header)
+                continue
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return buffer.getvalue()
+
+
+CONFIG = member("model/config.json", b'{"architectures": ["LlamaForCausalLM"]}')
+
+
+def safetensors_claiming(header_size: int) -> bytes:
+    """The start of a safetensors file whose first 8 bytes claim a JSON header of ``header_size`` bytes."""
+    return header_size.to_bytes(8, "little") + b"{}"
+
+
 def instruction_rows(count: int = 64) -> list[dict]:
     """Question/answer pairs a tiny model can learn (a few distinct answers, repeated)."""
     answers = ["blue", "green", "red", "yellow"]

@@ -3,6 +3,7 @@ projections of dataset and prompt events), cancellation, the model registry's al
 
 from __future__ import annotations
 
+import tarfile
 import uuid
 
 import pytest
@@ -10,7 +11,21 @@ import pytest
 from llmops.auth import Role
 from llmops_training import repository
 
-from .conftest import ADMIN, ENGINEER, STEWARD, VIEWER, bearer, outbox_events, register_tiny, seed_dataset, tar_of
+from .conftest import (
+    ADMIN,
+    CONFIG,
+    ENGINEER,
+    STEWARD,
+    VIEWER,
+    bearer,
+    member,
+    outbox_events,
+    register_tiny,
+    safetensors_claiming,
+    seed_dataset,
+    tar_of,
+    tar_with,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -84,6 +99,70 @@ class TestBaseModels:
             headers=ENGINEER | {"content-type": "application/x-tar"},
         )
         assert response.status_code == 413
+
+
+async def upload(client, archive: bytes, name: str = "x"):
+    headers = ENGINEER | {"content-type": "application/x-tar"}
+    return await client.post(f"/projects/p1/base-models/{name}/upload", content=archive, headers=headers)
+
+
+async def assert_nothing_stored(client, training, name: str = "x") -> None:
+    assert (await client.get(f"/projects/p1/base-models/{name}", headers=VIEWER)).status_code == 404
+    assert not [e for e in await outbox_events(training) if e["type"] == "base_model.registered"]
+    assert list(training.settings.work_dir.iterdir()) == []  # the spooled upload and anything unpacked are gone
+
+
+class TestBaseModelArchiveLimits:
+    async def test_a_gzip_tar_bomb_is_refused_before_it_is_unpacked(self, client, training):
+        bomb = tar_with(CONFIG, member("model/weights.bin", bytes(50 * 1024**2)), mode="w:gz")
+        assert len(bomb) < 1024**2  # 50 MB of zeros in well under 1 MB
+        response = await upload(client, bomb)
+        assert response.status_code == 422, response.text
+        assert "send a plain (uncompressed) tar; compressed archives are refused" in response.json()["detail"]
+        await assert_nothing_stored(client, training)
+
+    @pytest.mark.parametrize(
+        ("entry", "reason"),
+        [
+            (member("model/alias.json", type=tarfile.SYMTYPE, linkname="config.json"), "is a symbolic link"),
+            (member("model/copy.json", type=tarfile.LNKTYPE, linkname="model/config.json"), "is a hard link"),
+            (member("model/../../evil.txt", b"x"), "points outside the model directory"),
+            (member("/tmp/evil.txt", b"x"), "points outside the model directory"),
+        ],
+        ids=["symlink", "hard link", "dot-dot", "absolute"],
+    )
+    async def test_a_link_or_a_member_outside_the_directory_is_refused_naming_it(self, client, training, entry, reason):
+        response = await upload(client, tar_with(CONFIG, entry))
+        assert response.status_code == 422, response.text
+        assert f"{entry[0].name!r} {reason}" in response.json()["detail"]
+        await assert_nothing_stored(client, training)
+
+    async def test_files_over_the_size_limit_are_refused_from_their_headers(self, client, training, tiny_model):
+        training.settings.max_base_model_bytes = 1000
+        response = await upload(client, tar_of(tiny_model))
+        assert response.status_code == 413, response.text
+        assert "limit of 1000 bytes" in response.json()["detail"]
+        await assert_nothing_stored(client, training)
+
+    async def test_a_member_declaring_a_terabyte_is_refused_without_reading_it(self, client, training):
+        crafted = tar_with(CONFIG, member("model/weights.bin", size=1024**4))  # the header only, no data
+        response = await upload(client, crafted)
+        assert response.status_code == 413, response.text
+        assert "'model/weights.bin'" in response.json()["detail"]
+        await assert_nothing_stored(client, training)
+
+    async def test_too_many_members_are_refused(self, client, training, tiny_model):
+        training.settings.max_base_model_files = 3
+        response = await upload(client, tar_of(tiny_model))
+        assert response.status_code == 422 and "more than 3 members" in response.json()["detail"]
+        await assert_nothing_stored(client, training)
+
+    async def test_a_safetensors_header_claiming_a_terabyte_is_refused_naming_the_file(self, client, training):
+        weights = member("model/model.safetensors", safetensors_claiming(1024**4))
+        response = await upload(client, tar_with(CONFIG, weights))
+        assert response.status_code == 422, response.text
+        assert "model.safetensors is not a readable safetensors file" in response.json()["detail"]
+        await assert_nothing_stored(client, training)
 
 
 class TestJobRequests:

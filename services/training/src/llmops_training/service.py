@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
-import tarfile
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -27,12 +25,9 @@ from llmops_schemas.events import (
     TrainingJobRequested,
 )
 from llmops_schemas.events.training import BaseModelRef, DatasetRef, PromptRef
-from llmops_training import artifacts, repository
+from llmops_training import archives, artifacts, repository
 from llmops_training.examples import TRAINABLE_FORMATS
 from llmops_training.settings import TrainingSettings
-
-#: What a Hugging Face model directory must hold to be a base model.
-REQUIRED_FILES = ("config.json",)
 
 
 def _unprocessable(detail: str, field: str) -> Problem:
@@ -66,41 +61,6 @@ async def register_hub_model(
     return await _new_base_model(session, runtime, project, name, actor, source="hub", hub_id=hub_id, revision=revision)
 
 
-def _describe(directory: Path) -> dict[str, Any]:
-    """Architecture and parameter count of a model directory, read from its config and safetensors headers."""
-    config = json.loads((directory / "config.json").read_text())
-    parameters = 0
-    for path in directory.glob("*.safetensors"):
-        with path.open("rb") as handle:
-            header_size = int.from_bytes(handle.read(8), "little")
-            header = json.loads(handle.read(header_size))
-        for name, tensor in header.items():
-            if name != "__metadata__":
-                count = 1
-                for dim in tensor["shape"]:
-                    count *= dim
-                parameters += count
-    architectures = config.get("architectures") or [config.get("model_type")]
-    return {"architecture": architectures[0], "parameters": parameters or None}
-
-
-def _extract(archive: Path, destination: Path) -> Path:
-    """Unpack a tar of a model directory (files only, nothing outside ``destination``); its root is returned."""
-    try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(destination, filter="data")
-    except (tarfile.TarError, OSError) as exc:
-        raise Problem(422, f"the upload is not a readable tar archive of a model directory: {exc}") from exc
-    entries = [p for p in destination.iterdir()]
-    root = entries[0] if len(entries) == 1 and entries[0].is_dir() else destination
-    missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
-    if missing:
-        raise Problem(
-            422, f"the model directory has no {', '.join(missing)} (a Hugging Face model directory is needed)"
-        )
-    return root
-
-
 async def register_uploaded_model(
     runtime: Runtime,
     settings: TrainingSettings,
@@ -121,9 +81,15 @@ async def register_uploaded_model(
         archive = workdir / "upload.tar"
         if await spool(chunks, archive, limit=settings.max_upload_bytes) == 0:
             raise Problem(422, "the upload is empty; send a tar archive of a model directory")
-        root = await asyncio.to_thread(_extract, archive, workdir / "model")
+        root = await asyncio.to_thread(
+            archives.extract,
+            archive,
+            workdir / "model",
+            max_bytes=settings.max_base_model_bytes,
+            max_members=settings.max_base_model_files,
+        )
         archive.unlink()
-        description = await asyncio.to_thread(_describe, root)
+        description = await asyncio.to_thread(archives.describe, root)
         assert runtime.store is not None
         manifest = await artifacts.put_directory(runtime.store, root)
     finally:

@@ -30,6 +30,10 @@ class TrainingSettings(ServiceSettings):
     )
     #: Largest base model upload accepted (bytes).
     max_upload_bytes: int = Field(default=64 * 1024**3, ge=1)
+    #: Largest sum of an uploaded base model's file sizes (bytes), checked from the tar's headers before unpacking.
+    max_base_model_bytes: int = Field(default=20 * 1024**3, ge=1)
+    #: Most files and directories in an uploaded base model's tar.
+    max_base_model_files: int = Field(default=10_000, ge=1)
     #: Where uploads are spooled and workers keep their work and cache (None: the system temporary directory).
     work_dir: Path | None = None
     consumer_group: str = "training"
