@@ -29,7 +29,7 @@ class TrainingSettings(ServiceSettings):
         default_factory=lambda: {"cpu": Pool(cuda=False, description="CPU workers"), "gpu": Pool(cuda=True)}
     )
     #: Largest base model upload accepted (bytes).
-    max_upload_bytes: int = Field(default=64 * 1024**3, ge=1)
+    max_upload_bytes: int = Field(default=21 * 1024**3, ge=1)  # the unpacked cap and room for tar headers
     #: Largest sum of an uploaded base model's file sizes (bytes), checked from the tar's headers before unpacking.
     max_base_model_bytes: int = Field(default=20 * 1024**3, ge=1)
     #: Most files and directories in an uploaded base model's tar.
