@@ -330,3 +330,29 @@ class TestCrashes:
         assert len(lines) == 1, lines
         logged = json.loads(lines[0])
         assert logged["event"] == "http.unhandled_error" and "RuntimeError: a bug in p1" in logged["exception"]
+
+
+class TestNulCharacters:
+    @pytest.mark.parametrize(
+        ("body", "field"),
+        [
+            ({"text": "a\u0000b"}, "text"),
+            ({"items": [{"name": "ok"}, {"name": "x\u0000"}]}, "items.1.name"),
+            ({"x\u0000": 1}, "x\\u0000"),
+        ],
+    )
+    async def test_a_nul_in_a_json_string_or_key_is_422_naming_the_field(self, client, body, field):
+        response = await client.post("/projects/p1/notes", json=body, headers=bearer(Role.VIEWER))
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert [e["field"] for e in response.json()["errors"]] == [field]
+
+    async def test_a_nul_in_a_query_parameter_is_422_naming_it(self, client):
+        response = await client.get("/projects/p1/things?limit=1&q=%00", headers=bearer(Role.VIEWER))
+        assert response.status_code == 422
+        assert response.json()["errors"][0]["field"] == "q"
+        assert response.json()["errors"][0]["location"] == "query"
+
+    async def test_an_escaped_backslash_before_u0000_is_no_nul(self, client):
+        response = await client.post("/projects/p1/notes", json={"text": "C:\\u0000"}, headers=bearer(Role.VIEWER))
+        assert response.status_code == 200

@@ -47,6 +47,18 @@ class BodyTooLarge(StarletteHTTPException):
         return Problem(413, str(self.detail), type_="urn:llmops:problem:body-too-large", limit_bytes=self.limit)
 
 
+class InvalidInput(StarletteHTTPException):
+    """Input refused at the edge before the route sees it (a NUL character, say), answered as a validation problem
+    naming each field; an HTTP exception, so that the framework's body parsing passes it on."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+        super().__init__(422, "invalid input: " + ", ".join(sorted({e["field"] for e in errors})))
+
+    def problem(self) -> Problem:
+        return Problem(422, str(self.detail), type_="urn:llmops:problem:validation", errors=self.errors)
+
+
 def problem_response(request: Request, problem: Problem) -> JSONResponse:
     from http import HTTPStatus
 
@@ -71,6 +83,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(BodyTooLarge)
     async def on_body_too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return problem_response(request, exc.problem())
+
+    @app.exception_handler(InvalidInput)
+    async def on_invalid_input(request: Request, exc: InvalidInput) -> JSONResponse:
         return problem_response(request, exc.problem())
 
     @app.exception_handler(StarletteHTTPException)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import time
 import uuid
+from http import HTTPStatus
+from urllib.parse import parse_qsl
 
 import orjson
 from prometheus_client import Counter, Histogram
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmops.errors import PROBLEM_JSON, BodyTooLarge
+from llmops.errors import PROBLEM_JSON, BodyTooLarge, InvalidInput, Problem
 from llmops.logging import bound_context, get_logger
 
 log = get_logger(__name__)
@@ -58,33 +60,28 @@ class RequestContext:
                     log.exception("http.unhandled_error", method=scope["method"], path=scope["path"])
                     if responded:  # the response had started: nothing else can be sent
                         return
-                    await _send_crash(scope, send_with_id, request_id)
+                    await _send_crash(scope, send_with_id)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             LATENCY.labels(self.service, scope["method"], route).observe(time.perf_counter() - started)
             REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
 
 
-async def _send_crash(scope: Scope, send: Send, request_id: str) -> None:
-    body = orjson.dumps(
-        {
-            "type": "about:blank",
-            "title": "Internal Server Error",
-            "status": 500,
-            "detail": "an internal error occurred; see the service log (request_id names it)",
-            "instance": scope.get("path"),
-            "request_id": request_id,
-        }
-    )
-    headers = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 500, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+async def _send_crash(scope: Scope, send: Send) -> None:
+    detail = "an internal error occurred; see the service log (request_id names it)"
+    await _send_problem(scope, send, Problem(500, detail))
 
 
 class BodyLimit:
-    """Pure ASGI middleware capping request bodies: a declared ``Content-Length`` over ``limit`` is answered 413 at
-    once, and a body that streams past it (chunked, or lying about its length) is cut off with 413 as it arrives, so
-    no request makes a service hold more than ``limit`` bytes of body. Media types in ``exempt`` (uploads) pass."""
+    """Pure ASGI middleware guarding what a request brings before any route sees it:
+
+    - bodies are capped: a declared ``Content-Length`` over ``limit`` is answered 413 at once, and a body that streams
+      past it (chunked, or lying about its length) is cut off with 413 as it arrives, so no request makes a service
+      hold more than ``limit`` bytes of body;
+    - no NUL character gets in (Postgres stores none in text or JSON): one in the path, a query parameter or a JSON
+      string or key is a 422 naming where it is.
+
+    Media types in ``exempt`` (uploads, which their routes stream, cap and check) pass untouched."""
 
     def __init__(self, app: ASGIApp, *, limit: int, exempt: frozenset[str] = frozenset()) -> None:
         self.app, self.limit, self.exempt = app, limit, exempt
@@ -93,40 +90,89 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if errors := _nul_in_path_or_query(scope):
+            await _send_problem(scope, send, InvalidInput(errors).problem())
+            return
         headers = Headers(scope=scope)
         if headers.get("content-type", "").split(";")[0].strip().lower() in self.exempt:
             await self.app(scope, receive, send)
             return
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(scope, send)
+            await _send_problem(scope, send, BodyTooLarge(self.limit).problem())
             return
-        received = 0
+        received, chunks = 0, []
 
-        async def limited() -> Message:
+        async def guarded() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > self.limit:
                     raise BodyTooLarge(self.limit)
+                chunks.append(chunk)
+                if not message.get("more_body", False) and (errors := _nul_in_json(b"".join(chunks))):
+                    raise InvalidInput(errors)
             return message
 
-        await self.app(scope, limited, send)
+        await self.app(scope, guarded, send)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        problem = BodyTooLarge(self.limit).problem()
-        body = orjson.dumps(
-            {
-                "type": problem.type,
-                "title": "Content Too Large",
-                "status": 413,
-                "detail": problem.detail,
-                "instance": scope.get("path"),
-                "request_id": scope.get("state", {}).get("request_id"),
-                **problem.extra,
-            }
-        )
-        headers = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+
+def _nul_in_path_or_query(scope: Scope) -> list[dict]:
+    errors = []
+    if "\x00" in scope.get("path", ""):
+        errors.append(_nul_error("<path>", "path"))
+    query = scope.get("query_string", b"")
+    if b"%00" in query or b"\x00" in query:
+        for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+            if "\x00" in name or "\x00" in value:
+                errors.append(_nul_error(name.replace("\x00", "\\u0000"), "query"))
+    return errors
+
+
+def _nul_in_json(body: bytes) -> list[dict]:
+    """Where a JSON body holds a NUL character (escaped as \\u0000; a raw one is invalid JSON anyway)."""
+    if b"\\u0000" not in body:
+        return []
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return []  # the route's own parsing says what is wrong with it
+    found: list[dict] = []
+    pending: list[tuple[str, object]] = [("", document)]
+    while pending and len(found) < 20:
+        where, value = pending.pop()
+        if isinstance(value, str) and "\x00" in value:
+            found.append(_nul_error(where or "<root>", "body"))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                path = f"{where}.{key}" if where else str(key)
+                if "\x00" in key:
+                    found.append(_nul_error(path.replace("\x00", "\\u0000"), "body"))
+                pending.append((path, item))
+        elif isinstance(value, list):
+            pending.extend((f"{where}.{i}" if where else str(i), item) for i, item in enumerate(value))
+    return found
+
+
+def _nul_error(field: str, location: str) -> dict:
+    return {"field": field, "location": location, "message": "NUL characters are not allowed", "type": "nul_character"}
+
+
+async def _send_problem(scope: Scope, send: Send, problem: Problem) -> None:
+    """Answer a problem from a middleware, before the app (and its exception handlers) run."""
+    body = orjson.dumps(
+        {
+            "type": problem.type,
+            "title": problem.title or HTTPStatus(problem.status).phrase,
+            "status": problem.status,
+            "detail": problem.detail,
+            "instance": scope.get("path"),
+            "request_id": scope.get("state", {}).get("request_id"),
+            **problem.extra,
+        }
+    )
+    headers = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
