@@ -367,3 +367,14 @@ class TestPermissions:
         assert (await request_job(client, headers=other)).status_code == 403
         denials = [e for e in await outbox_events(training) if e["type"] == "security.access.denied"]
         assert denials and denials[-1]["data"]["project"] == "p1"
+
+
+class TestEdges:
+    async def test_a_job_id_shaped_like_a_uuid_but_not_one_is_422(self, client):
+        response = await client.get(f"/projects/p1/training/jobs/{'-' * 36}", headers=ENGINEER)
+        assert response.status_code == 422, response.text
+        assert [e["field"] for e in response.json()["errors"]] == ["job_id"]
+
+    async def test_an_offset_past_int64_is_422(self, client):
+        response = await client.get("/projects/p1/training/jobs?offset=9223372036854775808", headers=ENGINEER)
+        assert response.status_code == 422, response.text

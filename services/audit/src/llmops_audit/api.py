@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, BaseModel, Field, field_validator
 from llmops.auth import ALL_PROJECTS, Permission, Principal, Role, cross_project, require_project, requires
 from llmops.errors import Problem
 from llmops.http import CurrentRuntime, Session
+from llmops.types import INT64_MAX, SeqQuery
 from llmops_audit import export, service
 from llmops_audit.chain import Signer
 from llmops_audit.repository import AuditFilter
@@ -55,8 +56,8 @@ class PageQuery(Filters):
 
 class ExportQuery(Filters):
     format: Literal["jsonl", "csv"] = "jsonl"
-    from_seq: int | None = Field(default=None, ge=1)
-    to_seq: int | None = Field(default=None, ge=1)
+    from_seq: int | None = Field(default=None, ge=1, le=INT64_MAX)
+    to_seq: int | None = Field(default=None, ge=1, le=INT64_MAX)
 
 
 class Entry(BaseModel):
@@ -217,8 +218,8 @@ async def verify_chain(
     request: Request,
     runtime: CurrentRuntime,
     principal: Reader,
-    from_seq: Annotated[int | None, Query(ge=1)] = None,
-    to_seq: Annotated[int | None, Query(ge=1)] = None,
+    from_seq: SeqQuery = None,
+    to_seq: SeqQuery = None,
 ) -> dict[str, Any]:
     if from_seq is not None and to_seq is not None and to_seq < from_seq:
         raise Problem(

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from llmops.auth import Permission, Principal, Role, require_project, requires
 from llmops.http import CurrentRuntime, Session, actor_of, from_row
 from llmops.prompts import Expectation, PromptTemplate
+from llmops.types import Offset, Version, VersionPath
 from llmops_prompts import repository, service
 
 WRITE = Permission("prompts.write", {Role.ML_ENGINEER})
@@ -82,7 +83,7 @@ class PromptDetail(PromptOut):
 
 class LabelMoveIn(BaseModel):
     model_config = {"extra": "forbid"}
-    version: int = Field(ge=1)
+    version: Version
     reason: str = Field(min_length=1, max_length=2000)
     protected: bool | None = Field(default=None, description="protect or unprotect the label (admin only)")
 
@@ -100,7 +101,7 @@ class MoveOut(BaseModel):
 class RenderIn(BaseModel):
     model_config = {"extra": "forbid"}
     label: str | None = None
-    version: int | None = Field(default=None, ge=1)
+    version: Version | None = None
     variables: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -134,7 +135,7 @@ async def list_prompts(
     session: Session,
     principal: Reader,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[PromptOut]:
     await require_project(request, principal, project)
     return [from_row(PromptOut, r) for r in await repository.list_prompts(session, project, limit=limit, offset=offset)]
@@ -201,7 +202,7 @@ async def resolve(
 
 @router.get("/{name}/versions/{version}", summary="One version")
 async def show_version(
-    project: Project, name: Name, version: int, request: Request, session: Session, principal: Reader
+    project: Project, name: Name, version: VersionPath, request: Request, session: Session, principal: Reader
 ) -> VersionOut:
     await require_project(request, principal, project)
     prompt = await service.get_prompt(session, project, name)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 from llmops.auth import Permission, Principal, Role, require_project, requires
 from llmops.errors import Problem
 from llmops.http import CurrentRuntime, Session, actor_of, from_row
+from llmops.types import Offset, UUIDPath, Version
 from llmops_training import repository, service
 
 WRITE = Permission("training.write", {Role.ML_ENGINEER})
@@ -135,14 +136,14 @@ class Hyperparameters(BaseModel):
 class DatasetChoice(BaseModel):
     model_config = {"extra": "forbid"}
     name: str = Field(pattern=NAME)
-    version: int = Field(ge=1)
+    version: Version
     split: Literal["train", "validation", "test"] = "train"
 
 
 class PromptChoice(BaseModel):
     model_config = {"extra": "forbid"}
     name: str = Field(pattern=NAME)
-    version: int = Field(ge=1)
+    version: Version
 
 
 class JobIn(BaseModel):
@@ -213,14 +214,14 @@ async def list_jobs(
     principal: Reader,
     status: Annotated[Literal["queued", "running", "completed", "failed", "cancelled"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[JobOut]:
     await require_project(request, principal, project)
     rows = await repository.list_jobs(session, project, status=status, limit=limit, offset=offset)
     return [from_row(JobOut, row) for row in rows]
 
 
-JobId = Annotated[str, PathParam(pattern=r"^[0-9a-f-]{36}$")]
+JobId = UUIDPath
 
 
 @router.get("/training/jobs/{job_id}", summary="One job: status, progress, metrics, error")
@@ -376,7 +377,7 @@ async def model_lineage(
 
 class AliasIn(BaseModel):
     model_config = {"extra": "forbid"}
-    version: int = Field(ge=1)
+    version: Version
     reason: str = Field(min_length=1, max_length=2000)
 
 
