@@ -309,6 +309,13 @@ class TestFilesAsPeopleMakeThem:
         assert "line 31 is not valid UTF-8 (byte 0xe9 at column 18)" in response.json()["detail"]
         assert await stored_versions(datasets) == 0 and in_blocks(blocks)
 
+    async def test_keep_valid_does_not_store_the_rest_of_a_file_that_is_not_utf8(self, client, datasets):
+        await create(client, "d", "text")
+        body = '{"text": "fine"}\n{"text": "café"}\n'.encode("latin-1")
+        response = await upload(client, "d", body, keep_valid="true")
+        assert response.status_code == 422 and "line 2 is not valid UTF-8" in response.json()["detail"]
+        assert await stored_versions(datasets) == 0
+
     @pytest.mark.parametrize(
         ("encoding", "why"),
         [("utf-16", "it starts with a UTF-16 byte-order mark"), ("utf-16-le", "NUL bytes between its characters")],
