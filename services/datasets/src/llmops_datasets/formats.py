@@ -238,7 +238,7 @@ def _lacking(required: Collection[str], header: str, asked: str | None) -> str:
         hint = f"; split at {DELIMITERS[other]}s it has them: pass delimiter={_QUERY[other]}" if other else ""
         return f"{_columns(header, asked, required)}, split at {DELIMITERS[asked]}s as asked{hint}"
     try:  # the delimiter the header seems to use, to show what it gives
-        found = csv.Sniffer().sniff(header, delimiters="".join(DELIMITERS)).delimiter
+        found = csv.Sniffer().sniff(header[:_SNIFF_BYTES], delimiters="".join(DELIMITERS)).delimiter  # regexes: bounded
     except csv.Error:
         found = ","
     return (
