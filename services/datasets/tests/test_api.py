@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
 import json
 
@@ -234,6 +235,152 @@ class TestBadUploads:
         assert response.status_code == 422 and response.json()["errors"][0]["field"] == "test"
         response = await upload(client, "d", jsonl(ROWS["text"]), redact_pii="email,dna")
         assert response.status_code == 422 and response.json()["errors"][0]["field"] == "redact_pii"
+
+
+@pytest.fixture(params=["thread", "workers"])
+def blocks(request, datasets, monkeypatch):
+    """How JSONL uploads are cleaned: in a thread of the service (None), or by ingest workers in blocks of 1 KiB (the
+    blocks submitted, so that a test can see a small file was cut into several)."""
+    if request.param == "thread":
+        yield None
+        return
+    pool, submitted = request.getfixturevalue("ingest_pool"), []
+    submit = pool.submit
+    monkeypatch.setattr("llmops_datasets.parallel.BLOCK_BYTES", 1024)
+    monkeypatch.setattr(pool, "submit", lambda task, owner=None: submitted.append(task) or submit(task, owner))
+    datasets.app.state.ingest_pool = pool
+    try:
+        yield submitted
+    finally:
+        datasets.app.state.ingest_pool = None  # the pool is the session's: the service must not close it
+
+
+def in_blocks(blocks: list | None) -> bool:
+    return blocks is None or len(blocks) > 2
+
+
+INSTRUCTIONS = [{"prompt": f"Translate {i} to words, please", "completion": f"number {i}"} for i in range(40)]
+BOM = b"\xef\xbb\xbf"
+
+
+def instructions_csv(delimiter: str = ",", rows=INSTRUCTIONS) -> str:
+    """A CSV of instruction rows as a spreadsheet writes one (CRLF line ends), with the given delimiter."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["prompt", "completion"], delimiter=delimiter)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+class TestFilesAsPeopleMakeThem:
+    async def test_a_csv_with_a_byte_order_mark_stores_what_it_stores_without(self, client):
+        await create(client, "plain", "instruction")
+        await create(client, "bom", "instruction")
+        plain = await upload(client, "plain", instructions_csv().encode(), "text/csv")
+        bom = await upload(client, "bom", BOM + instructions_csv().encode(), "text/csv")
+        assert (plain.status_code, bom.status_code) == (201, 201), bom.text
+        assert bom.json()["sha256"] == plain.json()["sha256"] and bom.json()["row_count"] == 40
+
+    async def test_a_jsonl_file_with_a_byte_order_mark_stores_what_it_stores_without(self, client, blocks):
+        await create(client, "plain", "instruction")
+        await create(client, "bom", "instruction")
+        plain = await upload(client, "plain", jsonl(INSTRUCTIONS))
+        bom = await upload(client, "bom", pieces(BOM + jsonl(INSTRUCTIONS), 256))
+        assert (plain.status_code, bom.status_code) == (201, 201), bom.text
+        assert bom.json()["sha256"] == plain.json()["sha256"] and bom.json()["row_count"] == 40
+        assert in_blocks(blocks)
+
+    async def test_a_latin1_csv_is_refused_naming_the_line_and_nothing_is_stored(self, client, datasets):
+        await create(client, "d", "instruction")
+        rows = [*INSTRUCTIONS[:1], {"prompt": "un café", "completion": "a coffee"}, *INSTRUCTIONS[1:]]
+        response = await upload(client, "d", instructions_csv(rows=rows).encode("latin-1"), "text/csv")
+        assert response.status_code == 422, response.text
+        problem = response.json()
+        assert "line 3 is not valid UTF-8 (byte 0xe9 at column 7)" in problem["detail"]
+        assert "re-save it as UTF-8" in problem["detail"] and problem["errors"][0]["line"] == 3
+        assert await stored_versions(datasets) == 0
+
+    async def test_a_latin1_jsonl_file_is_refused_naming_the_line_and_nothing_is_stored(self, client, datasets, blocks):
+        await create(client, "d", "instruction")
+        rows = [*INSTRUCTIONS[:30], {"prompt": "un café", "completion": "a coffee"}, *INSTRUCTIONS[30:]]
+        body = b"".join(orjson.dumps(r).decode().encode("latin-1") + b"\n" for r in rows)
+        response = await upload(client, "d", pieces(body, 256))
+        assert response.status_code == 422, response.text
+        assert "line 31 is not valid UTF-8 (byte 0xe9 at column 18)" in response.json()["detail"]
+        assert await stored_versions(datasets) == 0 and in_blocks(blocks)
+
+    async def test_keep_valid_does_not_store_the_rest_of_a_file_that_is_not_utf8(self, client, datasets):
+        await create(client, "d", "text")
+        body = '{"text": "fine"}\n{"text": "café"}\n'.encode("latin-1")
+        response = await upload(client, "d", body, keep_valid="true")
+        assert response.status_code == 422 and "line 2 is not valid UTF-8" in response.json()["detail"]
+        assert await stored_versions(datasets) == 0
+
+    @pytest.mark.parametrize(
+        ("encoding", "why"),
+        [("utf-16", "it starts with a UTF-16 byte-order mark"), ("utf-16-le", "NUL bytes between its characters")],
+    )
+    async def test_a_utf16_jsonl_file_is_refused_and_nothing_is_stored(self, client, datasets, blocks, encoding, why):
+        await create(client, "d", "instruction")
+        response = await upload(client, "d", pieces(jsonl(INSTRUCTIONS).decode().encode(encoding), 256))
+        assert response.status_code == 422, response.text
+        assert f"line 1 is not UTF-8: the file looks like UTF-16 ({why})" in response.json()["detail"]
+        assert await stored_versions(datasets) == 0 and in_blocks(blocks)
+
+    @pytest.mark.parametrize(
+        ("encoding", "why"),
+        [("utf-16", "it starts with a UTF-16 byte-order mark"), ("utf-16-be", "NUL bytes between its characters")],
+    )
+    async def test_a_utf16_csv_is_refused_and_nothing_is_stored(self, client, datasets, encoding, why):
+        await create(client, "d", "instruction")
+        response = await upload(client, "d", instructions_csv().encode(encoding), "text/csv")
+        assert response.status_code == 422, response.text
+        assert f"line 1 is not UTF-8: the file looks like UTF-16 ({why})" in response.json()["detail"]
+        assert await stored_versions(datasets) == 0
+
+    async def test_a_semicolon_csv_is_read_at_its_semicolons(self, client):
+        await create(client, "commas", "instruction")
+        await create(client, "semicolons", "instruction")
+        commas = await upload(client, "commas", instructions_csv(",").encode(), "text/csv")
+        semicolons = await upload(client, "semicolons", instructions_csv(";").encode(), "text/csv")
+        assert (commas.status_code, semicolons.status_code) == (201, 201), semicolons.text
+        assert semicolons.json()["sha256"] == commas.json()["sha256"]
+
+    @pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+    async def test_a_named_delimiter_reads_the_file_at_it(self, client, delimiter):
+        await create(client, "d", "instruction")
+        response = await upload(client, "d", instructions_csv(delimiter).encode(), "text/csv", delimiter=delimiter)
+        assert response.status_code == 201, response.text
+        assert response.json()["row_count"] == 40
+
+    async def test_a_single_column_holding_commas_is_read_whole_at_a_named_delimiter(self, client):
+        await create(client, "d", "text")
+        body = b"text\r\nfirst, with a comma\r\nsecond\r\n"
+        assert (await upload(client, "d", body, "text/csv")).status_code == 422  # at commas: two columns
+        response = await upload(client, "d", body, "text/csv", delimiter="\t")
+        assert response.status_code == 201, response.text
+        preview = await client.get("/projects/p1/datasets/d/versions/1/preview", headers=ENGINEER)
+        assert preview.json() == [{"text": "first, with a comma"}, {"text": "second"}]
+
+    async def test_a_named_delimiter_that_misses_the_columns_names_the_one_that_gives_them(self, client, datasets):
+        await create(client, "d", "instruction")
+        response = await upload(client, "d", instructions_csv(";").encode(), "text/csv", delimiter="|")
+        assert response.status_code == 422
+        assert "split at semicolons it has them: pass delimiter=;" in response.json()["detail"]
+        assert await stored_versions(datasets) == 0
+
+    async def test_a_header_no_delimiter_gives_names_the_delimiter_it_seems_to_use(self, client, datasets):
+        await create(client, "d", "instruction")
+        response = await upload(client, "d", b"prompt;answer\r\na;b\r\n", "text/csv")
+        assert response.status_code == 422
+        detail = response.json()["detail"]
+        assert "lacks the column(s) completion: its columns are 'prompt', 'answer', split at semicolons" in detail
+        assert "delimiter=" in detail and await stored_versions(datasets) == 0
+
+    async def test_a_delimiter_other_than_the_four_is_422_naming_the_field(self, client):
+        await create(client, "d", "instruction")
+        response = await upload(client, "d", instructions_csv(":").encode(), "text/csv", delimiter=":")
+        assert response.status_code == 422 and response.json()["errors"][0]["field"] == "delimiter"
 
 
 class TestVersions:

@@ -89,6 +89,10 @@ class TestUploadParams:
             "seed": 0,
         }
 
+    @pytest.mark.parametrize(("given", "sent"), [(";", ";"), ("|", "|"), ("tab", "\t"), ("\t", "\t")])
+    def test_a_delimiter_is_sent_as_the_character_itself(self, given, sent):
+        assert cli.upload_params(delimiter=given) == {"delimiter": sent}
+
 
 class TestFormatting:
     def test_a_cell_shows_strings_as_they_are_and_other_values_as_compact_json(self):
@@ -367,6 +371,13 @@ class TestCommands:
         code, out, err = await llmops("upload", "d", str(table), "-p", "p1", "--type", "parquet", "--json", env=env)
         assert code == 0, err
         assert (json.loads(out)["source_type"], json.loads(out)["row_count"]) == ("parquet", 5)
+
+    async def test_a_named_csv_delimiter_is_sent(self, env, uploaded, tmp_path):
+        csv = tmp_path / "rows.csv"
+        csv.write_text("text\n" + "".join(f"row {i}, with a comma\n" for i in range(10)))
+        code, out, err = await llmops("upload", "d", str(csv), "-p", "p1", "--delimiter", "tab", "--json", env=env)
+        assert code == 0, err
+        assert json.loads(out)["row_count"] == 10
 
     async def test_list_search_and_format(self, env, uploaded):
         code, _, err = await llmops("create", "chats", "--format", "chat", "-p", "p1", env=env)

@@ -95,6 +95,9 @@ class UploadOptions(BaseModel):
     test: float = Field(default=0.1, ge=0, le=1, validate_default=True)  # so the sum is checked with defaults too
     seed: int = Field(default=42, ge=0)
     keep_valid: bool = Field(default=False, description="store the valid rows when some are invalid")
+    delimiter: Literal[",", ";", "\t", "|"] | None = Field(
+        default=None, description="a CSV file's delimiter (a tab is %09); by default the one its header shows"
+    )
 
     @field_validator("redact_pii")
     @classmethod
@@ -231,6 +234,7 @@ async def upload_version(
         spool_dir=request.app.state.settings.spool_dir,
         actor=actor_of(request, principal),
         pool=request.app.state.ingest_pool,
+        delimiter=options.delimiter,
     )
     if not created:
         response.status_code = 200  # the same content is already a version: nothing new was stored

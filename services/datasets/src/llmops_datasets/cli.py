@@ -109,6 +109,7 @@ def upload_params(
     validation: float | None = None,
     test: float | None = None,
     seed: int | None = None,
+    delimiter: str | None = None,
 ) -> dict[str, Any]:
     """The upload's query parameters: only what the user chose; the service's defaults apply to the rest."""
     return params(
@@ -123,6 +124,7 @@ def upload_params(
         validation=validation,
         test=test,
         seed=seed,
+        delimiter="\t" if delimiter == "tab" else delimiter,
     )
 
 
@@ -348,6 +350,9 @@ def upload(
     validation: Annotated[float | None, typer.Option(help="share in the validation split (default 0.1)")] = None,
     test: Annotated[float | None, typer.Option(help="share in the test split (default 0.1)")] = None,
     seed: Annotated[int | None, typer.Option(help="seed of the split assignment (default 42)")] = None,
+    delimiter: Annotated[
+        str | None, typer.Option(help="a CSV file's delimiter: , ; | or tab (default: the one its header shows)")
+    ] = None,
     as_json: AsJson = False,
     url: Url = None,
     token: Token = None,
@@ -370,6 +375,7 @@ def upload(
         validation=validation,
         test=test,
         seed=seed,
+        delimiter=delimiter,
     )
     headers = {"content-type": CONTENT_TYPE[file_type], "content-length": str(file.stat().st_size)}
     with connect(url, token, timeout=UPLOAD_TIMEOUT) as client, sending(file, file.name) as (chunks, progress):

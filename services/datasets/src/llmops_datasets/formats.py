@@ -1,15 +1,19 @@
 """Dataset formats and the readers of uploaded files (JSONL, CSV, Parquet), row by row, never whole in memory.
 
-A format is a pydantic model every row must satisfy; more formats can be added to :data:`FORMATS`.
+A format is a pydantic model every row must satisfy; more formats can be added to :data:`FORMATS`. Text files are
+UTF-8, with or without the byte-order mark spreadsheets write ("CSV UTF-8"); any other encoding refuses the upload
+(:class:`NotUtf8`), found where decoding fails anyway, so valid files pay nothing for the check.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import chain
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -91,6 +95,53 @@ CONTENT_TYPES: dict[str, FileType] = {
 }
 
 
+BOM = codecs.BOM_UTF8
+#: Byte-order marks of the encodings an upload is most often in by mistake (UTF-32's first: it starts with UTF-16's).
+_FOREIGN_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+RESAVE = "the file must be UTF-8: re-save it as UTF-8 (in a spreadsheet, 'CSV UTF-8')"
+
+
+class NotUtf8(ValueError):
+    """An upload that is not UTF-8 text: refused whole (its rows are not a few to drop), naming the first line that
+    shows it and the problem there (``problem`` follows "line N")."""
+
+    def __init__(self, line: int, problem: str) -> None:
+        super().__init__(f"line {line} {problem}; {RESAVE}")
+        self.line, self.problem = line, problem
+
+
+def foreign_encoding(data: bytes) -> str | None:
+    """Whether ``data`` (a file's first line, or any line) looks like UTF-16 or UTF-32: a byte-order mark, or NUL
+    bytes beside the characters (what ASCII text in those encodings is); in words, else None."""
+    for bom, encoding in _FOREIGN_BOMS:
+        if data.startswith(bom):
+            return f"is not UTF-8: the file looks like {encoding} (it starts with a {encoding} byte-order mark)"
+    nuls = data.count(b"\x00")
+    if nuls and nuls * 3 >= len(data):
+        encoding = "UTF-32" if b"\x00\x00\x00" in data else "UTF-16"
+        return f"is not UTF-8: the file looks like {encoding} (NUL bytes between its characters)"
+    return None
+
+
+def encoding_problem(line: bytes) -> str | None:
+    """What keeps ``line`` (the bytes of one line) from being UTF-8 text, in words (see :class:`NotUtf8`); None if
+    nothing does. The column is counted in characters, from 1."""
+    foreign = foreign_encoding(line)
+    if foreign is not None:
+        return foreign
+    try:
+        line.decode()
+    except UnicodeDecodeError as exc:
+        column = len(line[: exc.start].decode()) + 1
+        return f"is not valid UTF-8 (byte 0x{line[exc.start]:02x} at column {column})"
+    return None
+
+
 @dataclass(frozen=True)
 class RowError:
     """Why one row was refused: its line (row number for Parquet), the field and the message."""
@@ -113,12 +164,13 @@ class RawRow:
     raw_json: bytes | None = None
 
 
-def read_rows(path: Path, file_type: FileType, row_format: Format) -> Iterator[RawRow]:
-    """The rows of an uploaded file, in order, streamed."""
+def read_rows(path: Path, file_type: FileType, row_format: Format, delimiter: str | None = None) -> Iterator[RawRow]:
+    """The rows of an uploaded file, in order, streamed; a CSV file's columns are split at ``delimiter`` (one of
+    :data:`DELIMITERS`), by default at the one its header shows (:func:`csv_delimiter`). Raises :class:`NotUtf8`."""
     if file_type is FileType.JSONL:
         yield from _read_jsonl(path)
     elif file_type is FileType.CSV:
-        yield from _read_csv(path, row_format)
+        yield from _read_csv(path, row_format, delimiter)
     else:
         yield from _read_parquet(path, row_format)
 
@@ -131,19 +183,92 @@ def _read_jsonl(path: Path) -> Iterator[RawRow]:
             yield RawRow(number, raw_json=line)  # parsed and validated in one step by validate()
 
 
-def _read_csv(path: Path, row_format: Format) -> Iterator[RawRow]:
-    with path.open(newline="", encoding="utf-8", errors="strict") as handle:
-        reader = csv.DictReader(handle)
-        expected = set(FORMATS[row_format].__annotations__)
-        missing = expected - set(reader.fieldnames or ())
-        if missing:
-            yield RawRow(1, error=f"the CSV header lacks the column(s) {', '.join(sorted(missing))}")
-            return
+def _read_csv(path: Path, row_format: Format, delimiter: str | None) -> Iterator[RawRow]:
+    try:
+        yield from _csv_rows(path, row_format, delimiter)
+    except UnicodeDecodeError:
+        # The decoder reads ahead of the CSV reader, so its error does not say which line: look for it (once).
+        raise first_not_utf8(path) from None
+
+
+def _csv_rows(path: Path, row_format: Format, asked: str | None) -> Iterator[RawRow]:
+    required = FORMATS[row_format].__annotations__
+    with path.open("rb") as raw:
+        first = raw.readline(_SNIFF_BYTES)
+        foreign = foreign_encoding(first)
+        if foreign is not None:
+            raise NotUtf8(1, foreign)
+        raw.seek(len(BOM) if first.startswith(BOM) else 0)
+        lines = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        line = 0
         try:
+            header = lines.readline()
+            delimiter = asked or csv_delimiter(header, required) or ","
+            reader = csv.DictReader(chain([header], lines), delimiter=delimiter)
+            if not set(required) <= set(reader.fieldnames or ()):
+                yield RawRow(1, error=_lacking(required, header, asked))
+                return
             for row in reader:
-                yield RawRow(reader.line_num, _from_columns(row, row_format))
-        except (csv.Error, UnicodeDecodeError) as exc:
-            yield RawRow(reader.line_num + 1, error=f"unreadable CSV: {exc}")
+                line = reader.line_num
+                yield RawRow(line, _from_columns(row, row_format))
+        except csv.Error as exc:
+            yield RawRow(line + 1, error=f"unreadable CSV: {exc}")
+
+
+_SNIFF_BYTES = 4096  # of the first line, looked at for another encoding's byte-order mark or NUL bytes
+
+#: The delimiters a CSV upload may use, by name; the first is the default.
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def csv_delimiter(header: str, required: Collection[str]) -> str | None:
+    """The delimiter of :data:`DELIMITERS` (in their order) that splits a CSV ``header`` into columns holding all of
+    ``required``; None if none does."""
+    for delimiter in DELIMITERS:
+        if set(required) <= set(next(csv.reader([header], delimiter=delimiter), ())):
+            return delimiter
+    return None
+
+
+def _lacking(required: Collection[str], header: str, asked: str | None) -> str:
+    """Why a CSV header does not do: the columns it lacks split at the delimiter asked for (and which other one would
+    give them, if any), or at the one it seems to use."""
+    if asked is not None:
+        other = csv_delimiter(header, required)
+        hint = f"; split at {DELIMITERS[other]}s it has them: pass delimiter={_QUERY[other]}" if other else ""
+        return f"{_columns(header, asked, required)}, split at {DELIMITERS[asked]}s as asked{hint}"
+    try:  # the delimiter the header seems to use, to show what it gives
+        found = csv.Sniffer().sniff(header[:_SNIFF_BYTES], delimiters="".join(DELIMITERS)).delimiter  # regexes: bounded
+    except csv.Error:
+        found = ","
+    return (
+        f"{_columns(header, found, required)}, split at {DELIMITERS[found]}s (what it seems to use); no delimiter "
+        f"({', '.join(DELIMITERS.values())}) gives them all (the upload's delimiter= names one: , ; | or %09 for a "
+        "tab)"
+    )
+
+
+_QUERY = {",": ",", ";": ";", "\t": "%09", "|": "|"}  # each delimiter as a query parameter's value
+
+
+def _columns(header: str, delimiter: str, required: Collection[str], shown: int = 8) -> str:
+    columns = next(csv.reader([header], delimiter=delimiter), [])
+    listed = ", ".join(repr(c[:40]) for c in columns[:shown]) + (", ..." if len(columns) > shown else "")
+    missing = ", ".join(sorted(set(required) - set(columns)))
+    return f"the CSV header lacks the column(s) {missing}: its columns are {listed}"
+
+
+def first_not_utf8(path: Path) -> NotUtf8:
+    """Where a text file stops being UTF-8, as the CSV reader numbers lines (\\r, \\n and \\r\\n end one)."""
+    number = 0
+    with path.open(encoding="utf-8", errors="surrogateescape", newline="") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.isascii():
+                data = line.encode("utf-8", "surrogateescape")
+                problem = encoding_problem(data[len(BOM) :] if number == 1 and data.startswith(BOM) else data)
+                if problem is not None:
+                    return NotUtf8(number, problem)
+    return NotUtf8(number, "is not valid UTF-8")
 
 
 def _read_parquet(path: Path, row_format: Format) -> Iterator[RawRow]:
@@ -172,19 +297,26 @@ def _from_columns(row: dict[str, Any], row_format: Format) -> Any:
 
 
 def validate(raw: RawRow, row_format: Format) -> tuple[dict[str, Any] | None, list[RowError]]:
-    """The row as a plain dict if it satisfies the format, else the errors naming its line and fields."""
+    """The row as a plain dict if it satisfies the format, else the errors naming its line and fields. A JSON line
+    that is not UTF-8 raises :class:`NotUtf8`; the first line may start with a byte-order mark."""
     if raw.error is not None:
         return None, [RowError(raw.line, "<row>", raw.error)]
     adapter = ADAPTERS[row_format]
+    data = raw.raw_json
+    if data is not None and raw.line == 1 and data.startswith(BOM):
+        data = data[len(BOM) :]  # a JSONL file's byte-order mark (its first line fails the fast path: it comes here)
     try:
-        if raw.raw_json is not None:
-            return adapter.validate_json(raw.raw_json), []
+        if data is not None:
+            return adapter.validate_json(data), []
         if not isinstance(raw.value, dict):
             return None, [RowError(raw.line, "<row>", "a row must be a JSON object")]
         return adapter.validate_python(raw.value), []
     except ValidationError as exc:
         errors = exc.errors()
         if errors[0]["type"] == "json_invalid":
+            problem = encoding_problem(data) if data is not None else None
+            if problem is not None:
+                raise NotUtf8(raw.line, problem) from None
             return None, [RowError(raw.line, "<row>", f"not valid JSON: {errors[0]['msg']}")]
         if errors[0]["type"] in {"dict_type", "model_type"} and not errors[0]["loc"]:
             return None, [RowError(raw.line, "<row>", "a row must be a JSON object")]

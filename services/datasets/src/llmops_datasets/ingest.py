@@ -508,9 +508,10 @@ def ingest(
     workers: int = 1,
     pool: IngestPool | None = None,
     out: Output | None = None,
+    delimiter: str | None = None,
 ) -> IngestResult:
     """Run the whole pipeline over ``source``; the cleaned rows go to ``out`` (by default ``workdir``/cleaned.jsonl)
-    and the row hashes to ``workdir``.
+    and the row hashes to ``workdir``. A CSV file's ``delimiter`` is by default the one its header shows.
 
     A JSONL file larger than a block is cleaned by the workers of ``pool``, or by ``workers`` processes of its own
     when more than one (same result)."""
@@ -529,7 +530,7 @@ def ingest(
         with source.open("rb") as handle:
             return ingest_jsonl(handle, row_format, workdir, cleaning=cleaning, split=split, out=out)
     cleaner = Cleaner(row_format, cleaning, split)
-    rows = _raw_rows(read_rows(source, file_type, row_format), row_format, cleaner.report, cleaner.errors)
+    rows = _raw_rows(read_rows(source, file_type, row_format, delimiter), row_format, cleaner.report, cleaner.errors)
     return _clean_into(cleaner, rows, workdir, out)
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import orjson
 
 from llmops.logging import get_logger
-from llmops_datasets.formats import Format, RowError
+from llmops_datasets.formats import Format, NotUtf8, RowError
 from llmops_datasets.ingest import (
     CHARS,
     MAX_REPORTED_ERRORS,
@@ -203,6 +203,8 @@ class IngestPool:
             process.wait()
             raise WorkerFailed(f"ingest worker {n} stopped: {_ended(process.returncode)}; {self._stderr(n)}")
         answer = orjson.loads(reply)
+        if "not_utf8" in answer:  # the block's bytes refuse the upload (422), not the worker (503)
+            raise NotUtf8(*answer["not_utf8"])
         if "error" in answer:
             raise WorkerFailed(f"ingest worker {n} failed on a block: {answer['error']}")
         return answer
@@ -466,9 +468,7 @@ class _Merge:
         self.row_format, self.cleaning, self.split = row_format, cleaning, split
         self.report, self.stats, self.errors = Cleaning(), Stats(), []
         self.split_counts: Counter = Counter()
-        self.seen = DigestSet()
-        self.content = content_hash(out)
-        self.size = 0
+        self.seen, self.content, self.size = DigestSet(), content_hash(out), 0
         self.hashes = workdir / "row_hashes.bin"
         self.cleaned = workdir / "cleaned.jsonl" if out is None else None
         self.out = self.cleaned.open("wb") if self.cleaned is not None else out

@@ -25,7 +25,7 @@ from llmops.logging import get_logger
 from llmops.memory import release_free_memory
 from llmops_datasets import repository
 from llmops_datasets.arriving import ArrivingFile
-from llmops_datasets.formats import FileType, Format
+from llmops_datasets.formats import FileType, Format, NotUtf8
 from llmops_datasets.ingest import CleaningConfig, IngestResult, Output, SplitConfig, diff, ingest, ingest_jsonl
 from llmops_datasets.parallel import IngestPool, StreamedIngest, WorkerFailed
 from llmops_schemas.events import DatasetCreated, DatasetVersionCreated, DatasetVersionDeprecated
@@ -109,16 +109,20 @@ async def upload_version(
     spool_dir: Path | None,
     actor: Actor,
     pool: IngestPool | None = None,
+    delimiter: str | None = None,
 ) -> tuple[Row, bool]:
     """Validate, clean and store an uploaded file as a new version; returns (version, created). The same cleaned
-    content as an existing version returns that version (created False) and stores nothing."""
+    content as an existing version returns that version (created False) and stores nothing. A CSV file's columns are
+    split at ``delimiter``, by default at the one its header shows."""
     async with runtime.db.sessions() as session:
         dataset = await get_dataset(session, project, name)
     row_format = Format(dataset.format)
     workdir = Path(tempfile.mkdtemp(prefix="llmops-upload-", dir=spool_dir))
     # The cleaned rows are uploaded while they are written; they are stored only by the commit below.
     writer = runtime.store.writer(content_type="application/x-ndjson")
-    upload = _Upload(chunks, workdir, file_type, row_format, cleaning, split, limit=limit, pool=pool)
+    upload = _Upload(
+        chunks, workdir, file_type, row_format, cleaning, split, limit=limit, pool=pool, delimiter=delimiter
+    )
     try:
         result = await upload.receive_and_clean(writer)
         _refuse_invalid(result, keep_valid)
@@ -158,20 +162,30 @@ class _Upload:
         *,
         limit: int,
         pool: IngestPool | None,
+        delimiter: str | None = None,
     ) -> None:
         self.chunks, self.workdir, self.file_type, self.row_format = chunks, workdir, file_type, row_format
         self.cleaning, self.split, self.limit, self.pool = cleaning, split, limit, pool
+        self.delimiter = delimiter
         self.path = workdir / "upload"
         self.parallel: StreamedIngest | None = None
 
     async def receive_and_clean(self, out: Output) -> IngestResult:
-        """Receive the body and write its cleaned rows to ``out``."""
-        if self.file_type is not FileType.JSONL:
-            await self._receive()
-            return await asyncio.to_thread(self._ingest, out)
-        if self.pool is not None:
-            return await self._clean_in_workers(self.pool, out)
-        return await self._clean_while_receiving(out)
+        """Receive the body and write its cleaned rows to ``out``; a body that is not UTF-8 text is refused (422)."""
+        try:
+            if self.file_type is not FileType.JSONL:
+                await self._receive()
+                return await asyncio.to_thread(self._ingest, out)
+            if self.pool is not None:
+                return await self._clean_in_workers(self.pool, out)
+            return await self._clean_while_receiving(out)
+        except NotUtf8 as exc:
+            raise Problem(
+                422,
+                f"the upload is not UTF-8 text: {exc}; nothing was stored",
+                type_="urn:llmops:problem:not-utf8",
+                errors=[{"line": exc.line, "field": "<file>", "message": str(exc)}],
+            ) from exc
 
     async def _receive(self, written: Callable[[bytes], None] | None = None) -> None:
         size = await spool(self.chunks, self.path, limit=self.limit, written=written)
@@ -180,7 +194,14 @@ class _Upload:
 
     def _ingest(self, out: Output) -> IngestResult:
         return ingest(
-            self.path, self.file_type, self.row_format, self.workdir, cleaning=self.cleaning, split=self.split, out=out
+            self.path,
+            self.file_type,
+            self.row_format,
+            self.workdir,
+            cleaning=self.cleaning,
+            split=self.split,
+            out=out,
+            delimiter=self.delimiter,
         )
 
     async def _clean_while_receiving(self, out: Output) -> IngestResult:

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from llmops_datasets.formats import Format
+from llmops_datasets.formats import Format, NotUtf8
 from llmops_datasets.ingest import Cleaner, CleaningConfig, jsonl_rows
 from llmops_schemas.splits import SplitConfig
 
@@ -67,11 +67,14 @@ def clean_task(task: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     """A worker: cleans the blocks named on stdin (one JSON object a line), replying one JSON line each (the reply
-    of :func:`clean_block`, or ``{"error": ...}``)."""
+    of :func:`clean_block`, ``{"not_utf8": [line, problem]}`` for a block that is not UTF-8 (see
+    :class:`~llmops_datasets.formats.NotUtf8`), or ``{"error": ...}``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service stops its workers (Ctrl-C reaches the whole group)
     for line in sys.stdin.buffer:
         try:
             reply = clean_task(orjson.loads(line))
+        except NotUtf8 as exc:  # the upload is refused: the worker did its job
+            reply = {"not_utf8": [exc.line, exc.problem]}
         except Exception as exc:  # the block fails, the worker goes on
             reply = {"error": f"{type(exc).__name__}: {exc}"}
         sys.stdout.buffer.write(orjson.dumps(reply, option=orjson.OPT_NON_STR_KEYS) + b"\n")
