@@ -530,3 +530,18 @@ class TestPermissions:
         assert response.status_code == 422 and response.json()["errors"][0]["field"] == "name"
         response = await client.post("/projects/p1/datasets", json={"name": "ok", "format": "audio"}, headers=STEWARD)
         assert response.status_code == 422 and response.json()["errors"][0]["field"] == "format"
+
+
+class TestEdges:
+    async def test_a_version_past_int32_or_an_offset_past_int64_is_422_naming_it(self, client):
+        response = await client.get("/projects/p1/datasets/any/versions/2147483648", headers=ENGINEER)
+        assert response.status_code == 422, response.text
+        assert [e["field"] for e in response.json()["errors"]] == ["version"]
+        response = await client.get("/projects/p1/datasets?offset=9223372036854775808", headers=ENGINEER)
+        assert response.status_code == 422, response.text
+        assert [e["field"] for e in response.json()["errors"]] == ["offset"]
+
+    async def test_a_nul_in_the_search_is_422(self, client):
+        response = await client.get("/projects/p1/datasets?q=%00", headers=ENGINEER)
+        assert response.status_code == 422, response.text
+        assert [e["field"] for e in response.json()["errors"]] == ["q"]

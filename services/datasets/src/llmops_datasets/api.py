@@ -19,6 +19,7 @@ from starlette.background import BackgroundTask
 from llmops.auth import Permission, Principal, Role, require_project, requires
 from llmops.errors import Problem
 from llmops.http import CurrentRuntime, Session, actor_of
+from llmops.types import Offset, VersionPath
 from llmops_datasets import repository, service
 from llmops_datasets.formats import CONTENT_TYPES, Format
 from llmops_datasets.ingest import CleaningConfig, split_rows
@@ -176,7 +177,7 @@ async def list_datasets(
     q: Annotated[str | None, Query(max_length=200, description="search in names and descriptions")] = None,
     format: Format | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[DatasetOut]:
     await require_project(request, principal, project)
     rows = await repository.list_datasets(session, project, search=q, row_format=format, limit=limit, offset=offset)
@@ -243,7 +244,7 @@ async def upload_version(
 
 @router.get("/{name}/versions/{version}", summary="One version: hash, stats, splits, cleaning report, diff")
 async def show_version(
-    project: Project, name: Name, version: int, request: Request, session: Session, principal: Reader
+    project: Project, name: Name, version: VersionPath, request: Request, session: Session, principal: Reader
 ) -> VersionOut:
     await require_project(request, principal, project)
     return _version_out((await service.get_version(session, project, name, version))[1])
@@ -253,7 +254,7 @@ async def show_version(
 async def preview(
     project: Project,
     name: Name,
-    version: int,
+    version: VersionPath,
     request: Request,
     session: Session,
     runtime: CurrentRuntime,
@@ -275,7 +276,7 @@ async def preview(
 async def download(
     project: Project,
     name: Name,
-    version: int,
+    version: VersionPath,
     request: Request,
     session: Session,
     runtime: CurrentRuntime,
@@ -334,7 +335,7 @@ class DeprecateIn(BaseModel):
 async def deprecate(
     project: Project,
     name: Name,
-    version: int,
+    version: VersionPath,
     body: DeprecateIn,
     request: Request,
     session: Session,
