@@ -328,10 +328,14 @@ class JobRunner:
 
     async def save_checkpoint(self, request: TrainingJobRequested, step: int, directory: Path, control) -> None:
         manifest = await artifacts.put_directory(self.store, directory)
+        # The figures of the steps so far go in with the checkpoint, so a job resumed from it misses none of them
+        # (a copy, taken at once by deque.copy: the next flush writes them again, idempotently, with the progress).
+        rows = list(control.metrics.copy())
         async with self.runtime.db.transaction() as session:
             if control.lost.is_set() or not await repository.holds_lease(session, request.job_id, self.name):
                 control.lost.set()  # the stored files are harmless (content-addressed); the job's rows are not ours
                 return
+            await repository.record_metrics(session, request.job_id, rows)
             await repository.add_checkpoint(session, request.job_id, step, manifest.sha256, self.name)
             await repository.add_log(
                 session, request.job_id, "info", f"checkpoint at step {step} stored ({manifest.sha256[:12]})", self.name
