@@ -204,8 +204,9 @@ class Consumer:
         must then not commit past it."""
         deliveries: list[Delivery] = []
         seen: set[str] = set()
+        dead_lettered = self._dead_lettered
         for record in records:
-            if (record.topic, record.partition, record.offset) in self._dead_lettered:
+            if dead_lettered and (record.topic, record.partition, record.offset) in dead_lettered:
                 continue
             delivery = await self._decode(record)
             if delivery is None or delivery.event.id in seen:
