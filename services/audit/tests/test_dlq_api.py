@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -16,6 +15,7 @@ from llmops.auth import Role, issue_token
 from llmops.bus import DeadLetterPublisher, make_admin, make_broker, make_consumer
 from llmops.bus.tables import outbox
 from llmops.errors import PROBLEM_JSON
+from llmops.testing import caught_up
 from llmops_schemas.topics import DEAD_LETTER, PLATFORM
 
 from .conftest import probes, wait_for_head
@@ -63,30 +63,6 @@ async def outage(topics):
 
     yield dead_letter
     await broker.stop()
-
-
-async def settled(group: str, topics: list[str], *, within: float = 60) -> None:
-    """Wait until ``group`` has committed offsets at the end of every partition of ``topics`` (all that was published
-    before the call is processed); the admin client's metadata names the partitions."""
-    admin, probe = make_admin(client_id="tests-settled"), make_consumer(client_id="tests-settled")
-    await admin.start()
-    await probe.start()
-    try:
-        described = await admin.describe_topics(topics)
-        partitions = [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
-        assert partitions, f"no partitions found for {topics}"
-        ends = await probe.end_offsets(partitions)
-        deadline = time.monotonic() + within
-        while True:
-            committed = await admin.list_consumer_group_offsets(group)
-            if all(end == 0 or (tp in committed and committed[tp].offset >= end) for tp, end in ends.items()):
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"consumer group {group} did not catch up with {', '.join(topics)}")
-            await asyncio.sleep(0.2)
-    finally:
-        await probe.stop()
-        await admin.close()
 
 
 async def logged_ids(client) -> list[str]:
@@ -274,7 +250,7 @@ class TestReplay:
 
         again = await client.post("/admin/dead-letters/replay", json=body, headers=ADMIN)
         assert again.json()["count"] == 6
-        await settled(audit.settings.consumer_group, topics)
+        await caught_up(audit.settings.consumer_group, topics)
         assert sorted(await logged_ids(client)) == sorted(e.id for e in events)
 
     async def test_a_replay_is_recorded_with_who_how_many_and_which(self, audit, client, outage, topics):

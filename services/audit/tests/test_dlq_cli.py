@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from llmops.testing import llmops, serve
+from llmops.testing import caught_up, llmops, serve
 from llmops.tokens import Role, issue_token
 
 from . import test_dlq_api
 from .conftest import probes, wait_for_head
-from .test_dlq_api import logged_ids, published_count, settled
+from .test_dlq_api import logged_ids, published_count
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ class TestReplay:
         code, stdout, stderr = await dlq("replay", "--consumer", consumer, "--reason", "handler_failed")
         assert code == 0, stderr
         assert stdout.startswith("replayed 6 dead letters")
-        await settled(audit.settings.consumer_group, topics)
+        await caught_up(audit.settings.consumer_group, topics)
         assert sorted(await logged_ids(client)) == sorted(e.id for e in events)
 
     async def test_one_is_replayed_by_its_id(self, audit, dlq, outage, topics):
