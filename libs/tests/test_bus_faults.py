@@ -23,7 +23,7 @@ from llmops.settings import KafkaSettings
 from llmops_schemas import new_event
 
 from .conftest import RUN, TEST_TOPIC, ThingHappened, effects
-from .test_bus import count_effects, read_topic, thing, wait_for
+from .test_bus import count_effects, read_topic, recording_consumer, thing, wait_for
 
 BOOTSTRAP = KafkaSettings().bootstrap_servers
 
@@ -71,17 +71,7 @@ class TestADeadLetterTopicThatRefuses:
             name = f"tests-{RUN}-refusing-dlq"
             first, second = thing(1, subject="s"), thing(2, subject="s")
             await _send(topic, [first.to_bytes(), b"not json, so a dead letter", second.to_bytes()])
-            consumer = Consumer(
-                name, db, make_broker(client_id=name), [topic], max_backoff_seconds=0.2, dead_letter_topic=dead
-            )
-
-            @consumer.on("tests.thing.happened")
-            async def apply(session, event, payload: ThingHappened) -> None:
-                await session.execute(
-                    insert(effects).values(event_id=event.id, sequence=payload.sequence, consumer=name)
-                )
-
-            consumer.subscribe()
+            consumer = recording_consumer(name, db, [topic], max_backoff_seconds=0.2, dead_letter_topic=dead)
             await consumer.broker.start()
             try:
 

@@ -13,11 +13,11 @@ import uuid
 from contextlib import AsyncExitStack
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
 from llmops.bus import OutboxRelay, add_to_outbox, make_broker, make_producer
-from llmops.bus import dlq as dlq_headers
+from llmops.bus.dead_letters import DeadLetterReader
 from llmops.db import Database
 from llmops.infra.private import private_kafka, private_postgres
 from llmops.settings import KafkaSettings
@@ -171,30 +171,9 @@ async def publish(kafka: KafkaSettings, topic_names: list[str], events) -> None:
 
 
 async def dead_letters(kafka: KafkaSettings, consumers: set[str]) -> list[dict]:
-    """The dead-letter records of ``consumers`` (their reasons), read to the topic's end."""
-    reader = AIOKafkaConsumer(
-        topics.DEAD_LETTER, bootstrap_servers=kafka.bootstrap_servers, auto_offset_reset="earliest", group_id=None
-    )
-    await reader.start()
-    try:
-        await wait_for(lambda: _assigned(reader), within=30, what="the dead-letter topic's partitions")
-        partitions = reader.assignment()
-        ends = await reader.end_offsets(list(partitions))
-        found = []
-        while [tp for tp, end in ends.items() if await reader.position(tp) < end]:
-            for records in (await reader.getmany(timeout_ms=1000)).values():
-                for record in records:
-                    headers = dict(record.headers)
-                    if headers.get(dlq_headers.CONSUMER, b"").decode() in consumers:
-                        found.append({k: v.decode(errors="replace") for k, v in headers.items()})
-        return found
-    finally:
-        await reader.stop()
-
-
-async def _assigned(reader: AIOKafkaConsumer) -> bool:
-    await reader.getmany(timeout_ms=100)
-    return bool(reader.assignment())
+    """The dead-letter records of ``consumers`` (their headers), read to the topic's end."""
+    async with DeadLetterReader(kafka, client_id="tests-faults-dlq") as reader:
+        return [letter.headers async for letter in reader.scan() if letter.consumer in consumers]
 
 
 @pytest.fixture

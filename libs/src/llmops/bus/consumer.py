@@ -34,6 +34,7 @@ from llmops.bus.faults import is_transient
 from llmops.db import Database
 from llmops.logging import bound_context, get_logger
 from llmops_schemas import PAYLOADS, CloudEvent, EventPayload, MalformedEvent, parse_envelope, parse_payload
+from llmops_schemas.topics import DEAD_LETTER
 
 log = get_logger(__name__)
 
@@ -97,9 +98,7 @@ class Consumer:
         self.backoff_seconds = backoff_seconds
         self.max_records = max_records
         self.max_backoff_seconds = max_backoff_seconds
-        self.dead_letters = DeadLetterPublisher(
-            broker, consumer=name, **({"topic": dead_letter_topic} if dead_letter_topic else {})
-        )
+        self.dead_letters = DeadLetterPublisher(broker, consumer=name, topic=dead_letter_topic or DEAD_LETTER)
         self._handlers: dict[str, Handler] = {}
         self._any: Handler | None = None
         self._batch: BatchHandler | None = None
