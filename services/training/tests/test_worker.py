@@ -211,6 +211,9 @@ class TestALostLease:
             "RETURNING step, (SELECT max(step) FROM job_metrics WHERE job_id = :id)"
         )
         async with training.runtime.db.transaction() as session:
+            # The lock first: a statement that waits for it keeps its older snapshot in its subquery, so the
+            # UPDATE's own max(step) could miss the metrics a flush committed while it waited.
+            await session.execute(text("SELECT 1 FROM jobs WHERE id = :id FOR UPDATE"), {"id": job["id"]})
             step, last_metric = (await session.execute(text(steal), {"id": job["id"]})).one()
         published = len(await outbox_events(training))
         await asyncio.wait_for(running, 60)  # the training process stopped and the worker let the job go
