@@ -74,6 +74,20 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
     return JSONResponse(body, status_code=problem.status, headers=problem.headers, media_type=PROBLEM_JSON)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the app's routes take at the request's path (the router's own 405 names only the first route's,
+    and a path such as ``/projects/{project}/prompts`` has one route for GET and another for POST)."""
+    from llmops.routes import api_routes
+
+    path = request.url.path
+    matching = [route for route in api_routes(request.app) if route.path_regex.match(path)]
+    # A path is the most literal routes' that match it: ``.../things/replay`` is the route of that name's, not the
+    # template's ``.../things/{thing}``.
+    literal = [sum(not part.startswith("{") for part in route.path.split("/")) for route in matching]
+    most = max(literal, default=0)
+    return sorted({m for route, count in zip(matching, literal, strict=True) if count == most for m in route.methods})
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Answer Problem, HTTP errors, validation errors (422 naming each field) and crashes as problem documents."""
 
@@ -91,7 +105,11 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(request, Problem(exc.status_code, str(exc.detail), headers=exc.headers))
+        headers = exc.headers
+        if exc.status_code == 405:
+            kept = {k: v for k, v in (headers or {}).items() if k.lower() != "allow"}
+            headers = {**kept, "allow": ", ".join(allowed_methods(request))}
+        return problem_response(request, Problem(exc.status_code, str(exc.detail), headers=headers))
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -30,6 +30,7 @@ from llmops.denials import AnonymousDenials
 from llmops.errors import Problem, install_problem_handlers
 from llmops.logging import get_logger
 from llmops.middleware import BodyLimit, RequestContext
+from llmops.openapi import document_problems, problems
 from llmops.settings import ServiceSettings
 from llmops.storage import ObjectStore
 from llmops.tokens import Principal
@@ -251,7 +252,12 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": service}
 
-    @app.get("/readyz", tags=["operations"], summary="Readiness: Postgres, Kafka and the object store answer")
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness: Postgres, Kafka and the object store answer",
+        responses=problems(503),
+    )
     async def readyz() -> dict[str, object]:
         checks = await runtime.readiness()
         if any(v != "ok" for v in checks.values()):
@@ -264,6 +270,7 @@ def create_app(
 
     for router in routers:
         app.include_router(router)
+    document_problems(app)
     return app
 
 

@@ -3,6 +3,9 @@ through extra tasks and memory streams): request ids, logs context, metrics and 
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import time
 import uuid
 from http import HTTPStatus
@@ -112,7 +115,7 @@ class BodyLimit:
                 if received > self.limit:
                     raise BodyTooLarge(self.limit)
                 chunks.append(chunk)
-                if not message.get("more_body", False) and (errors := _nul_in_json(b"".join(chunks))):
+                if not message.get("more_body", False) and (errors := _unstorable_in_json(b"".join(chunks))):
                     raise InvalidInput(errors)
             return message
 
@@ -131,13 +134,19 @@ def _nul_in_path_or_query(scope: Scope) -> list[dict]:
     return errors
 
 
-def _nul_in_json(body: bytes) -> list[dict]:
-    """Where a JSON body holds a NUL character (escaped as \\u0000; a raw one is invalid JSON anyway)."""
-    if b"\\u0000" not in body:
+#: What may make a JSON body unstorable: an escaped NUL, an integer of 19 digits or more, a huge exponent.
+_SUSPECT_JSON = re.compile(rb"\\u0000|\d{19}|[eE][+-]?\d{3}")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _unstorable_in_json(body: bytes) -> list[dict]:
+    """Where a JSON body holds what Postgres and the event log cannot store: a NUL character in a string or key
+    (escaped as \\u0000; a raw one is invalid JSON anyway), an integer outside 64 bits, a number that overflows."""
+    if not _SUSPECT_JSON.search(body):
         return []
     try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        document = json.loads(body)  # the standard parser: it keeps big integers whole, so they can be named
+    except ValueError:
         return []  # the route's own parsing says what is wrong with it
     found: list[dict] = []
     pending: list[tuple[str, object]] = [("", document)]
@@ -145,6 +154,10 @@ def _nul_in_json(body: bytes) -> list[dict]:
         where, value = pending.pop()
         if isinstance(value, str) and "\x00" in value:
             found.append(_nul_error(where or "<root>", "body"))
+        elif isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+            found.append(_error(where or "<root>", "body", "integers must fit in 64 bits", "int_out_of_range"))
+        elif isinstance(value, float) and not math.isfinite(value):
+            found.append(_error(where or "<root>", "body", "numbers must be finite", "float_out_of_range"))
         elif isinstance(value, dict):
             for key, item in value.items():
                 path = f"{where}.{key}" if where else str(key)
@@ -156,8 +169,12 @@ def _nul_in_json(body: bytes) -> list[dict]:
     return found
 
 
+def _error(field: str, location: str, message: str, kind: str) -> dict:
+    return {"field": field, "location": location, "message": message, "type": kind}
+
+
 def _nul_error(field: str, location: str) -> dict:
-    return {"field": field, "location": location, "message": "NUL characters are not allowed", "type": "nul_character"}
+    return _error(field, location, "NUL characters are not allowed", "nul_character")
 
 
 async def _send_problem(scope: Scope, send: Send, problem: Problem) -> None:

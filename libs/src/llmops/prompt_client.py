@@ -4,12 +4,14 @@
 older than the TTL (``LLMOPS_CLIENT_PROMPTS_CACHE_TTL_SECONDS``), and then with ``If-None-Match`` so an unchanged
 prompt costs a 304 and no body. ``revalidate=True`` revalidates on every ``get`` (a label move is seen at once, at
 the price of a round trip). ``render`` uses :mod:`llmops.prompts`, the renderer the platform's services use.
-:class:`PromptClient` is for asyncio applications, :class:`SyncPromptClient` for the others.
+:class:`PromptClient` is for asyncio applications, :class:`SyncPromptClient` for the others. Both take a ``clock``
+(seconds, default ``time.monotonic``) that the TTL is measured on, so a test can move time instead of waiting.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,13 +50,13 @@ class _Cached:
 class _Cache:
     """The cache both clients share: what is fresh, what to revalidate, and how to read the service's answer."""
 
-    def __init__(self, project: str, ttl: float, revalidate: bool) -> None:
-        self.project, self.ttl, self.revalidate = project, ttl, revalidate
+    def __init__(self, project: str, ttl: float, revalidate: bool, clock: Callable[[], float]) -> None:
+        self.project, self.ttl, self.revalidate, self.clock = project, ttl, revalidate, clock
         self.entries: dict[tuple[str, str | None, int | None], _Cached] = {}
 
     def fresh(self, key) -> PromptVersion | None:
         cached = self.entries.get(key)
-        if cached is not None and not self.revalidate and time.monotonic() - cached.fetched_at < self.ttl:
+        if cached is not None and not self.revalidate and self.clock() - cached.fetched_at < self.ttl:
             return cached.value
         return None
 
@@ -68,7 +70,7 @@ class _Cache:
     def answer(self, key, response: httpx.Response) -> PromptVersion:
         cached = self.entries.get(key)
         if response.status_code == 304 and cached is not None:
-            cached.fetched_at = time.monotonic()
+            cached.fetched_at = self.clock()
             return cached.value
         if response.status_code >= 400:
             try:
@@ -85,7 +87,7 @@ class _Cache:
             hash=body["hash"],
             etag=response.headers.get("etag"),
         )
-        self.entries[key] = _Cached(value, time.monotonic())
+        self.entries[key] = _Cached(value, self.clock())
         return value
 
 
@@ -109,11 +111,12 @@ class PromptClient:
         ttl_seconds: float | None = None,
         revalidate: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         base_url, headers, ttl = _connection(base_url, token, ttl_seconds)
         self.project = project
         self.requests = 0  # requests made to the service (observability, and what the cache saves)
-        self._cache = _Cache(project, ttl, revalidate)
+        self._cache = _Cache(project, ttl, revalidate, clock)
         self._http = httpx.AsyncClient(base_url=base_url, headers=headers, transport=transport, timeout=10)
 
     async def get(self, name: str, *, label: str | None = None, version: int | None = None) -> PromptVersion:
@@ -153,11 +156,12 @@ class SyncPromptClient:
         ttl_seconds: float | None = None,
         revalidate: bool = False,
         transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         base_url, headers, ttl = _connection(base_url, token, ttl_seconds)
         self.project = project
         self.requests = 0
-        self._cache = _Cache(project, ttl, revalidate)
+        self._cache = _Cache(project, ttl, revalidate, clock)
         self._http = httpx.Client(base_url=base_url, headers=headers, transport=transport, timeout=10)
 
     def get(self, name: str, *, label: str | None = None, version: int | None = None) -> PromptVersion:

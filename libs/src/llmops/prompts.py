@@ -271,7 +271,7 @@ def render(
 class Expectation(BaseModel):
     """What a rendered prompt (or later, a model output) must satisfy. Exactly the fields given are checked."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     equals: str | None = Field(default=None, max_length=MAX_OUTPUT_CHARS)
     contains: list[Annotated[str, Field(max_length=MAX_REGEX_CHARS)]] = Field(default_factory=list, max_length=100)

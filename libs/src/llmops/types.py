@@ -4,11 +4,12 @@ range is a 422 naming the field, never a database error; body fields are strict 
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated
 
 from fastapi import Path, Query
-from pydantic import AfterValidator, Field, StrictInt
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
@@ -21,13 +22,43 @@ def _canonical_uuid(value: str) -> str:
         raise ValueError("not a UUID") from exc
 
 
+def _json_integer(value: object) -> object:
+    # JSON Schema's integer: 3 and 3.0, never true or "3" (which lax validation would take for 1 and 3).
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("Input should be a valid integer")
+    return value
+
+
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _not_a_number(value: object) -> object:
+    # Left alone, a query's "0.5" or a body's 1700000000 would be read as seconds since 1970.
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("a date-time with its offset, such as 2026-01-31T12:00:00Z, not a number")
+    return value
+
+
+#: A point in time as RFC 3339 says (with its offset), never a number of seconds.
+Timestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_not_a_number)]
 #: A version number in a JSON body (an integer, not a boolean or a string).
-Version = Annotated[StrictInt, Field(ge=1, le=INT32_MAX)]
+Version = Annotated[int, Strict(False), Field(ge=1, le=INT32_MAX), BeforeValidator(_json_integer)]
+#: A version number in the query.
+VersionQuery = Annotated[int | None, Query(ge=1, le=INT32_MAX)]
 #: A version number in the path.
 VersionPath = Annotated[int, Path(ge=1, le=INT32_MAX)]
 #: How many rows a listing skips.
 Offset = Annotated[int, Query(ge=0, le=INT64_MAX)]
 #: A sequence number of the audit log, in the query.
 SeqQuery = Annotated[int | None, Query(ge=1, le=INT64_MAX)]
-#: A UUID in the path, in its canonical lower-case form.
-UUIDPath = Annotated[str, Path(min_length=32, max_length=45), AfterValidator(_canonical_uuid)]
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+#: A UUID in the path (8-4-4-4-12 hex digits), in its canonical lower-case form.
+UUIDPath = Annotated[str, Path(pattern=UUID_PATTERN), AfterValidator(_canonical_uuid)]
+
+
+class RequestBody(BaseModel):
+    """A JSON request body: unknown fields are refused, and each value is taken as the schema says it, strictly
+    (``0`` is no boolean, ``"3"`` no integer, ``true`` no number), so what the OpenAPI refuses the route refuses.
+    Fields whose JSON form is a string of another type (an enum, a date-time) say ``Strict(False)``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)

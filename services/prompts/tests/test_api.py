@@ -246,11 +246,16 @@ class TestClientCache:
         await setup_prompt(client)
         await move(client, "production", 1)
         token = bearer(Role.VIEWER)["authorization"].split()[1]
-        async with PromptClient("p1", base_url="http://test", token=token, ttl_seconds=0.5, transport=transport) as pc:
+        now = [1000.0]  # the cache's clock, moved by the test
+        async with PromptClient(
+            "p1", base_url="http://test", token=token, ttl_seconds=30, transport=transport, clock=lambda: now[0]
+        ) as pc:
             assert (await pc.get("support", label="production")).version == 1
             await move(client, "production", 2)
+            now[0] += 29.9
             assert (await pc.get("support", label="production")).version == 1  # still within the TTL
-            await asyncio.sleep(0.6)
+            assert pc.requests == 1
+            now[0] += 0.2
             assert (await pc.get("support", label="production")).version == 2
 
     async def test_with_revalidation_a_move_is_seen_at_once_and_an_unchanged_prompt_costs_a_304(

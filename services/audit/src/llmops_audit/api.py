@@ -8,14 +8,15 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from llmops.auth import ALL_PROJECTS, Permission, Principal, Role, cross_project, require_project, requires
 from llmops.errors import Problem
 from llmops.http import CurrentRuntime, Session
-from llmops.types import INT64_MAX, SeqQuery
+from llmops.openapi import NDJSONResponse, streamed
+from llmops.types import INT64_MAX, SeqQuery, Timestamp
 from llmops_audit import export, service
 from llmops_audit.chain import Signer
 from llmops_audit.repository import AuditFilter
@@ -32,8 +33,8 @@ class Filters(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    from_time: AwareDatetime | None = None
-    to_time: AwareDatetime | None = None
+    from_time: Timestamp | None = None
+    to_time: Timestamp | None = None
     actor: str | None = Field(default=None, max_length=512)
     type: str | None = Field(default=None, max_length=256)
     subject: str | None = Field(default=None, max_length=512)
@@ -156,7 +157,7 @@ async def subject_history(
     request: Request,
     session: Session,
     principal: Reader,
-    subject: str,
+    subject: Annotated[str, Path(min_length=1, max_length=512)],
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[Entry]:
     projects = await scope(request, principal, Filters())
@@ -167,6 +168,8 @@ async def subject_history(
     "/export",
     summary="Stream the selected entries with their chain hashes and checkpoints (JSONL or CSV)",
     openapi_extra=cross_project("entries filtered by the token's projects"),
+    response_class=NDJSONResponse,
+    responses=streamed("text/csv", description="JSON lines (format=jsonl, the default) or CSV (format=csv)"),
 )
 async def export_log(
     request: Request, runtime: CurrentRuntime, principal: Reader, q: Annotated[ExportQuery, Query()]

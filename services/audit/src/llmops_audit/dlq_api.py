@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from llmops.auth import ALL_PROJECTS, AuthError, Permission, Principal, cross_project, deny, requires
 from llmops.bus import add_to_outbox
@@ -28,6 +29,8 @@ from llmops.bus.dead_letters import (
 )
 from llmops.errors import Problem
 from llmops.http import CurrentRuntime, Runtime, actor_of
+from llmops.openapi import problems
+from llmops.types import RequestBody, Timestamp
 from llmops_schemas.events import DeadLettersReplayed
 from llmops_schemas.events.dead_letters import MAX_REPLAYED_IDS
 from llmops_schemas.topics import DEAD_LETTER
@@ -37,6 +40,16 @@ READ_DEAD_LETTERS = Permission("dead_letters.read", set())
 REPLAY_DEAD_LETTERS = Permission("dead_letters.replay", set())
 
 router = APIRouter(prefix="/admin/dead-letters", tags=["dead letters"])
+
+
+class _LetterIdConvertor(StringConvertor):
+    """A path segment naming a dead letter, which ``replay`` never does: a GET of ``/admin/dead-letters/replay`` is
+    a 405 (only POST is), not a malformed id; any other segment reaches the route, which refuses a malformed id 422."""
+
+    regex = "(?!replay$)[^/]+"
+
+
+register_url_convertor("letter_id", _LetterIdConvertor())
 LetterId = Annotated[str, Field(pattern=ID_PATTERN, description="<partition>-<offset> on the dead-letter topic")]
 
 
@@ -67,8 +80,8 @@ class Filter(BaseModel):
     reason: str | None = Field(default=None, max_length=128, description="e.g. handler_failed, not_json")
     consumer: str | None = Field(default=None, max_length=256, description="the consumer that gave up")
     topic: str | None = Field(default=None, max_length=249, description="the original topic")
-    from_time: AwareDatetime | None = None
-    to_time: AwareDatetime | None = None
+    from_time: Timestamp | None = None
+    to_time: Timestamp | None = None
 
     @field_validator("to_time")
     @classmethod
@@ -90,10 +103,8 @@ class PageQuery(Filter):
     cursor: str | None = Field(default=None, pattern=ID_PATTERN, description="next_cursor of the previous page")
 
 
-class ReplayRequest(BaseModel):
+class ReplayRequest(RequestBody):
     """Exactly one selector: ``ids``, ``filter`` (at least one field) or ``all``."""
-
-    model_config = {"extra": "forbid"}
 
     ids: list[LetterId] | None = Field(default=None, min_length=1, max_length=MAX_REPLAYED_IDS)
     filter: Filter | None = None
@@ -210,7 +221,7 @@ async def list_dead_letters(runtime: CurrentRuntime, principal: Reader, q: Annot
 
 
 @router.get(
-    "/{letter_id}",
+    "/{letter_id:letter_id}",
     summary="One dead letter with its headers and a bounded preview of its value",
     openapi_extra=cross_project("every project: the token needs scope *"),
 )
@@ -231,6 +242,7 @@ async def show_dead_letter(
     "/replay",
     summary="Publish dead letters again to their original topics, marked as replays",
     openapi_extra=cross_project("every project: the token needs scope *"),
+    responses=problems(404),
 )
 async def replay_dead_letters(
     request: Request, runtime: CurrentRuntime, principal: Replayer, body: ReplayRequest

@@ -13,13 +13,13 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, Strict, ValidationError, field_validator
 from starlette.background import BackgroundTask
 
 from llmops.auth import Permission, Principal, Role, require_project, requires
 from llmops.errors import Problem
 from llmops.http import CurrentRuntime, Session, actor_of
-from llmops.types import Offset, VersionPath
+from llmops.types import Offset, RequestBody, VersionPath
 from llmops_datasets import repository, service
 from llmops_datasets.formats import CONTENT_TYPES, Format
 from llmops_datasets.ingest import CleaningConfig, split_rows
@@ -35,11 +35,9 @@ Name = Annotated[str, PathParam(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$", descrip
 Project = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
 
 
-class DatasetIn(BaseModel):
-    model_config = {"extra": "forbid"}
-
+class DatasetIn(RequestBody):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$")
-    format: Format
+    format: Annotated[Format, Strict(False)]
     description: str = Field(default="", max_length=4000)
 
 
@@ -326,8 +324,7 @@ async def download(
     )
 
 
-class DeprecateIn(BaseModel):
-    model_config = {"extra": "forbid"}
+class DeprecateIn(RequestBody):
     reason: str = Field(min_length=1, max_length=2000)
 
 

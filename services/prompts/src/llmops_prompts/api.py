@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from llmops.auth import Permission, Principal, Role, require_project, requires
 from llmops.http import CurrentRuntime, Session, actor_of, from_row
 from llmops.prompts import Expectation, PromptTemplate
-from llmops.types import Offset, Version, VersionPath
+from llmops.types import INT32_MAX, Offset, RequestBody, Version, VersionPath, VersionQuery
 from llmops_prompts import repository, service
 
 WRITE = Permission("prompts.write", {Role.ML_ENGINEER})
@@ -27,22 +27,19 @@ LabelName = Annotated[str, PathParam(pattern=NAME)]
 Project = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
 
 
-class PromptIn(BaseModel):
-    model_config = {"extra": "forbid"}
+class PromptIn(RequestBody):
     name: str = Field(pattern=NAME)
     description: str = Field(default="", max_length=4000)
 
 
-class Parameters(BaseModel):
-    model_config = {"extra": "forbid"}
+class Parameters(RequestBody):
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     stop: list[str] | None = Field(default=None, max_length=16)
     top_p: float | None = Field(default=None, gt=0, le=1)
 
 
-class VersionIn(BaseModel):
-    model_config = {"extra": "forbid"}
+class VersionIn(RequestBody):
     template: PromptTemplate
     parameters: Parameters = Field(default_factory=Parameters)
     message: str = Field(min_length=1, max_length=2000, description="what changed and why")
@@ -81,8 +78,7 @@ class PromptDetail(PromptOut):
     labels: list[LabelOut]
 
 
-class LabelMoveIn(BaseModel):
-    model_config = {"extra": "forbid"}
+class LabelMoveIn(RequestBody):
     version: Version
     reason: str = Field(min_length=1, max_length=2000)
     protected: bool | None = Field(default=None, description="protect or unprotect the label (admin only)")
@@ -98,15 +94,13 @@ class MoveOut(BaseModel):
     moved_at: datetime
 
 
-class RenderIn(BaseModel):
-    model_config = {"extra": "forbid"}
-    label: str | None = None
+class RenderIn(RequestBody):
+    label: str | None = Field(default=None, pattern=NAME)
     version: Version | None = None
     variables: dict[str, Any] = Field(default_factory=dict)
 
 
-class TestCaseIn(BaseModel):
-    model_config = {"extra": "forbid"}
+class TestCaseIn(RequestBody):
     name: str = Field(pattern=NAME)
     variables: dict[str, Any]
     expect: Expectation
@@ -152,7 +146,12 @@ async def show_prompt(
     return PromptDetail(**from_row(PromptOut, prompt).model_dump(), versions=versions, labels=labels)
 
 
-@router.post("/{name}/versions", status_code=201, summary="Commit an immutable version")
+@router.post(
+    "/{name}/versions",
+    status_code=201,
+    summary="Commit an immutable version",
+    responses={200: {"model": VersionOut, "description": "Nothing changed since the latest version: that version"}},
+)
 async def commit_version(
     project: Project,
     name: Name,
@@ -179,7 +178,11 @@ async def commit_version(
     return from_row(VersionOut, version)
 
 
-@router.get("/{name}/resolve", summary="The version a label points at (or a version, or the latest), with an ETag")
+@router.get(
+    "/{name}/resolve",
+    summary="The version a label points at (or a version, or the latest), with an ETag",
+    responses={304: {"description": "Not modified: `If-None-Match` holds the current ETag"}},
+)
 async def resolve(
     project: Project,
     name: Name,
@@ -188,7 +191,7 @@ async def resolve(
     session: Session,
     principal: Reader,
     label: Annotated[str | None, Query(pattern=NAME)] = None,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: VersionQuery = None,
 ) -> VersionOut | None:
     await require_project(request, principal, project)
     prompt = await service.get_prompt(session, project, name)
@@ -216,8 +219,8 @@ async def diff(
     request: Request,
     session: Session,
     principal: Reader,
-    from_version: Annotated[int, Query(alias="from", ge=1)],
-    to_version: Annotated[int, Query(alias="to", ge=1)],
+    from_version: Annotated[int, Query(alias="from", ge=1, le=INT32_MAX)],
+    to_version: Annotated[int, Query(alias="to", ge=1, le=INT32_MAX)],
 ) -> dict[str, Any]:
     await require_project(request, principal, project)
     prompt = await service.get_prompt(session, project, name)
@@ -320,7 +323,7 @@ async def run_tests(
     session: Session,
     principal: Reader,
     label: Annotated[str | None, Query(pattern=NAME)] = None,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: VersionQuery = None,
 ) -> dict[str, Any]:
     await require_project(request, principal, project)
     prompt = await service.get_prompt(session, project, name)

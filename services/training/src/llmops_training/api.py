@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 from llmops.auth import Permission, Principal, Role, require_project, requires
 from llmops.errors import Problem
 from llmops.http import CurrentRuntime, Session, actor_of, from_row
-from llmops.types import Offset, UUIDPath, Version
+from llmops.types import Offset, RequestBody, UUIDPath, Version
 from llmops_training import repository, service
 
 WRITE = Permission("training.write", {Role.ML_ENGINEER})
@@ -32,8 +32,7 @@ TAR_TYPES = ("application/x-tar", "application/tar")
 
 
 # -- base models -------------------------------------------------------------------------------------------------
-class HubModelIn(BaseModel):
-    model_config = {"extra": "forbid"}
+class HubModelIn(RequestBody):
     name: str = Field(pattern=NAME)
     hub_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$", max_length=200)
     revision: str | None = Field(default=None, max_length=200, description="branch, tag or commit (default main)")
@@ -113,8 +112,7 @@ async def show_base_model(
 
 
 # -- jobs --------------------------------------------------------------------------------------------------------
-class Hyperparameters(BaseModel):
-    model_config = {"extra": "forbid"}
+class Hyperparameters(RequestBody):
     epochs: float = Field(default=1.0, gt=0, le=100)
     max_steps: int | None = Field(default=None, ge=1, le=10_000_000, description="overrides epochs when set")
     learning_rate: float = Field(default=2e-4, gt=0, le=1)
@@ -133,21 +131,18 @@ class Hyperparameters(BaseModel):
     merge: bool = Field(default=False, description="also store the base model merged with the adapter (LoRA)")
 
 
-class DatasetChoice(BaseModel):
-    model_config = {"extra": "forbid"}
+class DatasetChoice(RequestBody):
     name: str = Field(pattern=NAME)
     version: Version
     split: Literal["train", "validation", "test"] = "train"
 
 
-class PromptChoice(BaseModel):
-    model_config = {"extra": "forbid"}
+class PromptChoice(RequestBody):
     name: str = Field(pattern=NAME)
     version: Version
 
 
-class JobIn(BaseModel):
-    model_config = {"extra": "forbid"}
+class JobIn(RequestBody):
     base_model: str = Field(pattern=NAME)
     dataset: DatasetChoice
     prompt: PromptChoice | None = None
@@ -254,7 +249,7 @@ async def job_logs(
     request: Request,
     session: Session,
     principal: Reader,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[LogLine]:
     await require_project(request, principal, project)
@@ -375,8 +370,7 @@ async def model_lineage(
     return await service.lineage(session, row)
 
 
-class AliasIn(BaseModel):
-    model_config = {"extra": "forbid"}
+class AliasIn(RequestBody):
     version: Version
     reason: str = Field(min_length=1, max_length=2000)
 
