@@ -19,8 +19,7 @@ from llmops import testing
 from llmops.errors import PROBLEM_JSON
 from llmops.testing import serve
 from llmops.tokens import Role, issue_token
-from llmops_datasets import cli
-from llmops_datasets.cli import app
+from llmops_datasets.cli import app, commands, tables
 from llmops_datasets.formats import CONTENT_TYPES, FileType
 
 runner = CliRunner()
@@ -39,16 +38,16 @@ class TestFileTypes:
         ],
     )
     def test_the_type_comes_from_the_extension(self, name, expected):
-        assert cli.file_type_of(Path(name)) is expected
+        assert commands.file_type_of(Path(name)) is expected
 
     @pytest.mark.parametrize("name", ["rows.json", "rows.txt", "rows", "rows.jsonl.gz"])
     def test_an_unknown_extension_asks_for_type(self, name):
         with pytest.raises(typer.BadParameter, match="pass --type"):
-            cli.file_type_of(Path(name))
+            commands.file_type_of(Path(name))
 
     @pytest.mark.parametrize("file_type", list(FileType))
     def test_each_type_is_sent_with_a_content_type_the_service_accepts_as_that_type(self, file_type):
-        assert CONTENT_TYPES[cli.CONTENT_TYPE[file_type]] is file_type
+        assert CONTENT_TYPES[commands.CONTENT_TYPE[file_type]] is file_type
 
     def test_an_unknown_extension_without_type_is_a_usage_error(self, tmp_path):
         path = tmp_path / "rows.txt"
@@ -60,10 +59,10 @@ class TestFileTypes:
 
 class TestUploadParams:
     def test_nothing_chosen_sends_nothing_so_the_services_defaults_apply(self):
-        assert cli.upload_params() == {}
+        assert commands.upload_params() == {}
 
     def test_choices_are_sent_and_switches_only_when_turned_off(self):
-        assert cli.upload_params(
+        assert commands.upload_params(
             redact_pii="email,phone",
             min_chars=3,
             max_chars=100,
@@ -91,38 +90,34 @@ class TestUploadParams:
 
     @pytest.mark.parametrize(("given", "sent"), [(";", ";"), ("|", "|"), ("tab", "\t"), ("\t", "\t")])
     def test_a_delimiter_is_sent_as_the_character_itself(self, given, sent):
-        assert cli.upload_params(delimiter=given) == {"delimiter": sent}
+        assert commands.upload_params(delimiter=given) == {"delimiter": sent}
 
 
 class TestFormatting:
     def test_a_cell_shows_strings_as_they_are_and_other_values_as_compact_json(self):
-        assert cli.cell("héllo") == "héllo"
-        assert cli.cell([{"role": "user", "content": "é"}]) == '[{"role":"user","content":"é"}]'
-        assert cli.cell(3) == "3"
+        assert tables.cell("héllo") == "héllo"
+        assert tables.cell([{"role": "user", "content": "é"}]) == '[{"role":"user","content":"é"}]'
+        assert tables.cell(3) == "3"
 
     def test_a_long_cell_is_cut(self):
-        assert cli.cell("x" * 500, 10) == "x" * 9 + "…"
-        assert cli.cell("x" * 10, 10) == "x" * 10
+        assert tables.cell("x" * 500, 10) == "x" * 9 + "…"
+        assert tables.cell("x" * 10, 10) == "x" * 10
 
     def test_paths_are_quoted(self):
-        assert cli.api_path("p1") == "/projects/p1/datasets"
-        assert cli.api_path("p 1", "d/x", "versions", 3) == "/projects/p%201/datasets/d%2Fx/versions/3"
-
-    def test_times_to_the_second(self):
-        assert cli.when("2026-11-28T11:59:49.430678Z") == "2026-11-28 11:59:49"
-        assert cli.when(None) == ""
+        assert commands.dataset_path("p1") == "/projects/p1/datasets"
+        assert commands.dataset_path("p 1", "d/x", "versions", 3) == "/projects/p%201/datasets/d%2Fx/versions/3"
 
     def test_cleaning_settings_in_one_line(self):
         config = {"normalize": True, "drop_empty": True, "dedupe": False, "min_chars": 3, "max_chars": None}
-        assert cli.cleaning_settings(config | {"redact_pii": ["email", "phone"]}) == (
+        assert tables.cleaning_settings(config | {"redact_pii": ["email", "phone"]}) == (
             "normalize, drop_empty, no dedupe, min_chars=3, redact_pii=email,phone"
         )
-        assert cli.cleaning_settings(config | {"redact_pii": []}).endswith("no PII redaction")
+        assert tables.cleaning_settings(config | {"redact_pii": []}).endswith("no PII redaction")
 
     def test_splits_and_diffs_in_words(self):
-        assert cli.splits_text({"counts": {"train": 1200, "validation": 3}}) == "train 1,200  validation 3  test 0"
-        assert cli.diff_text({"added": 7, "removed": 5, "unchanged": 25}) == "+7 -5 =25"
-        assert cli.diff_text(None) == ""
+        assert tables.splits_text({"counts": {"train": 1200, "validation": 3}}) == "train 1,200  validation 3  test 0"
+        assert tables.diff_text({"added": 7, "removed": 5, "unchanged": 25}) == "+7 -5 =25"
+        assert tables.diff_text(None) == ""
 
 
 def problem(status: int, detail: str, **extra) -> httpx.Response:
@@ -133,7 +128,7 @@ def problem(status: int, detail: str, **extra) -> httpx.Response:
 class TestCheck:
     def test_success_passes_through(self):
         response = httpx.Response(201, json={"ok": True})
-        assert cli.check(response) is response
+        assert commands.check(response) is response
 
     def test_row_errors_are_a_table_of_line_field_and_message(self, capsys):
         errors = [
@@ -141,7 +136,7 @@ class TestCheck:
             {"line": 7, "field": "<row>", "message": "not valid JSON: unexpected end"},
         ]
         with pytest.raises(typer.Exit) as exit_:
-            cli.check(
+            commands.check(
                 problem(422, "2 row(s) do not match", errors=errors, invalid_rows=40, type="urn:x:invalid-rows"),
                 hints={"urn:x:invalid-rows": "pass --keep-valid"},
             )
@@ -163,20 +158,21 @@ class TestCheck:
     )
     def test_a_problem_prints_its_detail_and_exits_1(self, capsys, status, detail):
         with pytest.raises(typer.Exit) as exit_:
-            cli.check(problem(status, detail))
+            commands.check(problem(status, detail))
         assert exit_.value.exit_code == 1
         assert f"{status} {detail}" in capsys.readouterr().err
 
     def test_field_errors_are_listed(self, capsys):
         errors = [{"field": "redact_pii", "location": "query", "message": "unknown PII kind(s): dna"}]
         with pytest.raises(typer.Exit):
-            cli.check(problem(422, "invalid input: redact_pii", errors=errors), hints={"urn:other": "not this one"})
+            invalid = problem(422, "invalid input: redact_pii", errors=errors)
+            commands.check(invalid, hints={"urn:other": "not this one"})
         stderr = capsys.readouterr().err
         assert "redact_pii: unknown PII kind(s): dna" in stderr and "hint" not in stderr
 
     def test_a_response_that_is_not_a_problem_prints_its_status_and_text(self, capsys):
         with pytest.raises(typer.Exit):
-            cli.check(httpx.Response(502, text="<html>bad gateway</html>"))
+            commands.check(httpx.Response(502, text="<html>bad gateway</html>"))
         assert "502 Bad Gateway: <html>bad gateway</html>" in capsys.readouterr().err
 
 

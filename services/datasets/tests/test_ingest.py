@@ -12,14 +12,14 @@ import pytest
 
 from llmops_datasets import ingest as ingest_module
 from llmops_datasets.arriving import ArrivingFile
+from llmops_datasets.cleaning import normalize_text
+from llmops_datasets.digests import diff
 from llmops_datasets.formats import FileType, Format
 from llmops_datasets.ingest import (
     CleaningConfig,
     SplitConfig,
-    diff,
     ingest,
     ingest_jsonl,
-    normalize_text,
 )
 from llmops_schemas.splits import SPLITS, point_bound
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import random
 import time
 
 import orjson
@@ -12,7 +11,7 @@ import pytest
 
 from llmops_datasets.formats import FileType, Format
 from llmops_datasets.ingest import CleaningConfig, SplitConfig, ingest
-from llmops_datasets.parallel import Blocks, DigestSet, IngestPool, StreamedIngest, WorkerFailed
+from llmops_datasets.parallel import Blocks, IngestPool, StreamedIngest, WorkerFailed
 
 
 def chat(text: str, role: str = "user") -> bytes:
@@ -105,17 +104,6 @@ class TestParallelIngest:
         source.write_bytes(b"".join(orjson.dumps(row(i)) + b"\n" for i in range(600)))
         got = parallel(tmp_path, source, row_format, min_chars=3, max_chars=30)
         same(got, sequential(tmp_path, source, row_format, min_chars=3, max_chars=30))
-
-    def test_the_ingest_of_a_file_on_disk_uses_the_workers_alike(self, tmp_path, monkeypatch):
-        monkeypatch.setattr("llmops_datasets.parallel.BLOCK_BYTES", 4096)
-        source = tmp_path / "in.jsonl"
-        source.write_bytes(b"\n".join(mixed_rows(300)) + b"\n")
-        work = tmp_path / "both"
-        work.mkdir()
-        got = ingest(
-            source, FileType.JSONL, Format.CHAT, work, cleaning=CleaningConfig(), split=SplitConfig(seed=7), workers=2
-        )
-        same(got, sequential(tmp_path, source))
 
     def test_the_merge_writes_to_a_given_output_while_the_workers_clean(self, tmp_path):
         source = tmp_path / "in.jsonl"
@@ -256,46 +244,6 @@ def in_pool(pool: IngestPool, source, work):
     ) as job:
         job.feed(source.read_bytes())
         return job.finish()
-
-
-class TestDigestSet:
-    def test_it_holds_what_a_set_holds_and_lists_it_sorted(self, monkeypatch, tmp_path):
-        monkeypatch.setattr(DigestSet, "RECENT", 64)  # merge into the large array often
-        monkeypatch.setattr("llmops_datasets.parallel._SLICE", 7)  # and write it in many slices
-        pool = [os.urandom(16) for _ in range(3000)] + [b"ab" + bytes(14), b"ab" + bytes(13) + b"\x01", bytes(16)]
-        fill_like_a_set(pool, blocks=60, largest=120, path=tmp_path / "hashes")
-
-    def test_the_recent_part_is_merged_into_the_large_one_slice_by_slice(self, monkeypatch, tmp_path):
-        monkeypatch.setattr(DigestSet, "RECENT", 10)
-        monkeypatch.setattr("llmops_datasets.parallel._SLICE", 3)
-        digests, written = DigestSet(), [os.urandom(16) for _ in range(25)]
-        for start in range(0, 25, 5):
-            digests.add(b"".join(written[start : start + 5]))
-        assert (len(digests._large[0]), len(digests._recent[0])) == (20, 5)
-        digests.write(tmp_path / "hashes")
-        assert (tmp_path / "hashes").read_bytes() == b"".join(sorted(written))
-
-    def test_digests_whose_first_halves_tie_are_told_apart(self, monkeypatch, tmp_path):
-        monkeypatch.setattr(DigestSet, "RECENT", 16)
-        firsts = [os.urandom(8) for _ in range(4)]
-        pool = [random.choice(firsts) + os.urandom(8) for _ in range(300)]
-        fill_like_a_set(pool, blocks=40, largest=40, path=tmp_path / "hashes")
-
-
-def fill_like_a_set(pool: list[bytes], *, blocks: int, largest: int, path) -> None:
-    """Blocks of digests drawn from ``pool`` (repeats within and across blocks) go into a DigestSet and a set: they
-    must agree on membership before each block, on size after, and on the sorted row-hash file at the end."""
-    digests, expected = DigestSet(), set()
-    for n in range(blocks):
-        block = random.choices(pool, k=random.randrange(0, largest))
-        data = b"".join(block)
-        known = digests.known(data)
-        assert known.tolist() == [digest in expected for digest in block]
-        digests.add(data, known if n % 2 else None)  # with the answer the merge already has, or asking again
-        expected.update(block)
-        assert len(digests) == len(expected)
-    digests.write(path)
-    assert path.read_bytes() == b"".join(sorted(expected))
 
 
 class TestBlocks:

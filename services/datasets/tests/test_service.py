@@ -14,6 +14,7 @@ from starlette.requests import ClientDisconnect
 
 from llmops.errors import Problem
 from llmops.http import Actor
+from llmops.object_writer import ObjectWriter
 from llmops.storage import WRITER_PART_SIZE, key_for
 from llmops_datasets import service
 from llmops_datasets.formats import FileType, Format
@@ -61,16 +62,15 @@ async def chat_dataset(datasets):
 
 
 @pytest.fixture
-def writers(datasets, monkeypatch) -> list:
+def writers(monkeypatch) -> list:
     """The object writers the uploads open, to check what each left in the store."""
     made = []
-    open_writer = datasets.runtime.store.writer
 
-    def recording(**options):
-        made.append(open_writer(**options))
+    def recording(store, **options):
+        made.append(ObjectWriter(store, **options))
         return made[-1]
 
-    monkeypatch.setattr(datasets.runtime.store, "writer", recording)
+    monkeypatch.setattr(service, "ObjectWriter", recording)
     return made
 
 

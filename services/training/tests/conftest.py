@@ -8,12 +8,14 @@ import io
 import tarfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from llmops.auth import Role, issue_token
 from llmops.testing import service_database
+from llmops_training import repository
 from llmops_training.app import TrainingService, migrate
 from llmops_training.settings import TrainingSettings
 
@@ -193,3 +195,28 @@ async def outbox_events(training) -> list[dict]:
     async with training.runtime.db.sessions() as session:
         rows = (await session.execute(select(outbox.c.payload).order_by(outbox.c.id))).scalars()
         return [orjson.loads(p) for p in rows]
+
+
+async def claimed_job(session, worker: str, lease_seconds: float, **request: Any) -> tuple[str, str]:
+    """A new job of project p1 (on a new base model) claimed by ``worker``, as a worker's claim leaves it; its id and
+    its base model's id. ``request`` overrides fields of the job row."""
+    base_model_id, job_id = str(uuid.uuid4()), str(uuid.uuid4())
+    await repository.insert_base_model(
+        session, {"id": base_model_id, "project": "p1", "name": "tiny", "source": "upload", "created_by": "eve"}
+    )
+    row = {
+        "id": job_id,
+        "project": "p1",
+        "model_name": "tiny-lora",
+        "status": "queued",
+        "pool": "cpu",
+        "method": "lora",
+        "hyperparameters": {},
+        "base_model_id": base_model_id,
+        "dataset_version_id": "v1",
+        "request": {},
+        "requested_by": "eve",
+    }
+    await repository.insert_job(session, row | request)
+    assert await repository.claim_job(session, job_id, worker, lease_seconds) is not None
+    return job_id, base_model_id

@@ -15,7 +15,9 @@ import typer
 from llmops import testing
 from llmops.auth import Role, issue_token
 from llmops.testing import serve
-from llmops_training import cli
+from llmops_training.cli import common, tables
+from llmops_training.cli import registry as models_cli
+from llmops_training.cli import train as train_cli
 from llmops_training.settings import Pool
 from llmops_training.worker import TrainingWorker
 
@@ -28,18 +30,18 @@ train = partial(testing.llmops, "train")
 # -- pure helpers ------------------------------------------------------------------------------------------------
 class TestReferences:
     def test_name_and_version(self):
-        assert cli.parse_ref("support-chats:3", "--dataset") == {"name": "support-chats", "version": 3}
+        assert train_cli.parse_ref("support-chats:3", "--dataset") == {"name": "support-chats", "version": 3}
 
     @pytest.mark.parametrize("value", ["qa", "qa:", ":1", "qa:v1", "qa:0", "qa:-1"])
     def test_anything_else_is_a_usage_error(self, value):
         with pytest.raises(typer.BadParameter, match="NAME:VERSION"):
-            cli.parse_ref(value, "--dataset")
+            train_cli.parse_ref(value, "--dataset")
 
 
 class TestHyperparameters:
     def test_values_are_json_when_they_parse_and_text_otherwise(self):
         pairs = ["max_steps=30", "learning_rate=5e-3", "bf16=true", 'target_modules=["q_proj"]', "note=a=b"]
-        assert cli.parse_settings(pairs) == {
+        assert train_cli.parse_settings(pairs) == {
             "max_steps": 30,
             "learning_rate": 0.005,
             "bf16": True,
@@ -49,15 +51,15 @@ class TestHyperparameters:
 
     def test_a_pair_without_equals_is_a_usage_error(self):
         with pytest.raises(typer.BadParameter, match="key=value"):
-            cli.parse_settings(["max_steps"])
+            train_cli.parse_settings(["max_steps"])
 
     def test_the_job_body_sends_only_what_was_chosen(self):
-        body = cli.job_body(
+        body = train_cli.job_body(
             base_model="tiny",
             dataset="qa:2",
-            split=cli.Split.VALIDATION,
+            split=common.Split.VALIDATION,
             prompt=None,
-            method=cli.Method.LORA,
+            method=common.Method.LORA,
             pool="cpu",
             model_name=None,
             hyperparameters={"max_steps": 5},
@@ -69,7 +71,7 @@ class TestHyperparameters:
             "pool": "cpu",
             "hyperparameters": {"max_steps": 5},
         }
-        with_prompt = cli.job_body(**{**_args(), "prompt": "answer:1", "model_name": "m"})
+        with_prompt = train_cli.job_body(**{**_args(), "prompt": "answer:1", "model_name": "m"})
         assert with_prompt["prompt"] == {"name": "answer", "version": 1} and with_prompt["model_name"] == "m"
 
 
@@ -77,9 +79,9 @@ def _args() -> dict:
     return {
         "base_model": "tiny",
         "dataset": "qa:1",
-        "split": cli.Split.TRAIN,
+        "split": common.Split.TRAIN,
         "prompt": None,
-        "method": cli.Method.FULL,
+        "method": common.Method.FULL,
         "pool": "cpu",
         "model_name": None,
         "hyperparameters": {},
@@ -95,7 +97,7 @@ class TestPacking:
         blob = tmp_path / "blob"
         blob.write_bytes(b"weights")
         (model / "model.safetensors").symlink_to(blob)  # as in huggingface_hub's cache
-        cli.pack(model, tmp_path / "model.tar")
+        models_cli.pack(model, tmp_path / "model.tar")
         with tarfile.open(tmp_path / "model.tar") as tar:
             members = {m.name: m for m in tar.getmembers()}
             assert set(members) == {"model", "model/config.json", "model/model.safetensors"}
@@ -104,11 +106,12 @@ class TestPacking:
 
     def test_a_directory_without_config_is_refused_before_anything_is_sent(self, tmp_path):
         with pytest.raises(typer.Exit) as exit_info:
-            cli.pack(tmp_path, tmp_path.parent / "x.tar")
+            models_cli.pack(tmp_path, tmp_path.parent / "x.tar")
         assert exit_info.value.exit_code == 2
 
     def test_numbers_for_people(self):
-        assert [cli.number(v) for v in (None, 0.123456, 1234567, True, "x")] == ["", "0.1235", "1,234,567", "true", "x"]
+        shown = [tables.number(v) for v in (None, 0.123456, 1234567, True, "x")]
+        assert shown == ["", "0.1235", "1,234,567", "true", "x"]
 
 
 # -- the command against the service -------------------------------------------------------------------------------

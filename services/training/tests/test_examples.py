@@ -6,8 +6,7 @@ import tracemalloc
 
 import orjson
 
-from llmops_training.examples import to_examples, write_examples
-from llmops_training.ml.examples import read_examples
+from llmops_training.examples import read_examples, to_examples, write_examples
 
 
 def rows(count: int, size: int = 1024):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from contextlib import asynccontextmanager
 
 import pytest
@@ -14,6 +13,8 @@ from sqlalchemy import text
 from llmops.db import Database
 from llmops_training import repository
 from llmops_training.leases import JobControl, Lease
+
+from .conftest import claimed_job
 
 pytestmark = pytest.mark.integration
 
@@ -44,29 +45,9 @@ async def db(training_settings):
 @pytest.fixture
 async def claimed(db) -> tuple[str, float]:
     """A job claimed by worker w1 under a 3-second lease; with the moment its claim began."""
-    base_model_id, job_id = str(uuid.uuid4()), str(uuid.uuid4())
     since = time.monotonic()
     async with db.transaction() as session:
-        await repository.insert_base_model(
-            session, {"id": base_model_id, "project": "p1", "name": "tiny", "source": "upload", "created_by": "eve"}
-        )
-        await repository.insert_job(
-            session,
-            {
-                "id": job_id,
-                "project": "p1",
-                "model_name": "tiny-lora",
-                "status": "queued",
-                "pool": "cpu",
-                "method": "lora",
-                "hyperparameters": {},
-                "base_model_id": base_model_id,
-                "dataset_version_id": "v1",
-                "request": {},
-                "requested_by": "eve",
-            },
-        )
-        assert await repository.claim_job(session, job_id, "w1", 3) is not None
+        job_id, _ = await claimed_job(session, "w1", 3)
     return job_id, since
 
 

@@ -102,10 +102,10 @@ class Consumer:
         self._handlers: dict[str, Handler] = {}
         self._any: Handler | None = None
         self._batch: BatchHandler | None = None
-        #: Consecutive batches rewound, and what stopped the last one; (0, None) while batches go through.
         # Where records were dead-lettered lately: a batch rewound after some of its records went to the dead-letter
         # topic must not send them there again when it comes back.
         self._dead_lettered: OrderedDict[tuple[str, int, int], None] = OrderedDict()
+        #: Consecutive batches rewound, and what stopped the last one; (0, None) while batches go through.
         self.stalled_batches = 0
         self.stalled_by: str | None = None
         self._stalled_since: float | None = None

@@ -12,179 +12,35 @@ row): helpers are inlined where a call showed in a profile, with a comment namin
 from __future__ import annotations
 
 import hashlib
-import re
 import sys
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from llmops_datasets.cleaning import CleaningConfig, already_normal, map_texts, normalize_row
+from llmops_datasets.digests import write_digests
 from llmops_datasets.formats import FAST_CHECKS, FileType, Format, RawRow, RowError, read_rows, validate
+from llmops_datasets.report import Cleaning, IngestResult, Stats
 from llmops_schemas.splits import DIGEST, SPLITS, SplitConfig, split_lines
-
-if TYPE_CHECKING:
-    from llmops_datasets.parallel import IngestPool
 
 MAX_REPORTED_ERRORS = 20
 
 
-class CleaningConfig(BaseModel):
-    """The cleaning an upload asks for; recorded with the version."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    normalize: bool = Field(default=True, description="Unicode NFC and whitespace normalisation")
-    drop_empty: bool = Field(default=True, description="remove rows whose text is empty after normalisation")
-    dedupe: bool = Field(default=True, description="remove exact duplicate rows")
-    min_chars: int | None = Field(default=None, ge=0, description="remove rows with fewer characters of text")
-    max_chars: int | None = Field(default=None, ge=1, description="remove rows with more characters of text")
-    redact_pii: frozenset[str] = Field(default=frozenset(), description="PII kinds to redact (empty: none)")
-
-    @field_validator("redact_pii")
-    @classmethod
-    def _known_kinds(cls, kinds: frozenset[str]) -> frozenset[str]:
-        from llmops_datasets.pii import ALL_KINDS
-
-        unknown = kinds - ALL_KINDS
-        if unknown:
-            raise ValueError(f"unknown PII kind(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(ALL_KINDS))}")
-        return kinds
-
-    @model_validator(mode="after")
-    def _bounds(self) -> CleaningConfig:
-        if self.min_chars is not None and self.max_chars is not None and self.max_chars < self.min_chars:
-            raise ValueError("max_chars must be at least min_chars")
-        return self
-
-
-#: Stats count at most this many distinct labels (the most common) and this many characters of each: they travel in
-#: the version's event, which must stay far below the broker's message size whatever the data.
-MAX_STAT_LABELS = 1000
-MAX_STAT_LABEL_CHARS = 200
-
-
-def label_stats(labels: Counter) -> dict[str, Any]:
-    """The label distribution as the version's stats show it: at most :data:`MAX_STAT_LABELS` labels (the most
-    common), each cut to :data:`MAX_STAT_LABEL_CHARS` characters, and how many distinct labels there are."""
-    shown: Counter = Counter()
-    for label, count in labels.most_common(MAX_STAT_LABELS):
-        shown[label[:MAX_STAT_LABEL_CHARS]] += count
-    result: dict[str, Any] = {"labels": dict(sorted(shown.items()))}
-    if len(labels) > MAX_STAT_LABELS:
-        result["labels_distinct"] = len(labels)
-        result["labels_truncated"] = True
-    return result
-
-
-@dataclass
-class Stats:
-    """Row count, text lengths, token estimates and label or role distributions of a version."""
-
-    rows: int = 0
-    chars_total: int = 0
-    chars_min: int | None = None
-    chars_max: int = 0
-    labels: Counter = field(default_factory=Counter)
-    roles: Counter = field(default_factory=Counter)
-    messages_total: int = 0
-
-    def add(self, row: dict[str, Any], row_format: Format, chars: int) -> None:
-        self.rows += 1
-        self.chars_total += chars
-        self.chars_min = chars if self.chars_min is None else min(self.chars_min, chars)
-        self.chars_max = max(self.chars_max, chars)
-        if row_format is Format.CLASSIFICATION:
-            self.labels[str(row["label"])] += 1
-        elif row_format is Format.CHAT:
-            self.messages_total += len(row["messages"])
-            roles = self.roles
-            for message in row["messages"]:
-                roles[message["role"]] += 1
-
-    def merge(self, other: Stats) -> None:
-        """Add the rows ``other`` describes (rows that follow this one's)."""
-        self.rows += other.rows
-        self.chars_total += other.chars_total
-        if other.chars_min is not None:
-            self.chars_min = other.chars_min if self.chars_min is None else min(self.chars_min, other.chars_min)
-        self.chars_max = max(self.chars_max, other.chars_max)
-        self.labels.update(other.labels)
-        self.roles.update(other.roles)
-        self.messages_total += other.messages_total
-
-    def as_dict(self) -> dict[str, Any]:
-        result: dict[str, Any] = {
-            "rows": self.rows,
-            "chars": {
-                "total": self.chars_total,
-                "min": self.chars_min or 0,
-                "max": self.chars_max,
-                "mean": round(self.chars_total / self.rows, 1) if self.rows else 0,
-            },
-            # about 4 characters per token for English text with BPE tokenizers; a planning figure, not a count
-            "tokens_estimate": round(self.chars_total / 4),
-        }
-        if self.labels:
-            result |= label_stats(self.labels)
-        if self.roles:
-            result["roles"] = dict(sorted(self.roles.items()))
-            result["messages_per_row"] = round(self.messages_total / self.rows, 2) if self.rows else 0
-        return result
-
-
-@dataclass
-class Cleaning:
-    """What cleaning did, per step, for the cleaning report."""
-
-    rows_read: int = 0
-    invalid: int = 0
-    normalized: int = 0
-    empty_removed: int = 0
-    duplicates_removed: int = 0
-    too_short: int = 0
-    too_long: int = 0
-    pii: Counter = field(default_factory=Counter)
-    rows_with_pii: int = 0
-
-    def merge(self, other: Cleaning) -> None:
-        for name in ("rows_read", "invalid", "normalized", "empty_removed", "duplicates_removed", "too_short"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.too_long += other.too_long
-        self.pii.update(other.pii)
-        self.rows_with_pii += other.rows_with_pii
-
-    def as_dict(self, config: CleaningConfig, kept: int) -> dict[str, Any]:
-        return {
-            "config": config.model_dump(mode="json") | {"redact_pii": sorted(config.redact_pii)},
-            "rows_read": self.rows_read,
-            "rows_kept": kept,
-            "invalid_rows": self.invalid,
-            "rows_normalized": self.normalized,
-            "empty_removed": self.empty_removed,
-            "duplicates_removed": self.duplicates_removed,
-            "too_short_removed": self.too_short,
-            "too_long_removed": self.too_long,
-            "pii_redacted": dict(sorted(self.pii.items())),
-            "rows_with_pii": self.rows_with_pii,
-        }
-
-
 class Output(Protocol):
-    """Where cleaned rows go: a binary file, or a :class:`llmops.storage.ObjectWriter` uploading them."""
+    """Where cleaned rows go: a binary file, or a :class:`llmops.object_writer.ObjectWriter` uploading them."""
 
     def write(self, data: bytes, /) -> int: ...
 
 
 @runtime_checkable
 class HashingOutput(Output, Protocol):
-    """An output that hashes what it is given (an :class:`~llmops.storage.ObjectWriter`): the ingest asks it for
+    """An output that hashes what it is given (an :class:`~llmops.object_writer.ObjectWriter`): the ingest asks it for
     the content's sha256 rather than hashing the cleaned rows a second time."""
 
     def hexdigest(self) -> str: ...
@@ -200,78 +56,6 @@ def content_digest(content: Any, out: Output | None) -> str:
     return out.hexdigest() if content is None else content.hexdigest()  # type: ignore[union-attr]
 
 
-@dataclass
-class IngestResult:
-    """The outcome of one ingest: the cleaned rows' hash and size, and everything recorded with the version."""
-
-    cleaned: Path | None  # the cleaned rows, unless they went to a caller's ``out``
-    sha256: str
-    size: int
-    row_hashes: Path
-    stats: dict[str, Any]
-    cleaning: dict[str, Any]
-    splits: dict[str, Any]
-    errors: list[RowError]
-    invalid_rows: int
-
-    @property
-    def rows(self) -> int:
-        return self.stats["rows"]
-
-
-_HORIZONTAL_SPACE = re.compile(r"[^\S\n]+")
-_MANY_NEWLINES = re.compile(r"\n{3,}")
-
-
-# Spacing that normalisation would change in ASCII text; substring tests are C-speed (a regex alternation is 10x
-# slower, and this runs for every text of every row).
-_ASCII_NEEDS_WORK = ("  ", "\t", "\r", "\n ", " \n", "\n\n\n", "\x0b", "\x0c")
-
-
-def normalize_text(text: str) -> str:
-    """NFC, \\r\\n and \\r as \\n, runs of spaces and tabs as one space, at most one blank line, no outer space."""
-    if text.isascii():
-        # Fast path (most text): ASCII is already NFC, and clean ASCII spacing needs no regex.
-        a, b, c, d, e, f, g, h = _ASCII_NEEDS_WORK
-        odd_inside = (a in text or b in text or c in text or d in text) or (
-            e in text or f in text or g in text or h in text
-        )
-        if not odd_inside and (not text or not (text[0].isspace() or text[-1].isspace())):
-            return text
-    else:
-        text = unicodedata.normalize("NFC", text)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _HORIZONTAL_SPACE.sub(" ", text)
-    text = _MANY_NEWLINES.sub("\n\n", text)
-    return "\n".join(line.strip() for line in text.split("\n")).strip()
-
-
-def _map_texts(row: dict[str, Any], row_format: Format, fn) -> dict[str, Any]:
-    if row_format is Format.CHAT:
-        return {**row, "messages": [{**m, "content": fn(m["content"])} for m in row["messages"]]}
-    if row_format is Format.INSTRUCTION:
-        return {**row, "prompt": fn(row["prompt"]), "completion": fn(row["completion"])}
-    return {**row, "text": fn(row["text"])}
-
-
-def _normalize_row(row: dict[str, Any], row_format: Format) -> bool:
-    """Normalise the texts of ``row`` in place; whether any changed."""
-    changed = False
-    if row_format is Format.CHAT:
-        for message in row["messages"]:
-            text = message["content"]
-            clean = normalize_text(text)
-            if clean != text:
-                message["content"], changed = clean, True
-        return changed
-    for key in ("prompt", "completion") if row_format is Format.INSTRUCTION else ("text",):
-        text = row[key]
-        clean = normalize_text(text)
-        if clean != text:
-            row[key], changed = clean, True
-    return changed
-
-
 _content, _role = itemgetter("content"), itemgetter("role")
 CHARS = {
     Format.CHAT: lambda row: sum(map(len, map(_content, row["messages"]))),
@@ -279,17 +63,6 @@ CHARS = {
     Format.TEXT: lambda row: len(row["text"]),
     Format.CLASSIFICATION: lambda row: len(row["text"]),
 }
-
-
-def _already_normal(data: bytes) -> bool:
-    """Whether normalisation leaves every string of JSON lines as it is, judged on their bytes (C-speed scans).
-
-    ASCII without escapes has no tabs, newlines, carriage returns or non-ASCII spaces in its strings; and without a
-    double space, nor a space beside a quote, no string has a run of spaces or a space at either end. Quotes read
-    as spaces, one search finds all three (and empty strings, ``""``, which then take the slow path: harmless).
-    What holds for a block of lines holds for each line in it, so a whole block is judged at once; ``find`` rather
-    than ``in``: ``bytes in bytes`` first tries the needle as an integer, raising and clearing an exception."""
-    return data.isascii() and data.find(b"\\") < 0 and data.replace(b'"', b" ").find(b"  ") < 0
 
 
 #: Validated rows, in batches, each batch with whether normalisation would leave each of its rows as it is.
@@ -312,7 +85,7 @@ def jsonl_rows(lines: BinaryIO, first_line: int, row_format: Format, report: Cle
         rows: list[dict[str, Any]] = []
         append = rows.append
         # Per row only when the block as a whole is not already normal (a row that is may sit beside one that is not)
-        normal: list[bool] | None = None if _already_normal(b"".join(block)) else []
+        normal: list[bool] | None = None if already_normal(b"".join(block)) else []
         for number, line in enumerate(block, number):  # noqa: B020 (numbering goes on from block to block)
             try:  # jsonl_parser(row_format)(line), inlined: this runs for every row
                 row = loads(line)
@@ -321,7 +94,7 @@ def jsonl_rows(lines: BinaryIO, first_line: int, row_format: Format, report: Cle
             if row is not None and fits(row):
                 append(row)
                 if normal is not None:
-                    normal.append(_already_normal(line))
+                    normal.append(already_normal(line))
                 continue
             if line.isspace():
                 blank += 1
@@ -402,9 +175,9 @@ class Cleaner:
         # Rows outside [low, high] are dropped; which bound tells why (below).
         low, high = max(min_chars or 0, 1 if drop_empty else 0), sys.maxsize if max_chars is None else max_chars
         for batch, normal in batches:
-            for row, already_normal in zip(batch, normal):  # noqa: B905 (normal may be endless: repeat(True))
-                if normalize and not already_normal:
-                    normalized += _normalize_row(row, row_format)
+            for row, is_normal in zip(batch, normal):  # noqa: B905 (normal may be endless: repeat(True))
+                if normalize and not is_normal:
+                    normalized += normalize_row(row, row_format)
                 if redactor is not None:
                     row = _redact(row, row_format, redactor, report)
                 if chat:
@@ -490,7 +263,7 @@ def _redact(row: dict[str, Any], row_format: Format, redactor, report: Cleaning)
         found.update(counts)
         return result
 
-    row = _map_texts(row, row_format, redact)
+    row = map_texts(row, row_format, redact)
     if found:
         report.pii.update(found)
         report.rows_with_pii += 1
@@ -505,27 +278,12 @@ def ingest(
     *,
     cleaning: CleaningConfig,
     split: SplitConfig,
-    workers: int = 1,
-    pool: IngestPool | None = None,
     out: Output | None = None,
     delimiter: str | None = None,
 ) -> IngestResult:
     """Run the whole pipeline over ``source``; the cleaned rows go to ``out`` (by default ``workdir``/cleaned.jsonl)
-    and the row hashes to ``workdir``. A CSV file's ``delimiter`` is by default the one its header shows.
-
-    A JSONL file larger than a block is cleaned by the workers of ``pool``, or by ``workers`` processes of its own
-    when more than one (same result)."""
-    if file_type is FileType.JSONL and (pool is not None or workers > 1):
-        from llmops_datasets.parallel import BLOCK_BYTES, StreamedIngest
-
-        if source.stat().st_size > BLOCK_BYTES:
-            with StreamedIngest(
-                source, row_format, workdir, cleaning=cleaning, split=split, pool=pool, workers=workers, out=out
-            ) as job:
-                with source.open("rb") as handle:
-                    while chunk := handle.read(1024 * 1024):
-                        job.feed(chunk)
-                return job.finish()
+    and the row hashes to ``workdir``. A CSV file's ``delimiter`` is by default the one its header shows. (Cleaning
+    on several cores is the service's choice: :mod:`llmops_datasets.parallel`.)"""
     if file_type is FileType.JSONL:
         with source.open("rb") as handle:
             return ingest_jsonl(handle, row_format, workdir, cleaning=cleaning, split=split, out=out)
@@ -560,38 +318,6 @@ def _clean_into(cleaner: Cleaner, rows: Batches, workdir: Path, out: Output | No
         cleaner.clean(rows, out, content)
     write_digests(hashes, cleaner.seen)
     return cleaner.result(cleaned, content_digest(content, out), hashes)
-
-
-def write_digests(path: Path, seen: set[bytes]) -> None:
-    """The row-hash file: the distinct row digests, sorted (what :func:`diff` merges)."""
-    with path.open("wb") as out:
-        out.writelines(sorted(seen))
-
-
-def digests(path: Path) -> Iterator[bytes]:
-    """The sorted row digests of a row-hash file, streamed."""
-    with path.open("rb") as handle:
-        while chunk := handle.read(DIGEST * 4096):
-            for i in range(0, len(chunk), DIGEST):
-                yield chunk[i : i + DIGEST]
-
-
-def diff(parent: Path, child: Path) -> dict[str, int]:
-    """Rows added and removed between two versions, by merging their sorted row digests (distinct rows)."""
-    added = removed = unchanged = 0
-    old, new = digests(parent), digests(child)
-    a, b = next(old, None), next(new, None)
-    while a is not None or b is not None:
-        if b is None or (a is not None and a < b):
-            removed += 1
-            a = next(old, None)
-        elif a is None or b < a:
-            added += 1
-            b = next(new, None)
-        else:
-            unchanged += 1
-            a, b = next(old, None), next(new, None)
-    return {"added": added, "removed": removed, "unchanged": unchanged}
 
 
 def split_rows(cleaned: Path, split: SplitConfig, name: str) -> Iterator[bytes]:

@@ -8,8 +8,9 @@ reports, and concatenates the parts into the canonical file (or upload) while ha
 workers finish them. Blocks can be cut while an upload is still arriving (:class:`Blocks` is fed chunk by chunk), so
 cleaning overlaps receiving.
 
-Workers are plain subprocesses (``python -m llmops_datasets.worker``, see :mod:`llmops_datasets.worker`) rather than
-a multiprocessing pool: a spawned pool re-imports the parent's ``__main__`` (the whole web service) in every worker.
+Workers are plain subprocesses (``python -m llmops_datasets.ingest_worker``, see :mod:`llmops_datasets.ingest_worker`)
+rather than a multiprocessing pool: a spawned pool re-imports the parent's ``__main__`` (the whole web service) in
+every worker.
 They are started once, by an :class:`IngestPool` the service holds, and serve every upload.
 """
 
@@ -23,35 +24,24 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, wait
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import numpy as np
 import orjson
 
 from llmops.logging import get_logger
-from llmops_datasets.formats import Format, NotUtf8, RowError
-from llmops_datasets.ingest import (
-    CHARS,
-    MAX_REPORTED_ERRORS,
-    Cleaner,
-    Cleaning,
-    CleaningConfig,
-    IngestResult,
-    Output,
-    Stats,
-    content_digest,
-    content_hash,
-)
-from llmops_schemas.splits import DIGEST, SplitConfig
+from llmops_datasets.formats import Format, NotUtf8
+from llmops_datasets.ingest import CleaningConfig, Output
+from llmops_datasets.merge import Merge
+from llmops_datasets.report import IngestResult
+from llmops_schemas.splits import SplitConfig
 
 log = get_logger(__name__)
 
 BLOCK_BYTES = 4 * 1024 * 1024  # enough rows per block to amortise a round trip, few enough to start the merge early
-COPY = 1024 * 1024
 
 
 class Blocks:
@@ -114,8 +104,8 @@ class IngestPool:
             thread.start()
 
     def submit(self, task: dict[str, Any], owner: object = None) -> Future:
-        """Clean one block (see :func:`llmops_datasets.worker.clean_block`) for ``owner`` (an ingest: its blocks take
-        turns with other owners'); the future holds the worker's reply."""
+        """Clean one block (see :func:`llmops_datasets.ingest_worker.clean_block`) for ``owner`` (an ingest: its
+        blocks take turns with other owners'); the future holds the worker's reply."""
         future: Future = Future()
         with self._changed:
             if self._closed:
@@ -184,7 +174,7 @@ class IngestPool:
         if log is not None:
             log.close()
         log = self._logs[n] = tempfile.TemporaryFile()  # noqa: SIM115 (a worker's stderr, read back when it dies)
-        command = [sys.executable, "-m", "llmops_datasets.worker"]
+        command = [sys.executable, "-m", "llmops_datasets.ingest_worker"]
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
         if n < len(self.processes):
             self.processes[n] = process
@@ -260,7 +250,7 @@ class ParallelIngest:
         }
         self.results: list[Future] = []
         # The merge follows the workers block by block, so the canonical file (or upload) grows while they work.
-        self.merge = _Merge(row_format, cleaning, split, workdir, out)
+        self.merge = Merge(row_format, cleaning, split, workdir, out)
         self.merging: queue.Queue[Future | None] = queue.Queue()
         self.merge_failure: BaseException | None = None
         self.merger = threading.Thread(target=self._merge_in_order, name="ingest-merge", daemon=True)
@@ -365,171 +355,3 @@ class StreamedIngest:
     def _close_own_pool(self) -> None:
         if self._own_pool is not None:
             self._own_pool.close()
-
-
-class DigestSet:
-    """Distinct row digests, kept compact for the merge: numpy arrays of their two 64-bit halves (16 bytes a row,
-    where a set of bytes objects takes about 100), ordered by the first half, in a large part and a recent one
-    merged into it now and then, so that adding a block costs about the recent part's size, not the whole set's.
-    Membership is asked and digests added a block at a time (``data``: digests back to back). Digests are hashes,
-    so first halves almost never tie; when they do, every digest with that first half is compared."""
-
-    RECENT = 256 * 1024  # digests (4 MiB) held apart before they are merged into the large part
-
-    def __init__(self) -> None:
-        self._large = self._recent = _EMPTY
-
-    def __len__(self) -> int:
-        return len(self._large[0]) + len(self._recent[0])
-
-    def known(self, data: bytes) -> np.ndarray:
-        """For each digest of ``data``, whether it is in the set."""
-        digests = _halves(data)
-        return _found(self._large, digests) | _found(self._recent, digests)
-
-    def add(self, data: bytes, known: np.ndarray | None = None) -> None:
-        """Add the digests of ``data`` (repeats and digests already in the set are ignored); ``known`` is what
-        :meth:`known` answered for ``data``, when the caller already asked."""
-        high, low = _halves(data)
-        fresh = ~(self.known(data) if known is None else known)
-        high, low = high[fresh], low[fresh]
-        order = np.lexsort((low, high))
-        high, low = high[order], low[order]
-        first = np.ones(len(high), dtype=bool)  # the first of each run of equal digests
-        first[1:] = (high[1:] != high[:-1]) | (low[1:] != low[:-1])
-        self._recent = _merged(self._recent, (high[first], low[first]))
-        if len(self._recent[0]) >= self.RECENT:
-            self._large, self._recent = _merged(self._large, self._recent), _EMPTY
-
-    def write(self, path: Path) -> None:
-        """Every digest, in order, back to back, to ``path`` (a row-hash file), a slice at a time: the recent part
-        is merged into the large one slice by slice, so no whole merged copy is ever made."""
-        (high, low), (new_high, new_low) = self._large, self._recent
-        at = np.searchsorted(high, new_high)  # where each recent digest goes among the large ones
-        if _ties(high) or _ties(new_high) or (len(high) and (high[np.minimum(at, len(high) - 1)] == new_high).any()):
-            # First halves tie (all but never): merge whole and order exactly by both halves.
-            high, low = _merged(self._large, self._recent)
-            order = np.lexsort((low, high))
-            high, low, new_high, new_low, at = high[order], low[order], new_high[:0], new_low[:0], at[:0]
-        with path.open("wb") as out:
-            for start in range(0, max(len(high), 1), _SLICE):
-                end = min(start + _SLICE, len(high))
-                # The recent digests that go after large[start - 1] and before large[end] (the last slice: all left).
-                first = np.searchsorted(at, start)
-                last = len(at) if end == len(high) else np.searchsorted(at, end)
-                where = at[first:last] - start
-                halves = np.insert(high[start:end], where, new_high[first:last])
-                seconds = np.insert(low[start:end], where, new_low[first:last])
-                out.write(np.column_stack((halves, seconds)).astype(">u8").tobytes())
-
-
-def _ties(high: np.ndarray) -> bool:
-    return len(high) > 1 and bool((high[1:] == high[:-1]).any())
-
-
-_SLICE = 64 * 1024  # digests written at once
-
-
-Halves = tuple[np.ndarray, np.ndarray]  # the first and second 8 bytes of digests, as unsigned integers
-_EMPTY: Halves = (np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.uint64))
-
-
-def _halves(data: bytes) -> Halves:
-    both = np.frombuffer(data, dtype=">u8").reshape(-1, 2).astype(np.uint64)  # big-endian: ordered as bytes are
-    return both[:, 0], both[:, 1]
-
-
-def _found(present: Halves, digests: Halves) -> np.ndarray:
-    high, low = present
-    found = np.zeros(len(digests[0]), dtype=bool)
-    if not len(high):
-        return found
-    start = np.searchsorted(high, digests[0], side="left")
-    end = np.searchsorted(high, digests[0], side="right")
-    one = (end - start) == 1
-    found[one] = low[start[one]] == digests[1][one]
-    for i in np.flatnonzero((end - start) > 1):  # first halves that tie: compare every candidate
-        found[i] = bool((low[start[i] : end[i]] == digests[1][i]).any())
-    return found
-
-
-def _merged(a: Halves, b: Halves) -> Halves:
-    """Two parts as one, ordered by first half (b's digests inserted where they belong: linear, not a new sort)."""
-    if not len(a[0]):
-        return b
-    at = np.searchsorted(a[0], b[0])
-    return np.insert(a[0], at, b[0]), np.insert(a[1], at, b[1])
-
-
-class _Merge:
-    def __init__(
-        self, row_format: Format, cleaning: CleaningConfig, split: SplitConfig, workdir: Path, out: Output | None
-    ) -> None:
-        self.row_format, self.cleaning, self.split = row_format, cleaning, split
-        self.report, self.stats, self.errors = Cleaning(), Stats(), []
-        self.split_counts: Counter = Counter()
-        self.seen, self.content, self.size = DigestSet(), content_hash(out), 0
-        self.hashes = workdir / "row_hashes.bin"
-        self.cleaned = workdir / "cleaned.jsonl" if out is None else None
-        self.out = self.cleaned.open("wb") if self.cleaned is not None else out
-
-    def close(self) -> None:
-        if self.cleaned is not None:
-            self.out.close()
-
-    def add(self, block: dict[str, Any]) -> None:
-        part, digests_path = Path(block["part"] + ".jsonl"), Path(block["part"] + ".digests")
-        digests = digests_path.read_bytes()
-        report, stats = block_report(block)
-        self.report.merge(report)
-        if len(self.errors) < MAX_REPORTED_ERRORS:
-            self.errors.extend(RowError(**e) for e in block["errors"])
-        known = self.seen.known(digests)
-        if not self.cleaning.dedupe or not known.any():
-            self.seen.add(digests, known)
-            self.stats.merge(stats)
-            self.split_counts.update(block["split_counts"])
-            with part.open("rb") as handle:
-                while chunk := handle.read(COPY):
-                    self._write(chunk)
-        else:
-            self._add_dropping_seen(part, digests, known)
-        part.unlink()
-        digests_path.unlink()
-
-    def _add_dropping_seen(self, part: Path, digests: bytes, known) -> None:
-        """A block holding rows an earlier block kept (``known``, row by row): keep only the others, and describe
-        those again. (The worker dropped the block's own repeats.)"""
-        chars_of = CHARS[self.row_format]
-        with part.open("rb") as handle:
-            for n, (line, seen) in enumerate(zip(handle, known.tolist(), strict=True)):
-                if seen:
-                    self.report.duplicates_removed += 1
-                    continue
-                row = orjson.loads(line)
-                self.stats.add(row, self.row_format, chars_of(row))
-                self.split_counts[self.split.split_of(digests[n * DIGEST : (n + 1) * DIGEST])] += 1
-                self._write(line)
-        self.seen.add(digests, known)
-
-    def _write(self, data: bytes) -> None:
-        self.out.write(data)
-        if self.content is not None:
-            self.content.update(data)
-        self.size += len(data)
-
-    def result(self) -> IngestResult:
-        self.seen.write(self.hashes)
-        cleaner = Cleaner(self.row_format, self.cleaning, self.split)
-        cleaner.report, cleaner.stats, cleaner.errors = self.report, self.stats, self.errors[:MAX_REPORTED_ERRORS]
-        cleaner.split_counts, cleaner.size = self.split_counts, self.size
-        return cleaner.result(self.cleaned, content_digest(self.content, self.out), self.hashes)
-
-
-def block_report(block: dict[str, Any]) -> tuple[Cleaning, Stats]:
-    """A worker's report and stats of one block, from its reply."""
-    report = Cleaning(**(block["report"] | {"pii": Counter(block["report"]["pii"])}))
-    stats = Stats(
-        **(block["stats"] | {"labels": Counter(block["stats"]["labels"]), "roles": Counter(block["stats"]["roles"])})
-    )
-    return report, stats

@@ -23,11 +23,14 @@ from llmops.errors import Problem
 from llmops.http import Actor, Runtime, spool
 from llmops.logging import get_logger
 from llmops.memory import release_free_memory
+from llmops.object_writer import ObjectWriter
 from llmops_datasets import repository
 from llmops_datasets.arriving import ArrivingFile
+from llmops_datasets.digests import diff
 from llmops_datasets.formats import FileType, Format, NotUtf8
-from llmops_datasets.ingest import CleaningConfig, IngestResult, Output, SplitConfig, diff, ingest, ingest_jsonl
+from llmops_datasets.ingest import CleaningConfig, Output, SplitConfig, ingest, ingest_jsonl
 from llmops_datasets.parallel import IngestPool, StreamedIngest, WorkerFailed
+from llmops_datasets.report import IngestResult
 from llmops_schemas.events import DatasetCreated, DatasetVersionCreated, DatasetVersionDeprecated
 
 log = get_logger(__name__)
@@ -119,7 +122,7 @@ async def upload_version(
     row_format = Format(dataset.format)
     workdir = Path(tempfile.mkdtemp(prefix="llmops-upload-", dir=spool_dir))
     # The cleaned rows are uploaded while they are written; they are stored only by the commit below.
-    writer = runtime.store.writer(content_type="application/x-ndjson")
+    writer = ObjectWriter(runtime.store, content_type="application/x-ndjson")
     upload = _Upload(
         chunks, workdir, file_type, row_format, cleaning, split, limit=limit, pool=pool, delimiter=delimiter
     )

@@ -18,15 +18,11 @@ class DatasetsSettings(ServiceSettings):
     max_upload_bytes: int = Field(default=10 * 1024**3, ge=1)
     #: Where uploads are spooled while processed (None: the system temporary directory).
     spool_dir: Path | None = None
-    #: Worker processes cleaning JSONL uploads while they arrive, block by block, started with the service and shared
-    #: by all uploads (each holds about 40 MB). 0 cleans each upload in a thread of the service process instead, line
-    #: by line: bound to one core and to the service's interpreter lock. Measured on a 2-core host beside the object
-    #: store (``make bench-datasets``): 2 workers ingest at 0.53-0.55 of a plain upload's rate, the thread at 0.35-0.44.
+    #: Processes cleaning JSONL uploads block by block as they arrive, shared by all uploads (about 40 MB each);
+    #: 0 cleans in a thread of the service, bound to one core (slower: see ``make bench-datasets``).
     ingest_workers: int = Field(default=2, ge=0)
-    #: glibc malloc tuning (see :mod:`llmops.memory`): the arenas the service's threads share, and the size from
-    #: which buffers are mapped apart (0 leaves either to the C library). Measured on a 1 GB upload: the service and
-    #: its workers peak about 20 MB lower with 2 arenas than with the default; a 1 MiB mapping size takes another
-    #: 25 MB off but costs about a tenth of the ingest rate (each part buffer is faulted in anew), so it is off.
+    #: glibc malloc tuning (see :mod:`llmops.memory`); 0 leaves it to the C library. 2 arenas lower the peak memory
+    #: of an upload; a mapping threshold lowers it further but slows the ingest, so it is off.
     malloc_arenas: int = Field(default=2, ge=0)
     malloc_mmap_threshold: int = Field(default=0, ge=0, le=32 * 1024 * 1024)
     preview_max_rows: int = Field(default=100, ge=1)

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from llmops.cli_kit import key_values
 from llmops.client import Token, check, connect, echo_json, err, fail, out, params, url_option
 
 app = typer.Typer(help="Prompts: create, version, show, diff, label, render, test.", no_args_is_help=True)
@@ -32,16 +33,10 @@ def _read_json(path: Path, what: str) -> Any:
 
 def parse_vars(pairs: list[str]) -> dict[str, Any]:
     """``key=value`` pairs; a value that parses as JSON (numbers, lists, true) is taken as such, else as text."""
-    variables: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            fail(f"--var {pair!r} is not key=value", code=2)
-        try:
-            variables[key] = json.loads(value)
-        except json.JSONDecodeError:
-            variables[key] = value
-    return variables
+    try:
+        return key_values(pairs)
+    except ValueError as exc:
+        fail(f"--var {exc.args[0]!r} is not key=value", code=2)
 
 
 @app.command()

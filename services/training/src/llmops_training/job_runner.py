@@ -3,9 +3,9 @@ register the model version, or fail, cancel or hand it over.
 
 A worker holds a job under a lease in the training database (:mod:`llmops_training.leases`): the next worker waits
 for the lease to expire, then resumes from the last checkpoint in the object store. The model version is registered
-in the same transaction that completes the job, once per job (unique job id). Training itself runs in a child process
-(``ml.process``: its own interpreter lock, memory and crash domain), watched from a thread; progress, checkpoints and
-cancellation cross into the event loop.
+by the service layer (:func:`llmops_training.service.complete_job`) in the transaction that completes the job.
+Training itself runs in a child process (``ml.process``: its own interpreter lock, memory and crash domain), watched
+from a thread; progress, checkpoints and cancellation cross into the event loop.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from typing import Any
 from llmops.bus import add_to_outbox
 from llmops.http import Runtime
 from llmops.logging import bound_context, get_logger
-from llmops.prompts import PromptTemplate
 from llmops.storage import ObjectStore
 from llmops_schemas import new_event
 from llmops_schemas.envelope import utcnow
@@ -35,11 +34,10 @@ from llmops_schemas.events import (
     TrainingJobRequeued,
     TrainingJobStarted,
 )
-from llmops_schemas.splits import SplitConfig, split_lines
-from llmops_training import artifacts, registration, repository
-from llmops_training.examples import ExampleError, write_examples
+from llmops_training import artifacts, repository, service
+from llmops_training.examples import ExampleError, TrainingError
+from llmops_training.inputs import fetch_inputs
 from llmops_training.leases import JobControl, JobLost, Lease
-from llmops_training.ml.examples import TrainingError
 from llmops_training.ml.process import TrainingProcessError, train_in_process
 from llmops_training.settings import TrainingSettings
 
@@ -160,42 +158,12 @@ class JobRunner:
             causation_id=None if cause is None else cause.id,
         )
 
-    async def _inputs(self, request: TrainingJobRequested, work: Path) -> tuple[Path, Path, int, dict[str, Any]]:
-        """Download the dataset split and the base model; returns the model directory, the examples' JSONL file (for
-        the training process to read), how many examples, and the base model's lineage. The worker streams the
-        version to disk and its split's examples to that file a row at a time: it never holds the split."""
-        dataset = request.dataset
-        data_file = work / "dataset.jsonl"
-        await self.store.download(dataset.sha256, data_file)
-        split = SplitConfig.of_version(dataset.splits)
-        template = None if request.prompt is None else PromptTemplate.model_validate(request.prompt.template)
-        examples_file = work / "examples.jsonl"
-
-        def write() -> int:
-            with data_file.open("rb") as rows, examples_file.open("wb") as out:
-                count = write_examples(split_lines(rows, split, dataset.split), dataset.format, template, out)
-            data_file.unlink()
-            return count
-
-        count = await asyncio.to_thread(write)
-        base = request.base_model
-        if base.source == "upload":
-            assert base.manifest_sha256 is not None
-            model_dir = await artifacts.fetch_directory(
-                self.store, base.manifest_sha256, self.cache_dir / base.manifest_sha256
-            )
-            revision = base.manifest_sha256
-        else:
-            model_dir, revision = await asyncio.to_thread(_from_hub, base.hub_id, base.revision, self.cache_dir / "hub")
-        lineage = {**base.model_dump(mode="json"), "resolved_revision": revision}
-        return model_dir, examples_file, count, lineage
-
     async def _train(self, request: TrainingJobRequested, event, claimed, control: JobControl, work: Path) -> bool:
         """Train and register; False when paused and handed over."""
         if control.pause.is_set():  # stopping before any work: nothing to save
             await self._hand_over(request, event, claimed.attempt, None)
             return False
-        model_dir, examples, count, base_lineage = await self._inputs(request, work)
+        model_dir, examples, count, base_lineage = await fetch_inputs(self.store, request, work, self.cache_dir)
         spec_values = {k: v for k, v in request.hyperparameters.items() if k in SPEC_FIELDS and v is not None}
         spec_values["keep_checkpoints"] = KEEP_CHECKPOINTS
         if "target_modules" in spec_values:
@@ -266,8 +234,24 @@ class JobRunner:
         if result.status == "paused":
             await self._hand_over(request, event, claimed.attempt, result.metrics["steps"])
             return False
-        await registration.register(self, request, event, result, base_lineage, time.monotonic() - started_at)
+        await self._register(request, event, result, base_lineage, time.monotonic() - started_at)
         return True
+
+    async def _register(self, request: TrainingJobRequested, event, result, base_lineage, seconds: float) -> None:
+        """Store the artifacts, then register the model version in the transaction that completes the job."""
+        stored, merged = await artifacts.put_trained(self.store, result.artifacts_dir)
+        async with self.runtime.db.transaction() as session:
+            await service.complete_job(
+                session,
+                request,
+                worker=self.name,
+                manifest_sha256=stored.sha256,
+                merged_manifest_sha256=None if merged is None else merged.sha256,
+                trained_metrics=result.metrics,
+                seconds=seconds,
+                base_lineage=base_lineage,
+                stamp=lambda payload: self.event(payload, request, event),
+            )
 
     async def _hand_over(self, request: TrainingJobRequested, event, attempt: int, step: int | None) -> None:
         """Queue the job again, unleased, for the next worker of the pool (which resumes from its last checkpoint)."""
@@ -432,14 +416,3 @@ def _planned_steps(examples: int, hyperparameters: dict[str, Any]) -> int:
 def _finite(values: dict[str, Any]) -> dict[str, Any]:
     """JSON has no NaN or infinity: such figures become None."""
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in values.items()}
-
-
-def _from_hub(hub_id: str | None, revision: str | None, cache: Path) -> tuple[Path, str]:
-    """Resolve a hub model into the worker's cache; the commit it resolved to is its revision in the lineage."""
-    from huggingface_hub import snapshot_download
-
-    try:
-        path = Path(snapshot_download(hub_id, revision=revision, cache_dir=cache))
-    except Exception as exc:
-        raise RuntimeError(f"cannot resolve base model {hub_id!r} (revision {revision}) from the hub: {exc}") from exc
-    return path, path.name

@@ -6,7 +6,7 @@ import asyncio
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,15 @@ from llmops_schemas.envelope import utcnow
 from llmops_schemas.events import (
     BaseModelRegistered,
     ModelAliasMoved,
+    ModelVersionRegistered,
     TrainingJobCancelled,
+    TrainingJobCompleted,
     TrainingJobRequested,
 )
 from llmops_schemas.events.training import BaseModelRef, DatasetRef, PromptRef
 from llmops_training import archives, artifacts, repository
 from llmops_training.examples import TRAINABLE_FORMATS
+from llmops_training.leases import JobLost
 from llmops_training.settings import TrainingSettings
 
 
@@ -340,3 +343,98 @@ async def artifact_files(runtime: Runtime, manifest_sha256: str) -> dict[str, An
     """The files of a stored artifact directory (path -> sha256 and size)."""
     assert runtime.store is not None
     return (await artifacts.get_manifest(runtime.store, manifest_sha256)).files
+
+
+# -- a finished job ------------------------------------------------------------------------------------------------
+async def complete_job(
+    session: AsyncSession,
+    request: TrainingJobRequested,
+    *,
+    worker: str,
+    manifest_sha256: str,
+    merged_manifest_sha256: str | None,
+    trained_metrics: dict[str, Any],
+    seconds: float,
+    base_lineage: dict[str, Any],
+    stamp: Callable[[Any], Any],
+) -> str:
+    """Register the model version a job trained (its artifacts already stored) and complete the job, in the caller's
+    transaction; the version's id. Only the worker holding the running job may (else :class:`JobLost`): under the
+    job row's lock, that makes this the job's one registration. ``stamp`` makes the worker's event of a payload."""
+    job = await repository.get_job(session, request.job_id, for_update=True)
+    if job is None or job.worker != worker or job.status != "running":
+        raise JobLost(request.job_id)
+    # Every step's loss is in the job's metrics (GET .../metrics); events and the registry keep the summary.
+    metrics = {k: v for k, v in trained_metrics.items() if k != "loss_history"} | {"wall_seconds": round(seconds, 3)}
+    lineage = _lineage_of(request, base_lineage)
+    kind = "full" if request.method == "full" else "adapter"
+    await repository.lock_model_name(session, request.project, request.model_name)
+    version_id = str(uuid.uuid4())
+    version = await repository.next_model_version(session, request.project, request.model_name)
+    registered = {
+        "project": request.project,
+        "name": request.model_name,
+        "version": version,
+        "job_id": request.job_id,
+        "kind": kind,
+        "manifest_sha256": manifest_sha256,
+        "merged_manifest_sha256": merged_manifest_sha256,
+        "lineage": lineage,
+        "metrics": metrics,
+    }
+    await repository.insert_model_version(
+        session, {"id": version_id, "base_model_id": request.base_model.base_model_id, **registered}
+    )
+    await repository.update_job(
+        session,
+        request.job_id,
+        status="completed",
+        finished_at=utcnow(),
+        metrics=metrics,
+        model_version_id=version_id,
+        lease_until=None,
+    )
+    message = f"completed: model {request.model_name!r} v{version} registered (loss {metrics.get('final_loss')})"
+    await repository.add_log(session, request.job_id, "info", message, worker)
+    await add_to_outbox(session, stamp(ModelVersionRegistered(model_version_id=version_id, **registered)))
+    completed = TrainingJobCompleted(
+        job_id=request.job_id, project=request.project, model_version_id=version_id, metrics=metrics
+    )
+    await add_to_outbox(session, stamp(completed))
+    return version_id
+
+
+def _lineage_of(request: TrainingJobRequested, base_lineage: dict[str, Any]) -> dict[str, Any]:
+    """Where a model version comes from: base model, data, prompt, method, settings, software."""
+    dataset = request.dataset
+    return {
+        "base_model": base_lineage,
+        "dataset": {
+            "dataset_id": dataset.dataset_id,
+            "version_id": dataset.version_id,
+            "name": dataset.name,
+            "version": dataset.version,
+            "sha256": dataset.sha256,
+            "uri": dataset.uri,
+            "split": dataset.split,
+            "splits": dataset.splits,
+        },
+        "prompt": None if request.prompt is None else request.prompt.model_dump(mode="json", exclude={"template"}),
+        "method": request.method,
+        "hyperparameters": request.hyperparameters,
+        "job_id": request.job_id,
+        "platform_version": _platform_version(),
+        "libraries": _library_versions(),
+    }
+
+
+def _platform_version() -> str:
+    from importlib.metadata import version
+
+    return version("llmops-training")
+
+
+def _library_versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("torch", "transformers", "peft", "trl")}

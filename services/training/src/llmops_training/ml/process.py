@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmops_training.ml.examples import TrainingError
+from llmops_training.examples import TrainingError
 
 if TYPE_CHECKING:
     from llmops_training.ml.trainer import Hooks, TrainResult, TrainSpec
@@ -168,7 +168,7 @@ def _child(connection, stop, pause, model_dir, examples, spec, output_dir, resum
 
             torch.set_num_threads(threads)
         if isinstance(examples, Path):
-            from llmops_training.ml.examples import read_examples
+            from llmops_training.examples import read_examples
 
             examples = read_examples(examples)
         result = train(

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from llmops_training.ml.examples import TrainingError, check_examples
+from llmops_training.examples import TrainingError, check_examples
 
 if TYPE_CHECKING:
     import torch

@@ -1,6 +1,6 @@
 """An ingest worker: a process of an :class:`~llmops_datasets.parallel.IngestPool` that cleans JSONL blocks.
 
-Run as ``python -m llmops_datasets.worker``; it reads one block a line on stdin (the block and its ingest's
+Run as ``python -m llmops_datasets.ingest_worker``; it reads one block a line on stdin (the block and its ingest's
 configuration, JSON) and answers one JSON line each. It imports only what cleaning needs (not the merge's numpy, nor
 the web service), since every worker holds its imports for the life of the service.
 """

@@ -1,33 +1,32 @@
-"""`llmops datasets ...`: create, upload, list, show, preview, download and deprecate datasets, all through the
-datasets service's HTTP API (no business logic here: the service validates, cleans and decides)."""
+"""The commands of `llmops datasets`, their options, and what they send."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from enum import StrEnum
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import httpx
 import typer
-from rich.filesize import decimal
 from rich.markup import escape
-from rich.progress import Progress
-from rich.table import Table
 
 from llmops import client as llmops_client
-from llmops.client import TIMEOUT, Saved, Token, echo_json, err, fail, out, params, progress_bar, save, url_option
+from llmops.cli_kit import UPLOAD_TIMEOUT, AsJson, api_path, post_file, print_items, when
+from llmops.client import TIMEOUT, Saved, Token, echo_json, err, fail, out, params, save, url_option
+from llmops_datasets.cli.tables import (
+    SplitName,
+    cleaning_settings,
+    cleaning_table,
+    datasets_table,
+    invalid_rows_table,
+    preview_table,
+    row_errors_table,
+    version_table,
+    versions_table,
+)
 from llmops_datasets.formats import FileType, Format
 
 app = typer.Typer(help="Datasets: create, upload, list, show, preview, download, deprecate.", no_args_is_help=True)
-
-# An upload is answered only once the service has validated, cleaned and stored every row: no read limit (Ctrl-C
-# cancels, and the service stores nothing of an upload it did not finish).
-UPLOAD_TIMEOUT = httpx.Timeout(30.0, read=None)
-CHUNK = 1 << 20  # bytes read from the file per chunk sent
 
 #: The Content-Type each file type is uploaded with (the service accepts these among others).
 CONTENT_TYPE: dict[FileType, str] = {
@@ -42,23 +41,11 @@ EXTENSIONS: dict[str, FileType] = {
     ".csv": FileType.CSV,
     ".parquet": FileType.PARQUET,
 }
-CELL_MAX = 200  # characters of a preview cell
-
-
-class SplitName(StrEnum):
-    TRAIN = "train"
-    VALIDATION = "validation"
-    TEST = "test"
-
-
-SPLITS = tuple(SplitName)
-
 #: What to do about an upload's problem, by problem type (the service's words name its query parameters).
 UPLOAD_HINTS = {"urn:llmops:problem:invalid-rows": "fix those rows, or pass --keep-valid to store only the valid ones"}
 
 Url = url_option("datasets")
 ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="the project the dataset belongs to")]
-AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
 Name = Annotated[str, typer.Argument(help="the dataset's name")]
 Version = Annotated[int, typer.Argument(help="the version number", min=1)]
 Split = Annotated[SplitName | None, typer.Option("--split", help="one split only (default: every row)")]
@@ -79,9 +66,9 @@ def check(response: httpx.Response, *, hints: dict[str, str] | None = None) -> h
     return llmops_client.check(response, hints=hints, errors_table=invalid_rows_table)
 
 
-def api_path(project: str, *parts: str | int) -> str:
+def dataset_path(project: str, *parts: str | int) -> str:
     """``/projects/{project}/datasets[/part...]``, each part quoted."""
-    return "/".join(["/projects", quote(project, safe=""), "datasets", *(quote(str(p), safe="") for p in parts)])
+    return api_path(project, "datasets", *parts)
 
 
 # -- pure helpers ------------------------------------------------------------------------------------------------
@@ -128,182 +115,6 @@ def upload_params(
     )
 
 
-def cell(value: Any, limit: int = CELL_MAX) -> str:
-    """A preview cell: strings as they are, anything else as compact JSON; cut at ``limit`` characters."""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def split_counts(splits: dict[str, Any]) -> list[int]:
-    counts = splits.get("counts") or {}
-    return [counts.get(name, 0) for name in SPLITS]
-
-
-def splits_text(splits: dict[str, Any]) -> str:
-    return "  ".join(f"{name} {count:,}" for name, count in zip(SPLITS, split_counts(splits), strict=True))
-
-
-def when(timestamp: str | None) -> str:
-    """An ISO 8601 time from the API, to the second: ``2026-01-31 12:00:00``."""
-    return "" if not timestamp else timestamp.replace("T", " ")[:19]
-
-
-def diff_text(diff: dict[str, int] | None) -> str:
-    if not diff:
-        return ""
-    return f"+{diff.get('added', 0):,} -{diff.get('removed', 0):,} ={diff.get('unchanged', 0):,}"
-
-
-def invalid_rows_table(problem: dict[str, Any], errors: list[dict[str, Any]]) -> Table | None:
-    """The table of an upload's invalid rows when every error names its line; else None (a list of fields)."""
-    if not all("line" in error for error in errors):
-        return None
-    return row_errors_table(errors, title=row_errors_title(problem, errors))
-
-
-def row_errors_title(problem: dict[str, Any], errors: list[dict[str, Any]]) -> str:
-    invalid = problem.get("invalid_rows")
-    if isinstance(invalid, int) and invalid > len(errors):
-        return f"{invalid:,} invalid rows; the first {len(errors)} errors"
-    return "invalid rows"
-
-
-# -- output ------------------------------------------------------------------------------------------------------
-def row_errors_table(errors: Iterable[dict[str, Any]], *, title: str = "invalid rows") -> Table:
-    table = Table("line", "field", "message", title=title, title_justify="left")
-    for error in errors:
-        field, message = escape(str(error.get("field", ""))), escape(str(error.get("message", "")))
-        table.add_row(str(error.get("line", "")), field, message)
-    return table
-
-
-def version_table(version: dict[str, Any]) -> Table:
-    table = Table(show_header=False, title=f"version {version['version']}", title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("sha256", version["sha256"])
-    table.add_row("rows", f"{version['row_count']:,}")
-    table.add_row("size", decimal(version["size_bytes"]))
-    table.add_row("splits", splits_text(version.get("splits") or {}))
-    table.add_row("source", str(version.get("source_type", "")))
-    if version.get("diff"):
-        table.add_row("diff to parent", f"{diff_text(version['diff'])} (added, removed, unchanged)")
-    if version.get("invalid_rows_dropped"):
-        table.add_row("invalid rows dropped", f"{version['invalid_rows_dropped']:,}")
-    table.add_row("created", f"{when(version['created_at'])} by {escape(version['created_by'])}")
-    if version.get("deprecated_at"):
-        reason = escape(version.get("deprecation_reason") or "")
-        by = escape(version.get("deprecated_by") or "")
-        table.add_row("[red]deprecated[/red]", f"{when(version['deprecated_at'])} by {by}: {reason}")
-    table.add_row("uri", escape(version["uri"]))
-    return table
-
-
-CLEANING_STEPS = (
-    ("rows_read", "rows read"),
-    ("invalid_rows", "invalid rows"),
-    ("rows_normalized", "rows normalized"),
-    ("empty_removed", "empty rows removed"),
-    ("duplicates_removed", "duplicates removed"),
-    ("too_short_removed", "too short, removed"),
-    ("too_long_removed", "too long, removed"),
-    ("rows_with_pii", "rows with PII redacted"),
-    ("rows_kept", "rows kept"),
-)
-
-
-def cleaning_settings(config: dict[str, Any]) -> str:
-    """The cleaning an upload asked for, in one line."""
-    switches = [name if config.get(name) else f"no {name}" for name in ("normalize", "drop_empty", "dedupe")]
-    bounds = [f"{name}={config[name]}" for name in ("min_chars", "max_chars") if config.get(name) is not None]
-    redact = f"redact_pii={','.join(config['redact_pii'])}" if config.get("redact_pii") else "no PII redaction"
-    return ", ".join([*switches, *bounds, redact])
-
-
-def cleaning_table(report: dict[str, Any]) -> Table:
-    table = Table("step", "rows", title="cleaning report", title_justify="left")
-    table.columns[1].justify = "right"
-    for key, label in CLEANING_STEPS:
-        if key in report:
-            table.add_row(label, f"{report[key]:,}")
-    for kind, count in (report.get("pii_redacted") or {}).items():
-        table.add_row(f"  {escape(kind)} redacted", f"{count:,}")
-    return table
-
-
-def datasets_table(items: list[dict[str, Any]]) -> Table:
-    table = Table("name", "format", "latest", "description", "created by", "created")
-    for item in items:
-        latest = item.get("latest_version")
-        table.add_row(
-            escape(item["name"]),
-            item["format"],
-            "" if latest is None else str(latest),
-            escape(cell(item.get("description") or "", 80)),
-            escape(item["created_by"]),
-            when(item["created_at"]),
-        )
-    return table
-
-
-def versions_table(versions: list[dict[str, Any]]) -> Table:
-    table = Table("version", "rows", "size", "sha256", "train/val/test", "diff", "source", "created", "by", "status")
-    for v in versions:
-        status = f"[red]deprecated[/red]: {escape(v.get('deprecation_reason') or '')}" if v.get("deprecated_at") else ""
-        table.add_row(
-            str(v["version"]),
-            f"{v['row_count']:,}",
-            decimal(v["size_bytes"]),
-            v["sha256"][:12],
-            "/".join(f"{count:,}" for count in split_counts(v.get("splits") or {})),
-            diff_text(v.get("diff")),
-            str(v.get("source_type", "")),
-            when(v["created_at"]),
-            escape(v["created_by"]),
-            status,
-        )
-    return table
-
-
-def preview_table(rows: list[dict[str, Any]]) -> Table:
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    table = Table("#", *columns)
-    for number, row in enumerate(rows, start=1):
-        table.add_row(str(number), *(escape(cell(row[c])) if c in row else "" for c in columns))
-    return table
-
-
-@contextmanager
-def sending(path: Path, label: str) -> Iterator[tuple[Iterator[bytes], Progress]]:
-    """The file's chunks, read as they are sent (never the whole file in memory), with a progress bar over the bytes
-    sent; once all are sent, a spinner while the service validates, cleans and stores them."""
-    size = path.stat().st_size
-    progress = progress_bar()
-    task = progress.add_task(f"uploading {escape(label)}", total=size)
-    waiting = err.status("the service is validating, cleaning and storing the rows")
-
-    def chunks() -> Iterator[bytes]:
-        with path.open("rb") as file:
-            while chunk := file.read(CHUNK):
-                yield chunk
-                progress.advance(task, len(chunk))
-        stop(progress)
-        waiting.start()
-
-    progress.start()
-    try:
-        yield chunks(), progress
-    finally:
-        stop(progress)
-        waiting.stop()
-
-
-def stop(progress: Progress) -> None:
-    """Stop a progress display once (stopping it again would print another blank line on a non-terminal)."""
-    if progress.live.is_started:
-        progress.stop()
-
-
 # -- commands ----------------------------------------------------------------------------------------------------
 @app.command()
 def create(
@@ -318,7 +129,7 @@ def create(
     """Create a dataset with a declared row format (chat, instruction, text, classification)."""
     body = {"name": name, "format": format_.value, "description": description}
     with connect(url, token) as client:
-        dataset = check(client.post(api_path(project), json=body)).json()
+        dataset = check(client.post(dataset_path(project), json=body)).json()
     if as_json:
         echo_json(dataset)
         return
@@ -378,13 +189,10 @@ def upload(
         delimiter=delimiter,
     )
     headers = {"content-type": CONTENT_TYPE[file_type], "content-length": str(file.stat().st_size)}
-    with connect(url, token, timeout=UPLOAD_TIMEOUT) as client, sending(file, file.name) as (chunks, progress):
-        try:
-            response = client.post(api_path(project, name, "versions"), content=chunks, params=query, headers=headers)
-        except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            stop(progress)
-            sent = int(progress.tasks[0].completed)
-            fail(f"the connection to {client.base_url} broke during the upload (after {sent:,} bytes sent): {exc}")
+    waiting = "the service is validating, cleaning and storing the rows"
+    with connect(url, token, timeout=UPLOAD_TIMEOUT) as client:
+        path = dataset_path(project, name, "versions")
+        response = post_file(client, path, file, waiting=waiting, headers=headers, params=query)
     version = check(response, hints=UPLOAD_HINTS).json()
     created = response.status_code == 201
     notice = (
@@ -420,16 +228,9 @@ def list_datasets(
     """List and search the project's datasets."""
     query = params(q=search, format=format_.value if format_ else None, limit=limit, offset=offset)
     with connect(url, token) as client:
-        items = check(client.get(api_path(project), params=query)).json()
-    if as_json:
-        for item in items:
-            echo_json(item)
-        return
-    if not items:
-        err.print("no datasets")
-        return
-    out.print(datasets_table(items))
-    if len(items) == limit:
+        items = check(client.get(dataset_path(project), params=query)).json()
+    print_items(items, as_json, datasets_table, "no datasets")
+    if items and not as_json and len(items) == limit:
         err.print(f"[yellow]more may match:[/yellow] pass --offset {offset + limit}")
 
 
@@ -443,7 +244,7 @@ def show(
 ) -> None:
     """A dataset and its versions (rows, hash, splits, diff to the previous version, deprecation)."""
     with connect(url, token) as client:
-        dataset = check(client.get(api_path(project, name))).json()
+        dataset = check(client.get(dataset_path(project, name))).json()
     if as_json:
         echo_json(dataset)
         return
@@ -470,16 +271,9 @@ def preview(
 ) -> None:
     """The first rows of a version, or of one of its splits."""
     with connect(url, token) as client:
-        path = api_path(project, name, "versions", version, "preview")
+        path = dataset_path(project, name, "versions", version, "preview")
         items = check(client.get(path, params=params(rows=rows, split=split))).json()
-    if as_json:
-        for item in items:
-            echo_json(item)
-        return
-    if not items:
-        err.print("no rows")
-        return
-    out.print(preview_table(items))
+    print_items(items, as_json, preview_table, "no rows")
 
 
 @app.command()
@@ -501,7 +295,7 @@ def download(
 
     A whole version is checked against its sha256.
     """
-    base = api_path(project, name, "versions", version)
+    base = dataset_path(project, name, "versions", version)
     if presigned:
         with connect(url, token) as client:
             answer = check(client.get(f"{base}/download", params=params(presigned=True, split=split))).json()
@@ -538,7 +332,9 @@ def deprecate(
 ) -> None:
     """Deprecate a version: it stays readable, and training refuses it."""
     with connect(url, token) as client:
-        found = check(client.post(api_path(project, name, "versions", version, "deprecate"), json={"reason": reason}))
+        found = check(
+            client.post(dataset_path(project, name, "versions", version, "deprecate"), json={"reason": reason})
+        )
     deprecated = found.json()
     if as_json:
         echo_json(deprecated)
