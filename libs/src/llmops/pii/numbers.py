@@ -34,7 +34,6 @@ _NINO_UNUSED_PREFIXES = frozenset({"BG", "GB", "NK", "KN", "TN", "NT"})
 _CODICE_FISCALE = re.compile(
     r"(?<![\w])[A-Z]{6}[\dLMNP-V]{2}[ABCDEHLMPRST][\dLMNP-V]{2}[A-Z][\dLMNP-V]{3}[A-Z](?!\w)", re.IGNORECASE
 )
-CODICE_FISCALE_GATE = re.compile(r"[A-Za-z]{6}\d")
 
 # Words that name an id (any of the supported languages), looked for just before a weakly checked one.
 _CONTEXT_BEFORE = 48

@@ -25,6 +25,7 @@ _PHONE = re.compile(
     r"(?![\w]|[.\-/]\d)"
 )
 _EXTENSION = re.compile(r"[ ]?(?:x|ext\.?|extn\.?|#)[ ]?\d{1,6}$")
+_DIGITS = re.compile(r"\d+")
 _TOKEN = re.compile(r"\+?\(?\+?\d+\)?")
 _SEPARATORS = re.compile(r"[.\-/]")
 _DATE_OR_TIME = re.compile(r"\d{1,4}([./\-])\d{1,2}\1\d{1,4}|\d{1,2}[:.]\d{2}(?:[:.]\d{2})?")
@@ -45,8 +46,8 @@ def find_phones(text: str, start: int, end: int, regions: tuple[str, ...]) -> It
     for match in _PHONE.finditer(text, start, end):
         if _DATE_OR_TIME.fullmatch(match[0]):
             continue  # the common case, settled before anything else
-        named = _PHONE_WORDS.search(text, max(0, match.start() - _WORDS_BEFORE), match.start()) is not None
-        if _is_phone(match[0], regions, named):
+        named = _Named(text, match.start())
+        if _accept(_phone_kind(match[0], regions), named, match[0], regions):
             yield (*match.span(), "phone")
             continue
         # A candidate may run into a neighbouring number ("room 12 415-555-2671"): look for a phone in whole
@@ -57,8 +58,30 @@ def find_phones(text: str, start: int, end: int, regions: tuple[str, ...]) -> It
             yield (*span, "phone")
 
 
+class _Named:
+    """Whether a phone word stands before the candidate at ``at``; looked up once, and only if asked."""
+
+    __slots__ = ("_answer", "at", "text")
+
+    def __init__(self, text: str, at: int) -> None:
+        self.text, self.at, self._answer = text, at, None
+
+    def __bool__(self) -> bool:
+        if self._answer is None:
+            self._answer = _PHONE_WORDS.search(self.text, max(0, self.at - _WORDS_BEFORE), self.at) is not None
+        return self._answer
+
+
+def _accept(kind: int, named: _Named | bool, candidate: str, regions: tuple[str, ...]) -> bool:
+    if kind == _PHONE_ALWAYS:
+        return True
+    if kind == _NOT_PHONE or not named:
+        return False
+    return kind == _PHONE_IF_NAMED or _possible_in_a_region(candidate, regions)
+
+
 def _phones_in_tokens(
-    text: str, tokens: list[Span], regions: tuple[str, ...], named: bool, whole_tried: bool = False
+    text: str, tokens: list[Span], regions: tuple[str, ...], named: _Named | bool, whole_tried: bool = False
 ) -> Iterator[Span]:
     last = len(tokens) - 1
     # Tokens with a space (or ". ", ", ") between them belong to different chunks: "12", "415-555-2671".
@@ -70,7 +93,7 @@ def _phones_in_tokens(
         start, end = tokens[first][0], tokens[final][1]
         if _tail_of_digit_groups(text, tokens, apart, first, final):
             continue
-        if _is_phone(text[start:end], regions, named and first == 0):
+        if _accept(_phone_kind(text[start:end], regions), first == 0 and named, text[start:end], regions):
             yield from _phones_in_tokens(text, tokens[:first], regions, named)
             yield start, end
             yield from _phones_in_tokens(text, tokens[final + 1 :], regions, False)
@@ -87,31 +110,75 @@ def _tail_of_digit_groups(text: str, tokens: list[Span], apart: list[bool], firs
     return before or (after and text[slice(*tokens[final + 1])].isdigit())
 
 
+# What a candidate is: no phone, a phone after a phone word (if possible in a region: decided only then), a phone.
+_NOT_PHONE, _PHONE_IF_NAMED, _PHONE_IF_NAMED_AND_POSSIBLE, _PHONE_ALWAYS = 0, 1, 2, 3
+
+
 @lru_cache(maxsize=65536)
-def _is_phone(candidate: str, regions: tuple[str, ...], named: bool) -> bool:
-    extension = _EXTENSION.search(candidate)
-    main = candidate[: extension.start()] if extension else candidate
-    digits = sum(ch.isdigit() for ch in main)
-    if not 7 <= digits <= 15 or not _plausible_layout(main) or _DATE_OR_TIME.fullmatch(main):
-        return False
+def _phone_kind(candidate: str, regions: tuple[str, ...]) -> int:
+    main = _main_part(candidate)
+    digits = "".join(_DIGITS.findall(main))
+    if not 7 <= len(digits) <= 15 or not _plausible_layout(main) or _DATE_OR_TIME.fullmatch(main):
+        return _NOT_PHONE
     bare = main.lstrip("(")
     if bare.startswith(("+", "00")):
         international = "+" + _TRUNK_ZERO.sub("", bare[1:] if bare[0] == "+" else bare[2:], count=1)
         number = _parse(international, None)
         if number is not None and _possible(number):
-            return True
+            return _PHONE_ALWAYS
         if bare[0] == "+":
-            return False
-    if digits < 8 or (not named and (_DOTTED_QUAD.fullmatch(main) or len(_TOKEN.findall(main)) == 1)):
-        return False  # a local number without its area code; a bad IP address; a bare run without a phone word
+            return _NOT_PHONE
+    if len(digits) < 8:
+        return _NOT_PHONE  # a local number without its area code
+    # After a phone word, a trunk-prefixed national layout is a phone even where no region knows the range.
+    trunk_layout = bare.startswith("0") and len(digits) <= 13
+    if _DOTTED_QUAD.fullmatch(main) is not None or len(_TOKEN.findall(main)) == 1:
+        # a bad IP address, a bare digit run: phones only after a phone word
+        return _PHONE_IF_NAMED if trunk_layout else _PHONE_IF_NAMED_AND_POSSIBLE
+    kind = _PHONE_IF_NAMED if trunk_layout else _NOT_PHONE
     for region in regions:
+        if not _length_fits(digits, region):
+            continue
         number = _parse(main, region)
         if number is None or not _possible(number):
             continue
-        if named or (_grouped_as_national(main, number) and _valid_or_nanp(number)):
-            return True
-    # After a phone word, a trunk-prefixed national layout is a phone even where no region knows the range.
-    return named and bare.startswith("0") and 8 <= digits <= 13
+        if _grouped_as_national(main, number) and _valid_or_nanp(number):
+            return _PHONE_ALWAYS
+        kind = _PHONE_IF_NAMED
+    return kind
+
+
+@lru_cache(maxsize=4096)
+def _possible_in_a_region(candidate: str, regions: tuple[str, ...]) -> bool:
+    main = _main_part(candidate)
+    digits = "".join(_DIGITS.findall(main))
+    for region in regions:
+        if _length_fits(digits, region):
+            number = _parse(main, region)
+            if number is not None and _possible(number):
+                return True
+    return False
+
+
+def _main_part(candidate: str) -> str:
+    """The number without its extension."""
+    extension = _EXTENSION.search(candidate)
+    return candidate[: extension.start()] if extension else candidate
+
+
+@lru_cache(maxsize=64)
+def _region_lengths(region: str) -> tuple[str, frozenset[int]]:
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    return metadata.national_prefix or "", frozenset(metadata.general_desc.possible_length)
+
+
+def _length_fits(digits: str, region: str) -> bool:
+    """Whether the digits, less the region's trunk prefix, have a length the region's numbers have (from its
+    metadata): most regions are settled here, without parsing."""
+    trunk, lengths = _region_lengths(region)
+    if trunk and digits.startswith(trunk):
+        return len(digits) - len(trunk) in lengths or len(digits) in lengths
+    return len(digits) in lengths
 
 
 def _valid_or_nanp(number: phonenumbers.PhoneNumber) -> bool:
@@ -150,9 +217,9 @@ def _grouped_as_national(candidate: str, number: phonenumbers.PhoneNumber) -> bo
     """True if ``candidate`` writes the national number with the area code (its first group) the national format
     has; later groups vary too much between writers (``(013) 1457160`` for ``013 145 7160``, ``01632 960 462``)."""
     national = phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)
-    national_digits = "".join(re.findall(r"\d+", national))  # with the trunk prefix where the region writes one
-    written = re.findall(r"\d+", candidate)
+    national_digits = "".join(_DIGITS.findall(national))  # with the trunk prefix where the region writes one
+    written = _DIGITS.findall(candidate)
     # Drop a written country code or trunk prefix ("1-800-...") in front of the national number.
     while written and "".join(written).endswith(national_digits) and "".join(written) != national_digits:
         written = written[1:]
-    return "".join(written) == national_digits and len(written[0]) == len(re.match(r"\D*(\d+)", national)[1])
+    return "".join(written) == national_digits and len(written[0]) == len(_DIGITS.search(national)[0])

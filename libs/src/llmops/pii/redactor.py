@@ -10,7 +10,7 @@ from typing import Any
 
 from llmops.pii.kinds import ALL_KINDS, SUPPORTED_LOCALES, TOKENS, parse_kinds, parse_locales
 from llmops.pii.network import IPV6_GATE, find_emails, find_ipv4, find_ipv6
-from llmops.pii.numbers import CODICE_FISCALE_GATE, find_codici_fiscali, find_ibans, find_numbers
+from llmops.pii.numbers import find_codici_fiscali, find_ibans, find_numbers
 from llmops.pii.phones import find_phones
 
 # Order in which kinds claim text; checksum-validated kinds go before phones.
@@ -21,8 +21,18 @@ Hit = tuple[int, int, str]
 Span = tuple[int, int]
 
 # Every digit-based candidate holds a run of six digits or a dotted quad and reaches at most this far around it
-# (an IBAN's letters: "NL91 ABNA " before, " MTLC AST0 01S" after; "+44 (0)" before a phone).
-_DIGIT_RUN = re.compile(r"[0-9](?:[ ().\-/]{0,3}[0-9]){5,}|[0-9]\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]")
+# (an IBAN's letters: "NL91 ABNA " before, " MTLC AST0 01S" after; "+44 (0)" before a phone). A run glued to a
+# lower-case word, an underscore, a dash or a dot ("ingest-1-123456-0", "build_20240115", "v2.4.24.161") is part
+# of a name or slug and opens no window; upper case may lead in (IBANs, NIEs, NINOs).
+# The third branch is the gate of codici fiscali, which hold no long digit run: year, month letter, day, place
+# letter ("90R59G"), which every code has but those with omocodia (letters for digits, rare).
+# All branches share the leading digit, so the engine skips to digits fast.
+_DIGIT_RUN = re.compile(
+    r"[0-9](?:(?<![a-z0-9_\-.][0-9])(?:[ ().\-/]{0,3}[0-9]){5,}"
+    r"|(?<![\w.][0-9])[0-9]{0,2}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]"
+    r"|(?P<fiscale>[0-9][A-Za-z][0-9][0-9][A-Za-z]))"
+)
+_FISCALE = (-1, -1)
 _WINDOW_BEFORE, _WINDOW_AFTER = 16, 16
 
 
@@ -88,9 +98,14 @@ class PiiRedactor:
         kinds = self.kinds
         if "@" in text and "email" in kinds:
             hits += find_emails(text)
-        if not self._digit_kinds:
-            return hits
-        for start, end in _digit_windows(text):
+        if not self._digit_kinds or _digits_in(text) < 4:
+            return hits  # counting digits in C is ten times faster than any regex
+        windows = _digit_windows(text)
+        if windows and windows[-1] is _FISCALE:
+            windows.pop()
+            if self._codici_fiscali:
+                hits += find_codici_fiscali(text)
+        for start, end in windows:
             if "iban" in kinds:
                 hits += find_ibans(text, start, end)
             if self._numbers:
@@ -99,21 +114,21 @@ class PiiRedactor:
                 hits += find_ipv4(text, start, end)
             if "phone" in kinds:
                 hits += find_phones(text, start, end, self.regions)
-        if self._codici_fiscali and CODICE_FISCALE_GATE.search(text) is not None:
-            hits += find_codici_fiscali(text)
         if "ip" in kinds and ":" in text and IPV6_GATE.search(text) is not None:
             hits += find_ipv6(text)
         return hits
 
 
 def _digit_windows(text: str) -> list[Span]:
-    """Merged spans around each digit run. A window ends at a space so that a match cannot be cut short there;
-    look-behinds see the text before a window's start, so it needs no such care."""
+    """Merged spans around each digit run, then ``_FISCALE`` if a codice fiscale may be in the text. A window ends
+    at a space so that a match cannot be cut short there; look-behinds see the text before a window's start, so it
+    needs no such care."""
     windows: list[Span] = []
-    encoded = text.encode("utf-8", "surrogatepass")  # JSON may decode to lone surrogates
-    if len(encoded) - len(encoded.translate(None, b"0123456789")) < 4:
-        return windows  # counting digits in C is ten times faster than the regex below
+    fiscale = False
     for match in _DIGIT_RUN.finditer(text):
+        if match.lastgroup == "fiscale":
+            fiscale = True
+            continue
         start = max(0, match.start() - _WINDOW_BEFORE)
         end = text.find(" ", match.end() + _WINDOW_AFTER)
         end = len(text) if end < 0 else end
@@ -121,7 +136,14 @@ def _digit_windows(text: str) -> list[Span]:
             windows[-1] = (windows[-1][0], max(end, windows[-1][1]))
         else:
             windows.append((start, end))
+    if fiscale:
+        windows.append(_FISCALE)  # the last entry says a codice fiscale may be in the text
     return windows
+
+
+def _digits_in(text: str) -> int:
+    encoded = text.encode("utf-8", "surrogatepass")  # JSON may decode to lone surrogates
+    return len(encoded) - len(encoded.translate(None, b"0123456789"))
 
 
 @dataclass
