@@ -31,9 +31,7 @@ _NUMBER = re.compile(
 _NIE = re.compile(r"(?<![\w\-.])[XYZ]-?\d{7}-?[A-Z](?!\w)")
 _NINO = re.compile(r"(?<!\w)([A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z])( ?)(?:\d{6}|\d\d\2\d\d\2\d\d) ?([A-Z])(?!\w)")
 _NINO_UNUSED_PREFIXES = frozenset({"BG", "GB", "NK", "KN", "TN", "NT"})
-_CODICE_FISCALE = re.compile(
-    r"(?<![\w])[A-Z]{6}[\dLMNP-V]{2}[ABCDEHLMPRST][\dLMNP-V]{2}[A-Z][\dLMNP-V]{3}[A-Z](?!\w)", re.IGNORECASE
-)
+_CODICE_FISCALE = re.compile(r"(?<![\w])[A-Z]{6}[\dLMNP-V]{2}[ABCDEHLMPRST][\dLMNP-V]{2}[A-Z][\dLMNP-V]{3}[A-Z](?!\w)")
 
 # Words that name an id (any of the supported languages), looked for just before a weakly checked one.
 _CONTEXT_BEFORE = 48
@@ -90,7 +88,7 @@ def find_numbers(text: str, start: int, end: int, countries: frozenset[str]) -> 
 
 def find_codici_fiscali(text: str) -> Iterator[Hit]:
     for match in _CODICE_FISCALE.finditer(text):
-        if codicefiscale.is_valid(match[0].upper()):
+        if codicefiscale.is_valid(match[0]):
             yield (*match.span(), "national_id")
 
 

@@ -285,6 +285,13 @@ CHARS = {
 }
 
 
+_TEXTS = {
+    Format.INSTRUCTION: itemgetter("prompt", "completion"),
+    Format.TEXT: lambda row: (row["text"],),
+    Format.CLASSIFICATION: lambda row: (row["text"],),
+}
+
+
 def _already_normal(data: bytes) -> bool:
     """Whether normalisation leaves every string of JSON lines as it is, judged on their bytes (C-speed scans).
 
@@ -487,11 +494,15 @@ class Cleaner:
 
 
 def _redact(row: dict[str, Any], row_format: Format, redactor, report: Cleaning) -> dict[str, Any]:
+    texts = map(_content, row["messages"]) if row_format is Format.CHAT else _TEXTS[row_format](row)
+    if not redactor.may_hold_pii("\n".join(texts)):
+        return row  # most rows: one cheap test instead of one redaction per text
     found: Counter = Counter()
 
     def redact(text: str) -> str:
         result, counts = redactor.redact(text)
-        found.update(counts)
+        if counts:
+            found.update(counts)
         return result
 
     row = _map_texts(row, row_format, redact)
