@@ -2,7 +2,8 @@
 
 One implementation for every place that keeps text people wrote: dataset ingest today, the gateway's logged prompts
 and answers next. ``PiiRedactor(kinds, locales=...)`` is built once and reused; ``redact(text)`` returns the new text
-and the hits counted per kind, ``find(text)`` the spans, and :class:`PiiReport` sums counts over many rows.
+and the hits counted per kind, ``find(text)`` the spans, ``may_hold_pii(text)`` a cheap test that is never false
+when there is a hit (test many short texts joined, once), and :class:`PiiReport` sums counts over many rows.
 
 Locale hints (``SUPPORTED_LOCALES``; default: all of them) choose the phone regions whose national formats are read
 and the national ids looked for. Kinds, and what each covers and does not:
@@ -31,10 +32,10 @@ and the national ids looked for. Kinds, and what each covers and does not:
 
 Overlaps go to the kind that claims text first: email, IBAN, card, national id, IP, then phone. Not looked at at all:
 digit runs glued to a lower-case word, ``_``, ``-`` or ``.`` (slugs and names such as ``run-1-123456``), codici
-fiscali in lower case or with omocodia (letters for digits). Speed: a text with fewer than four digits costs one
-translation in C; otherwise the places where a digit run may start are found in C, and the kinds are searched only
-in small windows around the runs; ``phonenumbers`` parses a candidate only for regions whose number lengths fit it,
-once per distinct candidate.
+fiscali in lower case or with omocodia (letters for digits). Speed: the places where a digit run may start are
+found in C (a translation and a search over the text's bytes), and the kinds are searched only in small windows
+around the runs; ``phonenumbers`` parses a candidate only for regions whose number lengths fit it, once per distinct
+candidate.
 Hand-written parts: candidate regexes, the issuer table, keyword lists and grouping rules (no library covers them);
 checksums and phone metadata come from ``python-stdnum`` and ``phonenumbers``.
 """

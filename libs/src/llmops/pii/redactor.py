@@ -69,8 +69,7 @@ class PiiRedactor:
         if ":" in text and "ip" in self.kinds:
             return True
         if text.isascii():
-            shape = b"O" + text.encode("ascii").translate(_SHAPE)
-            return shape.count(b"D") >= 4 and bool(_runs_at(text, shape))
+            return bool(_runs_at(text, b"O" + text.encode("ascii").translate(_SHAPE)))
         return _digits_in(text) >= 4
 
     def find(self, text: str) -> list[Hit]:
@@ -109,10 +108,7 @@ class PiiRedactor:
         if not self._digit_kinds:
             return hits
         if text.isascii():
-            shape = b"O" + text.encode("ascii").translate(_SHAPE)
-            if shape.count(b"D") < 4:
-                return hits  # every digit-based kind has four digits or more
-            runs = _runs_at(text, shape)
+            runs = _runs_at(text, b"O" + text.encode("ascii").translate(_SHAPE))
             if not runs and ":" not in text:
                 return hits
             windows = _digit_windows(text, runs)
