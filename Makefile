@@ -10,7 +10,7 @@ LLMOPS := $(RUN) llmops
 # Local development: the repository's development secrets are accepted (unset, LLMOPS_ENV means production rules).
 export LLMOPS_ENV ?= local
 
-.PHONY: help install infra-up infra-down infra-status lint format schemas test test-unit demo bench-bus bench-audit bench-datasets bench-prompts bench-train clean
+.PHONY: help install infra-up infra-down infra-status lint format schemas test test-unit demo bench-bus bench-audit bench-datasets bench-pii bench-prompts bench-train clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ bench-audit: infra-up ## sustained audit ingest (events/s into the verified chai
 
 bench-datasets: infra-up ## dataset ingest MB/s vs plain object-store upload; service memory on a 1 GB upload
 	$(RUN) python tests/bench/bench_datasets.py
+
+bench-pii: install ## rows/s of PII redaction (all kinds, mixed rows) vs the redactor it replaced
+	$(RUN) python tests/bench/bench_pii.py
 
 bench-prompts: install ## renders/s through the prompts client's local renderer vs plain Jinja2
 	$(RUN) python tests/bench/bench_prompts.py

@@ -3,12 +3,13 @@
 1. A 200 MB JSONL of chat rows (new rows each time) is generated before each of these, alternating, three times:
    plain:  ObjectStore.put_file (sha256 pass + multipart upload), the floor any ingest pays;
    ingest: the datasets service, running as its own process (default settings: two ingest workers), receives the
-           file over HTTP (streamed) and validates, cleans (normalisation, empty rows, exact de-duplication), hashes,
-           splits and stores it as a version.
+           file over HTTP (streamed) and validates, cleans (normalisation, empty rows, exact de-duplication, PII
+           redaction of every kind in every supported locale: ``redact_pii=all``), hashes, splits and stores it as a
+           version.
    Each round prints both in MB/s with their ratio; the median ratio is the result (target >= 0.5).
 2. A 1 GB JSONL is uploaded the same way while the resident memory of the service and its ingest worker processes,
    together, is sampled from /proc; target: under 300 MB (the service process's own peak, VmHWM, is printed beside).
-Usage: python tests/bench/bench_datasets.py [--mb 200] [--big-mb 1024]
+Usage: python tests/bench/bench_datasets.py [--mb 200] [--big-mb 1024] [--redact-pii all]
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ async def peak_rss_with_workers(pid: int, done: asyncio.Event) -> float:
     return peak
 
 
-async def upload(url: str, token: str, name: str, path: Path) -> tuple[float, dict]:
+async def upload(url: str, token: str, name: str, path: Path, redact_pii: str) -> tuple[float, dict]:
     size = await asyncio.to_thread(lambda: path.stat().st_size)
 
     async def chunks():
@@ -113,6 +114,7 @@ async def upload(url: str, token: str, name: str, path: Path) -> tuple[float, di
         started = time.perf_counter()
         response = await http.post(
             f"/projects/bench/datasets/{name}/versions",
+            params={"redact_pii": redact_pii},
             content=chunks(),
             headers=headers | {"content-type": "application/jsonl", "content-length": str(size)},
         )
@@ -122,7 +124,7 @@ async def upload(url: str, token: str, name: str, path: Path) -> tuple[float, di
     return elapsed, response.json()
 
 
-async def main(mb: int, big_mb: int, rounds: int) -> None:
+async def main(mb: int, big_mb: int, rounds: int, redact_pii: str) -> None:
     configure_logging("WARNING")
     run = uuid.uuid4().hex[:6]
     pg, name = PostgresSettings(), f"llmops_datasets_bench_{run}"
@@ -157,11 +159,12 @@ async def main(mb: int, big_mb: int, rounds: int) -> None:
                 await store.put_file(source)
                 plain = time.perf_counter() - started
                 size = await asyncio.to_thread(write_chat_jsonl, source, mb, f"{run}-ingest-{round_}")
-                ingest, version = await upload(url, token, f"medium{round_}", source)
+                ingest, version = await upload(url, token, f"medium{round_}", source, redact_pii)
                 ratios.append(plain / ingest)
                 print(
                     f"round {round_}: {size / 2**20:.0f} MB of chat JSONL, {version['row_count']} rows; plain upload "
-                    f"{size / 2**20 / plain:6.1f} MB/s, ingest (validate, clean, hash, split, store) "
+                    f"{size / 2**20 / plain:6.1f} MB/s, ingest (validate, clean, redact_pii={redact_pii or 'none'}, "
+                    "hash, split, store) "
                     f"{size / 2**20 / ingest:6.1f} MB/s, ratio {plain / ingest:.2f}"
                 )
             print(f"ratio ingest/plain: {statistics.median(ratios):.2f} (median of {rounds}; target >= 0.5)")
@@ -170,7 +173,7 @@ async def main(mb: int, big_mb: int, rounds: int) -> None:
                 big = await asyncio.to_thread(write_chat_jsonl, source, big_mb, run + "-big")
                 done = asyncio.Event()
                 sampler = asyncio.create_task(peak_rss_with_workers(server.pid, done))
-                elapsed, version = await upload(url, token, "big", source)
+                elapsed, version = await upload(url, token, "big", source, redact_pii)
                 done.set()
                 print(
                     f"{big / 2**20:.0f} MB upload: {version['row_count']} rows in {elapsed:.1f} s; the service with "
@@ -188,5 +191,6 @@ if __name__ == "__main__":
     parser.add_argument("--mb", type=int, default=200)
     parser.add_argument("--big-mb", type=int, default=1024, help="size of the memory test upload; 0 skips it")
     parser.add_argument("--rounds", type=int, default=3, help="plain and ingest measured this many times, alternating")
+    parser.add_argument("--redact-pii", default="all", help="PII kinds the ingest redacts ('' for none)")
     args = parser.parse_args()
-    asyncio.run(main(args.mb, args.big_mb, args.rounds))
+    asyncio.run(main(args.mb, args.big_mb, args.rounds, args.redact_pii))

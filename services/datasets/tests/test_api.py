@@ -235,6 +235,9 @@ class TestBadUploads:
         assert response.status_code == 422 and response.json()["errors"][0]["field"] == "test"
         response = await upload(client, "d", jsonl(ROWS["text"]), redact_pii="email,dna")
         assert response.status_code == 422 and response.json()["errors"][0]["field"] == "redact_pii"
+        response = await upload(client, "d", jsonl(ROWS["text"]), redact_pii="all", pii_locales="fr_FR,pt_BR")
+        assert response.status_code == 422 and response.json()["errors"][0]["field"] == "pii_locales"
+        assert "pt_BR" in response.json()["errors"][0]["message"]
 
 
 @pytest.fixture(params=["thread", "workers"])
@@ -411,6 +414,18 @@ class TestVersions:
         assert cleaning["pii_redacted"] == {"email": 1}
         preview = (await client.get("/projects/p1/datasets/d/versions/1/preview", headers=STEWARD)).json()
         assert "jane.doe@example.com" not in preview[0]["text"]
+
+    async def test_pii_locales_choose_the_national_formats_redacted_and_are_recorded(self, client):
+        await create(client, "d", "text")
+        rows = [{"text": "see 06 12 34 56 78"}, {"text": "CF BTTLVI90R59G204H"}]
+        version = (await upload(client, "d", jsonl(rows), redact_pii="all", pii_locales="en_US")).json()
+        assert version["cleaning"]["pii_redacted"] == {}
+        assert version["cleaning"]["config"]["pii_locales"] == ["en_US"]
+        await create(client, "e", "text")
+        version = (await upload(client, "e", jsonl(rows), redact_pii="phone,national_id")).json()
+        assert version["cleaning"]["pii_redacted"] == {"national_id": 1, "phone": 1}
+        assert version["cleaning"]["rows_with_pii"] == 2
+        assert len(version["cleaning"]["config"]["pii_locales"]) == 7  # all supported by default
 
     async def test_splits_are_deterministic_disjoint_and_complete(self, client):
         await create(client, "d", "text")

@@ -64,6 +64,7 @@ class TestUploadParams:
     def test_choices_are_sent_and_switches_only_when_turned_off(self):
         assert commands.upload_params(
             redact_pii="email,phone",
+            pii_locales="de_DE",
             min_chars=3,
             max_chars=100,
             dedupe=False,
@@ -76,6 +77,7 @@ class TestUploadParams:
             seed=0,
         ) == {
             "redact_pii": "email,phone",
+            "pii_locales": "de_DE",
             "min_chars": 3,
             "max_chars": 100,
             "dedupe": False,
@@ -325,19 +327,25 @@ class TestCommands:
         assert code == 0, err
         path = tmp_path / "rows.jsonl"
         path.write_bytes(jsonl([{"text": "mail jane.doe@example.com"}, {"text": "hi"}, {"text": "hi"}]))
-        args = ("--redact-pii", "email", "--min-chars", "1", "--no-dedupe", "--train", "0.5", "--validation", "0.5")
+        args = ("--redact-pii", "email", "--pii-locales", "de_DE,fr_FR", "--min-chars", "1", "--no-dedupe")
+        args += ("--train", "0.5", "--validation", "0.5")
         code, out, err = await llmops("upload", "d", str(path), "-p", "p1", *args, "--test", "0", "--json", env=env)
         assert code == 0, err
         version = json.loads(out)
         assert version["row_count"] == 3  # duplicates kept
         assert version["cleaning"]["pii_redacted"] == {"email": 1}
         assert version["cleaning"]["config"]["min_chars"] == 1
+        assert version["cleaning"]["config"]["pii_locales"] == ["de_DE", "fr_FR"]
         assert (version["splits"]["train"], version["splits"]["test"]) == (0.5, 0)
 
     async def test_bad_options_print_the_field_and_exit_1(self, env, uploaded):
         code, _, err = await llmops("upload", "d", str(uploaded), "-p", "p1", "--redact-pii", "dna", env=env)
         assert code == 1
         assert "422" in err and "redact_pii" in err and "dna" in err
+        args = ("--redact-pii", "all", "--pii-locales", "xx_XX")
+        code, _, err = await llmops("upload", "d", str(uploaded), "-p", "p1", *args, env=env)
+        assert code == 1
+        assert "422" in err and "pii_locales" in err and "xx_XX" in err
 
     async def test_split_ratios_that_do_not_sum_to_1_are_refused_in_words(self, env, uploaded):
         args = ("-p", "p1", "--train", "0.5", "--validation", "0.5")

@@ -92,6 +92,37 @@ class TestIngest:
             )
         assert diff(results[0].row_hashes, results[1].row_hashes) == {"added": 30, "removed": 10, "unchanged": 90}
 
+    @pytest.mark.parametrize(
+        ("row_format", "rows"),
+        [
+            (
+                Format.CHAT,
+                [
+                    {
+                        "messages": [
+                            {"role": "user", "content": "hi, run-1-123456"},
+                            {"role": "assistant", "content": "ring +44 20 7946 0958"},
+                        ]
+                    }
+                ],
+            ),
+            (Format.INSTRUCTION, [{"prompt": "v1.2.3 of 2024", "completion": "mail a@b.com, NINO AB 12 34 56 C"}]),
+            (
+                Format.CLASSIFICATION,
+                [{"text": "SSN 536-90-4399", "label": "x"}, {"text": "nothing at all", "label": "y"}],
+            ),
+        ],
+    )
+    def test_pii_in_any_text_of_a_row_is_redacted_and_counted(self, tmp_path, row_format, rows):
+        source = write(tmp_path / "s.jsonl", rows)
+        cleaning = CleaningConfig(redact_pii=frozenset({"email", "phone", "national_id"}))
+        result = ingest(source, FileType.JSONL, row_format, tmp_path, cleaning=cleaning, split=SplitConfig())
+        text = result.cleaned.read_text()
+        assert result.cleaning["rows_with_pii"] == 1
+        assert sum(result.cleaning["pii_redacted"].values()) == (2 if row_format is Format.INSTRUCTION else 1)
+        assert "7946" not in text and "a@b.com" not in text and "536-90" not in text and "AB 12" not in text
+        assert "run-1-123456" in text or row_format is not Format.CHAT
+
     def test_ratios_that_do_not_sum_to_one_are_refused(self):
         with pytest.raises(ValueError, match="must be 1"):
             SplitConfig(train=0.5, validation=0.1, test=0.1)

@@ -19,6 +19,7 @@ from starlette.background import BackgroundTask
 from llmops.auth import Permission, Principal, Role, require_project, requires
 from llmops.errors import Problem
 from llmops.http import CurrentRuntime, Session, actor_of
+from llmops.pii import parse_kinds, parse_locales
 from llmops.types import Offset, RequestBody, VersionPath
 from llmops_datasets import repository, service
 from llmops_datasets.formats import CONTENT_TYPES, Format
@@ -89,6 +90,9 @@ class UploadOptions(BaseModel):
     min_chars: int | None = Field(default=None, ge=0)
     max_chars: int | None = Field(default=None, ge=1)
     redact_pii: str = Field(default="", description="comma-separated kinds, 'all', or empty for none")
+    pii_locales: str = Field(
+        default="", description="comma-separated locales (en_US, de_DE ...) redaction reads; empty or 'all' for all"
+    )
     train: float = Field(default=0.8, ge=0, le=1)
     validation: float = Field(default=0.1, ge=0, le=1)
     test: float = Field(default=0.1, ge=0, le=1, validate_default=True)  # so the sum is checked with defaults too
@@ -101,15 +105,12 @@ class UploadOptions(BaseModel):
     @field_validator("redact_pii")
     @classmethod
     def _kinds(cls, value: str) -> str:
-        from llmops_datasets.pii import ALL_KINDS
+        return ",".join(sorted(parse_kinds(value)))
 
-        kinds = {k.strip() for k in value.split(",") if k.strip()}
-        if kinds == {"all"}:
-            return ",".join(sorted(ALL_KINDS))
-        unknown = kinds - ALL_KINDS
-        if unknown:
-            raise ValueError(f"unknown PII kind(s): {', '.join(sorted(unknown))}")
-        return ",".join(sorted(kinds))
+    @field_validator("pii_locales")
+    @classmethod
+    def _locales(cls, value: str) -> str:
+        return ",".join(parse_locales(value))
 
     @field_validator("test")
     @classmethod
@@ -127,6 +128,7 @@ class UploadOptions(BaseModel):
                 min_chars=self.min_chars,
                 max_chars=self.max_chars,
                 redact_pii=frozenset(k for k in self.redact_pii.split(",") if k),
+                pii_locales=parse_locales(self.pii_locales),
             )
         except ValidationError as exc:
             # the only rule CleaningConfig adds to the query model's own checks: max_chars >= min_chars

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from llmops.pii import SUPPORTED_LOCALES, parse_kinds, parse_locales
 from llmops_datasets.formats import Format
 
 
@@ -25,16 +26,19 @@ class CleaningConfig(BaseModel):
     min_chars: int | None = Field(default=None, ge=0, description="remove rows with fewer characters of text")
     max_chars: int | None = Field(default=None, ge=1, description="remove rows with more characters of text")
     redact_pii: frozenset[str] = Field(default=frozenset(), description="PII kinds to redact (empty: none)")
+    pii_locales: tuple[str, ...] = Field(
+        default=SUPPORTED_LOCALES, description="locales whose phone formats and national ids redaction reads"
+    )
 
     @field_validator("redact_pii")
     @classmethod
     def _known_kinds(cls, kinds: frozenset[str]) -> frozenset[str]:
-        from llmops_datasets.pii import ALL_KINDS
+        return parse_kinds(kinds)
 
-        unknown = kinds - ALL_KINDS
-        if unknown:
-            raise ValueError(f"unknown PII kind(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(ALL_KINDS))}")
-        return kinds
+    @field_validator("pii_locales")
+    @classmethod
+    def _known_locales(cls, locales: tuple[str, ...]) -> tuple[str, ...]:
+        return parse_locales(locales)
 
     @model_validator(mode="after")
     def _bounds(self) -> CleaningConfig:

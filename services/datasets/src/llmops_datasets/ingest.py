@@ -65,6 +65,13 @@ CHARS = {
 }
 
 
+_TEXTS = {
+    Format.INSTRUCTION: itemgetter("prompt", "completion"),
+    Format.TEXT: lambda row: (row["text"],),
+    Format.CLASSIFICATION: lambda row: (row["text"],),
+}
+
+
 #: Validated rows, in batches, each batch with whether normalisation would leave each of its rows as it is.
 Batches = Iterator[tuple[list[dict[str, Any]], Iterable[bool]]]
 BLOCK_BYTES = 64 * 1024  # JSONL lines read, parsed and cleaned together
@@ -156,9 +163,9 @@ class Cleaner:
         row_format, cleaning, report = self.row_format, self.cleaning, self.report
         redactor = None
         if cleaning.redact_pii:
-            from llmops_datasets.pii import PiiRedactor
+            from llmops.pii import PiiRedactor  # loads phone metadata: only when redacting
 
-            redactor = PiiRedactor(cleaning.redact_pii)
+            redactor = PiiRedactor(cleaning.redact_pii, locales=cleaning.pii_locales)
         normalize, dedupe, drop_empty = cleaning.normalize, cleaning.dedupe, cleaning.drop_empty
         min_chars, max_chars = cleaning.min_chars, cleaning.max_chars
         chars_of, dumps, option = CHARS[row_format], orjson.dumps, orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
@@ -256,11 +263,15 @@ class Cleaner:
 
 
 def _redact(row: dict[str, Any], row_format: Format, redactor, report: Cleaning) -> dict[str, Any]:
+    texts = map(_content, row["messages"]) if row_format is Format.CHAT else _TEXTS[row_format](row)
+    if not redactor.may_hold_pii("\n".join(texts)):
+        return row  # most rows: one cheap test instead of one redaction per text
     found: Counter = Counter()
 
     def redact(text: str) -> str:
         result, counts = redactor.redact(text)
-        found.update(counts)
+        if counts:
+            found.update(counts)
         return result
 
     row = map_texts(row, row_format, redact)

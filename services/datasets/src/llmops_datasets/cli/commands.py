@@ -86,6 +86,7 @@ def file_type_of(path: Path) -> FileType:
 def upload_params(
     *,
     redact_pii: str | None = None,
+    pii_locales: str | None = None,
     min_chars: int | None = None,
     max_chars: int | None = None,
     dedupe: bool = True,
@@ -101,6 +102,7 @@ def upload_params(
     """The upload's query parameters: only what the user chose; the service's defaults apply to the rest."""
     return params(
         redact_pii=redact_pii,
+        pii_locales=pii_locales,
         min_chars=min_chars,
         max_chars=max_chars,
         dedupe=None if dedupe else False,
@@ -147,6 +149,12 @@ def upload(
     redact_pii: Annotated[
         str | None, typer.Option("--redact-pii", help="PII kinds to redact: 'all' or a list, e.g. email,phone")
     ] = None,
+    pii_locales: Annotated[
+        str | None,
+        typer.Option(
+            "--pii-locales", help="locales whose phones and national ids to redact, e.g. de_DE,fr_FR (default: all)"
+        ),
+    ] = None,
     min_chars: Annotated[int | None, typer.Option(help="drop rows with fewer characters of text")] = None,
     max_chars: Annotated[int | None, typer.Option(help="drop rows with more characters of text")] = None,
     dedupe: Annotated[bool, typer.Option("--dedupe/--no-dedupe", help="drop exact duplicate rows")] = True,
@@ -176,6 +184,7 @@ def upload(
     file_type = type_ or file_type_of(file)
     query = upload_params(
         redact_pii=redact_pii,
+        pii_locales=pii_locales,
         min_chars=min_chars,
         max_chars=max_chars,
         dedupe=dedupe,

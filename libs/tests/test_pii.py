@@ -1,4 +1,5 @@
-"""PII redaction: every kind found and replaced, look-alikes kept, rows walked, and the labelled set's figures."""
+"""PII redaction: every kind found and replaced, look-alikes kept, rows walked, and the hand-written labelled set's
+figures (the Faker-generated set is in test_pii_labelled.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from llmops_datasets.pii import ALL_KINDS, PiiRedactor, redact_value
+from llmops.pii import ALL_KINDS, SUPPORTED_LOCALES, PiiRedactor, PiiReport, parse_kinds, parse_locales, redact_value
 
 LABELLED = Path(__file__).parent / "data" / "pii_labelled.jsonl"
 REDACTOR = PiiRedactor()
@@ -126,9 +127,46 @@ class TestPhone:
     def test_a_neighbouring_number_is_not_swallowed(self):
         assert redacted("room 12 415-555-2671") == "room 12 [PHONE]"
 
-    def test_the_default_region_is_configurable(self):
-        text = "ring 06 12 34 56 78"
-        assert PiiRedactor(default_region="FR").redact(text)[0] == "ring [PHONE]"
+    def test_locale_hints_choose_the_national_formats_read(self):
+        text = "see 06 12 34 56 78"
+        assert PiiRedactor(locales=("fr_FR",)).redact(text)[0] == "see [PHONE]"
+        assert redacted(text) == "see [PHONE]"  # all supported locales by default
+        assert PiiRedactor(locales=("en_US", "en_GB")).redact(text)[0] == text
+
+    @pytest.mark.parametrize(
+        "number",
+        [
+            "+1-951-430-7304x76360",
+            "001-626-828-0247x542",
+            "206.269.0743x9150",
+            "(591)341-7776",
+            "03 70 11 13 66",
+            "(013) 1457160",
+            "+44(0)115 4960914",
+            "+49 (0) 9141 777631",
+            "+39 0925141776",
+            "+34 948 812 415",
+        ],
+    )
+    def test_extensions_and_the_national_formats_of_the_locales_are_replaced(self, number):
+        assert redacted(f"write {number} down") == "write [PHONE] down"
+
+    @pytest.mark.parametrize("text", ["Telefon: 06769059798", "chiamami al 3420837783", "Tel. 0961073668"])
+    def test_a_bare_digit_run_is_a_phone_after_a_phone_word(self, text):
+        assert redacted(text).endswith("[PHONE]")
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "customer ref 0751 5919 8798 3028",
+            "Payment reference RF18 5390 0754 7034 must be quoted",
+            "Postcode 96829-7729",
+            "Coordinates 38.602995, 175.291249",
+            "Part no. 171-4558-22",
+            "Bad address 935.30.75.18 in the config",
+        ],
+    )
+    def test_references_and_decimals_are_no_phones(self, text):
         assert redacted(text) == text
 
 
@@ -146,6 +184,9 @@ class TestCard:
             "6011 1111 1111 1117",
             "3530 1113 3330 0000",
             "30569309025904",
+            "180063109707455",  # JCB, 15 digits
+            "3552826110246356",  # JCB, 16 digits
+            "4437859150310904938",  # Visa, 19 digits
         ],
     )
     def test_a_luhn_valid_number_of_a_known_issuer_is_replaced(self, number):
@@ -162,6 +203,16 @@ class TestCard:
         ],
     )
     def test_look_alikes_are_kept(self, text):
+        assert redacted(text) == text
+
+    @pytest.mark.parametrize("number", ["4115244939098", "630480746464", "676236605785"])
+    def test_a_13_or_12_digit_number_is_a_card_after_a_card_word(self, number):
+        assert redacted(f"paid with card {number}") == "paid with card [CARD]"
+        assert redacted(f"EAN {number}") == f"EAN {number}"
+        assert redacted(f"item {number}") == f"item {number}"
+
+    @pytest.mark.parametrize("text", ["customer ref 5880 4272 9206 4390", "Kundennummer 5321 6055 1560 9052"])
+    def test_a_luhn_valid_reference_named_as_one_is_kept(self, text):
         assert redacted(text) == text
 
 
@@ -214,10 +265,20 @@ class TestIp:
             "std::vector",
             "MAC 00:1A:2B:3C:4D:5E",
             "Chrome 120.0.6099.109",
+            "we upgraded to 2.4.24.161 last night",
+            "release 10.2.0.1 is out",
+            "version: 4.12.3.0",
         ],
     )
     def test_look_alikes_are_kept(self, text):
         assert redacted(text) == text
+
+    @pytest.mark.parametrize(
+        "text",
+        ["upgraded to 10.0.0.1:8080", '10.2.3.4 - - [12/Mar/2024:10:15:32 +0000] "GET / HTTP/1.1" 200'],
+    )
+    def test_a_quad_after_a_version_word_is_an_address_with_a_port_or_in_a_log_line(self, text):
+        assert "[IP]" in redacted(text)
 
 
 class TestNationalId:
@@ -230,6 +291,13 @@ class TestNationalId:
             "AB123456C",
             "36 574 261 809",  # German Steuer-ID, printed grouping
             "1112.22.333",  # Dutch BSN, printed grouping
+            "968-90-8849",  # US ITIN
+            "AB 123456 C",  # NINO, six digits together
+            "211088400752179",  # French NIR
+            "2 11 08 84 007 521 79",
+            "BTTLVI90R59G204H",  # Italian codice fiscale
+            "65325384W",  # Spanish DNI
+            "Z3069205K",  # Spanish NIE
         ],
     )
     def test_a_valid_id_is_replaced(self, value):
@@ -249,6 +317,9 @@ class TestNationalId:
             "AB123456E",  # NINO suffix beyond D
             "36 574 261 890",  # Steuer-ID checksum fails
             "1112.22.334",  # BSN checksum fails
+            "211088400752178",  # NIR key fails
+            "BTTLVI90R59G204J",  # codice fiscale check letter fails
+            "65325384A",  # DNI letter fails
         ],
     )
     def test_an_invalid_id_is_kept(self, text):
@@ -258,6 +329,14 @@ class TestNationalId:
         assert redacted("Steuer-ID: 36574261809") == "Steuer-ID: [NATIONAL_ID]"
         assert redacted("mijn BSN is 111222333") == "mijn BSN is [NATIONAL_ID]"
         assert redacted("order 36574261809 and 111222333") == "order 36574261809 and 111222333"
+
+    def test_a_nino_with_a_suffix_hmrc_does_not_issue_needs_its_name_nearby(self):
+        assert redacted("NI number: ZZ 360837 T") == "NI number: [NATIONAL_ID]"
+        assert redacted("box ZZ 360837 T") == "box ZZ 360837 T"
+
+    def test_locale_hints_choose_the_ids_looked_for(self):
+        assert PiiRedactor(locales=("en_US",)).redact("CF BTTLVI90R59G204H")[0] == "CF BTTLVI90R59G204H"
+        assert PiiRedactor(locales=("it_IT",)).redact("CF BTTLVI90R59G204H")[0] == "CF [NATIONAL_ID]"
 
 
 class TestPrecision:
@@ -299,6 +378,39 @@ class TestCountsAndKinds:
     def test_an_unknown_kind_is_refused(self):
         with pytest.raises(ValueError, match="passport"):
             PiiRedactor(frozenset({"email", "passport"}))
+
+    def test_an_unknown_locale_is_refused(self):
+        with pytest.raises(ValueError, match="pt_BR"):
+            PiiRedactor(locales=("fr_FR", "pt_BR"))
+
+    def test_kinds_and_locales_parse_from_settings_strings(self):
+        assert parse_kinds("all") == ALL_KINDS
+        assert parse_kinds(" email, ip ") == {"email", "ip"}
+        assert parse_locales("") == parse_locales("all") == SUPPORTED_LOCALES
+        assert parse_locales("nl_NL,de_DE") == ("de_DE", "nl_NL")
+
+    def test_the_cheap_test_is_true_for_every_labelled_line_with_pii(self):
+        for row in load_labelled():
+            if row["pii"]:
+                assert REDACTOR.may_hold_pii(row["text"]), row["text"]
+        assert not REDACTOR.may_hold_pii("Thanks, see run-1-123456-0 and v2.4.1 (about 1.0 of it)")
+
+    def test_find_gives_the_spans_in_order(self):
+        text = "mail a@b.com, call +1 415 555 2671"
+        assert [(text[s:e], kind) for s, e, kind in REDACTOR.find(text)] == [
+            ("a@b.com", "email"),
+            ("+1 415 555 2671", "phone"),
+        ]
+
+
+class TestPiiReport:
+    def test_counts_per_kind_and_values_with_pii_are_summed_and_merged(self):
+        report, other = PiiReport(), PiiReport()
+        for text in ["a@b.com and c@d.org", "nothing here", "from 10.0.0.1"]:
+            report.add(REDACTOR.redact(text)[1])
+        other.add(REDACTOR.redact("card 4111 1111 1111 1111")[1])
+        report.merge(other)
+        assert report.as_dict() == {"counts": {"card": 1, "email": 2, "ip": 1}, "values": 4, "values_with_pii": 3}
 
 
 class TestRedactValue:

@@ -1,7 +1,7 @@
 """Writes pii_labelled.jsonl: lines of free text with planted PII (and its labels) and clean look-alike lines.
 
 Deterministic (fixed seed), so rerunning it reproduces the committed file byte for byte:
-    uv run python services/datasets/tests/data/make_pii_labelled.py
+    uv run python libs/tests/data/make_pii_labelled.py
 Every planted value is generated valid (checksums, phone metadata) and checked with the library that defines it.
 """
 
