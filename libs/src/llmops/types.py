@@ -21,6 +21,8 @@ def _canonical_uuid(value: str) -> str:
         raise ValueError("not a UUID") from exc
 
 
+#: A project name in the path.
+ProjectPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
 #: A version number in a JSON body (an integer, not a boolean or a string).
 Version = Annotated[StrictInt, Field(ge=1, le=INT32_MAX)]
 #: A version number in the path.

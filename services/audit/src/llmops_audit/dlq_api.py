@@ -27,7 +27,8 @@ from llmops.bus.dead_letters import (
     replay,
 )
 from llmops.errors import Problem
-from llmops.http import CurrentRuntime, Runtime, actor_of
+from llmops.http import CurrentRuntime, actor_of
+from llmops.runtime import Runtime
 from llmops_schemas.events import DeadLettersReplayed
 from llmops_schemas.events.dead_letters import MAX_REPLAYED_IDS
 from llmops_schemas.topics import DEAD_LETTER
