@@ -8,7 +8,7 @@ from typing import Annotated
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
 
-from llmops.auth import Permission, Principal, Role, requires
+from llmops.auth import Permission, Principal, ProjectScope, Role, cross_project, in_project, requires
 from llmops.routes import OPEN_ROUTES, api_routes, route_problems, route_table
 from llmops_audit.app import AuditService
 from llmops_datasets.app import DatasetsService
@@ -35,10 +35,18 @@ def test_every_route_declares_a_permission_and_a_project_check(service_app) -> N
 READ = Permission("things.read", {Role.VIEWER})
 
 
-def app_with(*routes: tuple[str, bool]) -> FastAPI:
+def app_with(*routes: tuple[str, bool | str]) -> FastAPI:
+    """An app with a route per (path, guard): True for the guard the path calls for (``in_project`` under
+    ``{project}``, else ``requires``), "requires" for ``requires`` wherever, False for none."""
     router = APIRouter()
     for path, guarded in routes:
-        if guarded:
+        if guarded is True and "{project}" in path:
+
+            @router.get(path)
+            async def scoped_route(scope: Annotated[ProjectScope, Depends(in_project(READ))]) -> dict:
+                return {}
+
+        elif guarded:
 
             @router.get(path)
             async def guarded_route(principal: Annotated[Principal, Depends(requires(READ))]) -> dict:
@@ -66,6 +74,41 @@ class TestTheWalkItself:
         app = app_with(("/things", True))
         assert route_problems(app) == ["GET /things: no project check (a {project} path, or cross_project(...))"]
 
+    def test_a_project_route_guarded_without_its_project_scope_fails_it(self) -> None:
+        app = app_with(("/projects/{project}/things", True), ("/projects/{project}/unscoped", "requires"))
+        assert route_problems(app) == [
+            "GET /projects/{project}/unscoped: its project is not checked (depend on llmops.auth.in_project)"
+        ]
+
+    def test_a_project_route_cannot_declare_its_way_out_of_the_scope(self) -> None:
+        router = APIRouter()
+
+        @router.get("/projects/{project}/declared", openapi_extra=cross_project("trust me"))
+        async def declared(principal: Annotated[Principal, Depends(requires(READ))]) -> dict:
+            return {}
+
+        app = FastAPI()
+        app.include_router(router)
+        assert route_problems(app) == [
+            "GET /projects/{project}/declared: its project is not checked (depend on llmops.auth.in_project)"
+        ]
+
+    def test_guarding_any_service_project_route_without_its_scope_fails_it(self, service_app) -> None:
+        _, app = service_app
+        project_routes = [route for route in api_routes(app) if "{project}" in route.path]
+        if not project_routes:
+            pytest.skip("the service has no route under {project}")
+        for route in project_routes:
+            dependency = _scope_dependency(route.dependant)
+            scoped = dependency.call
+            dependency.call = requires(scoped.permission)  # the same permission, without the project scope
+            try:
+                flagged = [p for p in route_problems(app) if f" {route.path}: its project is not checked" in p]
+            finally:
+                dependency.call = scoped
+            assert flagged, f"{route.path} without in_project passed the walk"
+        assert route_problems(app) == []
+
     def test_removing_the_permission_of_any_service_route_fails_it(self, service_app) -> None:
         _, app = service_app
         for route in api_routes(app):
@@ -91,3 +134,15 @@ def _permission_dependency(dependant):
                 return current, dependency
             pending.append(dependency)
     raise AssertionError("no permission dependency")
+
+
+def _scope_dependency(dependant):
+    """The ``in_project`` dependency of a route's dependant."""
+    pending = [dependant]
+    while pending:
+        current = pending.pop(0)
+        for dependency in current.dependencies:
+            if getattr(dependency.call, "scopes_path_project", False):
+                return dependency
+            pending.append(dependency)
+    raise AssertionError("no in_project dependency")

@@ -33,9 +33,10 @@ from rich.table import Table
 from llmops.auth import Permission, Principal, Role, issue_token, requires
 from llmops.bus import BUS_METADATA, add_to_outbox, make_broker
 from llmops.db import Database, create_database
-from llmops.http import CurrentRuntime, Runtime, Session, correlation_id, create_app
+from llmops.http import CurrentRuntime, Session, correlation_id, create_app
 from llmops.logging import configure_logging
 from llmops.prompt_client import PromptClient
+from llmops.runtime import Runtime
 from llmops.settings import ServiceSettings
 from llmops.storage import ObjectStore
 from llmops_audit.app import AuditService

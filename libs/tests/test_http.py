@@ -6,19 +6,22 @@ import asyncio
 import json
 import time
 import uuid
+from functools import partial
 from typing import Annotated
 
 import httpx
 import pytest
 import sqlalchemy
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, select
 
-from llmops.auth import Permission, Principal, Role, issue_token, require_project, requires
+from llmops import testing
+from llmops.auth import Permission, Principal, ProjectScope, Role, in_project, requires
 from llmops.bus import add_to_outbox, make_broker, outbox
 from llmops.db import Database
-from llmops.errors import Problem
-from llmops.http import Runtime, Session, create_app
+from llmops.errors import Forbidden, Problem
+from llmops.http import Session, create_app
+from llmops.runtime import Runtime
 from llmops.settings import AuthSettings, ServiceSettings
 from llmops.storage import ObjectStore
 from llmops_schemas import new_event
@@ -35,14 +38,18 @@ router = APIRouter()
 
 @router.get("/projects/{project}/things")
 async def list_things(
-    project: str,
-    request: Request,
     session: Session,
-    principal: Annotated[Principal, Depends(requires(READ_THINGS))],
+    scope: Annotated[ProjectScope, Depends(in_project(READ_THINGS))],
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> dict:
-    await require_project(request, principal, project)
-    return {"project": project, "limit": limit, "caller": principal.subject}
+    return {"project": scope.project, "limit": limit, "caller": scope.actor.subject}
+
+
+@router.get("/projects/{project}/vault")
+async def open_vault(scope: Annotated[ProjectScope, Depends(in_project(READ_THINGS))]) -> dict:
+    if "vault.keeper" not in scope.principal.subject:
+        raise Forbidden("not_the_keeper", "only the keeper opens the vault")  # as a service layer refuses
+    return {}
 
 
 @router.get("/projects/{project}/crash")
@@ -108,8 +115,7 @@ async def client(database_url):
     await runtime.stop()
 
 
-def bearer(*roles: Role, projects=("p1",), subject="alice", **kwargs) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(subject, list(roles), list(projects), **kwargs)}"}
+bearer = partial(testing.bearer, projects=("p1",), subject="alice")
 
 
 async def denial_events(request_id: str, *, within: float = 20) -> list[dict]:
@@ -195,6 +201,33 @@ class TestAuthorisation:
             "request_id": None,
             "source": "127.0.0.1",
             "count": 1,  # authenticated refusals are recorded one by one
+            "window_seconds": None,
+        }
+
+    async def test_a_rule_of_the_service_layer_refusing_is_403_with_the_same_denial_event(self, client):
+        request_id = str(uuid.uuid4())
+        response = await client.get(
+            "/projects/p1/vault", headers={**bearer(Role.VIEWER, subject="mallory"), "x-request-id": request_id}
+        )
+        assert response.status_code == 403
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["type"] == "urn:llmops:problem:not_the_keeper"
+        assert response.json()["detail"] == "only the keeper opens the vault"
+        [event] = await denial_events(request_id)
+        assert event["type"] == "security.access.denied" and event["subject"] == "mallory"
+        assert event["data"] | {"request_id": None} == {
+            "service": "things",
+            "status": 403,
+            "reason": "not_the_keeper",
+            "permission": None,
+            "method": "GET",
+            "path": "/projects/p1/vault",
+            "principal": "mallory",
+            "roles": ["viewer"],
+            "project": "p1",
+            "request_id": None,
+            "source": "127.0.0.1",
+            "count": 1,
             "window_seconds": None,
         }
 

@@ -15,8 +15,9 @@ from llmops.auth import Permission, Principal, Role, requires
 from llmops.bus import make_broker
 from llmops.db import Database
 from llmops.errors import PROBLEM_JSON
-from llmops.http import Runtime, create_app
+from llmops.http import create_app
 from llmops.openapi import problems
+from llmops.runtime import Runtime
 from llmops.settings import ServiceSettings
 from llmops.types import RequestBody, Timestamp, Version
 

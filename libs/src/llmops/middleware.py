@@ -16,8 +16,9 @@ from prometheus_client import Counter, Histogram
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmops.errors import PROBLEM_JSON, BodyTooLarge, InvalidInput, Problem
+from llmops.errors import PROBLEM_JSON, Problem
 from llmops.logging import bound_context, get_logger
+from llmops.problems import BodyTooLarge, InvalidInput
 
 log = get_logger(__name__)
 

@@ -23,7 +23,7 @@ def api_routes(app: FastAPI) -> list[APIRoute]:
 
 
 def route_permission(route: APIRoute):
-    """The permission a route's dependencies declare (``llmops.auth.requires``), or None."""
+    """The permission a route's dependencies declare (``llmops.auth.requires`` or ``in_project``), or None."""
     pending = list(route.dependant.dependencies)
     while pending:
         dependency = pending.pop(0)
@@ -34,32 +34,47 @@ def route_permission(route: APIRoute):
     return None
 
 
+def scopes_path_project(route: APIRoute) -> bool:
+    """Whether one of a route's dependencies is ``llmops.auth.in_project`` (the caller checked for ``{project}``)."""
+    pending = list(route.dependant.dependencies)
+    while pending:
+        dependency = pending.pop(0)
+        if getattr(dependency.call, "scopes_path_project", False):
+            return True
+        pending.extend(dependency.dependencies)
+    return False
+
+
 #: The routes every service has that need no token (probes and metrics; see the module docstring).
 OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def route_table(app: FastAPI) -> list[tuple[str, str, str | None, str | None]]:
     """(methods, path, permission, project scope) of every API route: the scope is "path" for a route under
-    ``{project}`` whose permission checks it, the route's declared ``x-project-scope`` (``cross_project``), or None."""
+    ``{project}`` that depends on ``in_project``, the route's declared ``x-project-scope`` (``cross_project``), or
+    None. A ``{project}`` route has no other scope: declaring one does not excuse it from the check."""
     rows = []
     for route in api_routes(app):
         permission = route_permission(route)
-        scope = (route.openapi_extra or {}).get(PROJECT_SCOPE)
-        if scope is None and "{project}" in route.path and permission is not None:
-            scope = "path"
+        if "{project}" in route.path:
+            scope = "path" if scopes_path_project(route) else None
+        else:
+            scope = (route.openapi_extra or {}).get(PROJECT_SCOPE)
         rows.append((",".join(sorted(route.methods)), route.path, permission.name if permission else None, scope))
     return rows
 
 
 def route_problems(app: FastAPI) -> list[str]:
-    """What the route walk refuses: a route (other than :data:`OPEN_ROUTES`) without a declared permission, or
-    without a project check (under ``{project}``, or a declared cross-project scope)."""
+    """What the route walk refuses: a route (other than :data:`OPEN_ROUTES`) without a declared permission, a route
+    under ``{project}`` that does not depend on ``in_project``, or any other without a declared cross-project scope."""
     problems = []
     for methods, path, permission, scope in route_table(app):
         if path in OPEN_ROUTES:
             continue
         if permission is None:
             problems.append(f"{methods} {path}: no permission declared (depend on llmops.auth.requires)")
+        elif scope is None and "{project}" in path:
+            problems.append(f"{methods} {path}: its project is not checked (depend on llmops.auth.in_project)")
         elif scope is None:
             problems.append(f"{methods} {path}: no project check (a {{project}} path, or cross_project(...))")
     return problems

@@ -1,5 +1,5 @@
 """Helpers for the services' tests: serve an app over real HTTP inside the test's event loop, and run the installed
-``llmops`` command against it.
+``llmops`` command against it, and issue the bearer tokens they call with.
 
 Only tests import this module (it needs no pytest itself). A fixture serving a service's app is three lines::
 
@@ -15,7 +15,7 @@ import asyncio
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,15 @@ import uvicorn
 LLMOPS = str(Path(sys.executable).parent / "llmops")
 #: Seconds one run of the command may take (an upload of tens of megabytes included).
 LLMOPS_TIMEOUT = 180
+
+
+def bearer(*roles: Any, projects: Iterable[str] = ("p1",), subject: str = "tester", **token: Any) -> dict[str, str]:
+    """An ``Authorization`` header carrying a token issued locally (``llmops.tokens.issue_token``) for ``subject``
+    with ``roles`` in ``projects``; ``token`` passes on (``ttl_seconds``, ``settings``). A service's tests fix their
+    own defaults with :func:`functools.partial`."""
+    from llmops.tokens import issue_token
+
+    return {"authorization": f"Bearer {issue_token(subject, list(roles), list(projects), **token)}"}
 
 
 @asynccontextmanager

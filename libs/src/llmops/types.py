@@ -41,6 +41,8 @@ def _not_a_number(value: object) -> object:
 
 #: A point in time as RFC 3339 says (with its offset), never a number of seconds.
 Timestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_not_a_number)]
+#: A project name in the path.
+ProjectPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
 #: A version number in a JSON body (an integer, not a boolean or a string).
 Version = Annotated[int, Strict(False), Field(ge=1, le=INT32_MAX), BeforeValidator(_json_integer)]
 #: A version number in the query.

@@ -8,6 +8,7 @@ import io
 import json
 import time
 import uuid
+from functools import partial
 
 import asyncpg
 import httpx
@@ -15,7 +16,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import select
 
-from llmops.auth import Role, issue_token
+from llmops import testing
+from llmops.auth import Role
 from llmops.bus.tables import outbox
 from llmops.errors import PROBLEM_JSON
 from llmops.settings import PostgresSettings
@@ -39,8 +41,7 @@ ROUTES = [
 ]
 
 
-def bearer(*roles: Role, projects: tuple[str, ...] = ("*",), subject: str = "tester") -> dict[str, str]:
-    return {"authorization": f"Bearer {issue_token(subject, list(roles), list(projects))}"}
+bearer = partial(testing.bearer, projects=("*",), subject="tester")
 
 
 @pytest.fixture

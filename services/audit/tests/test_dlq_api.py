@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from functools import partial
 
 import httpx
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from sqlalchemy import select
 
-from llmops.auth import Role, issue_token
+from llmops import testing
+from llmops.auth import Role
 from llmops.bus import DeadLetterPublisher, make_admin, make_broker, make_consumer
 from llmops.bus.tables import outbox
 from llmops.errors import PROBLEM_JSON
@@ -23,8 +25,7 @@ from .conftest import probes, wait_for_head
 pytestmark = pytest.mark.integration
 
 
-def bearer(*roles: Role, projects: tuple[str, ...] = ("*",), subject: str = "tester") -> dict[str, str]:
-    return {"authorization": f"Bearer {issue_token(subject, list(roles), list(projects))}"}
+bearer = partial(testing.bearer, projects=("*",), subject="tester")
 
 
 ADMIN = bearer(Role.ADMIN, subject="root")

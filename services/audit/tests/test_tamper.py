@@ -10,7 +10,7 @@ import pytest
 from llmops.bus import Delivery
 from llmops.db import Database
 from llmops.settings import PostgresSettings
-from llmops_audit import export, service
+from llmops_audit import export, queries, service
 from llmops_audit.chain import GENESIS, Signer, entry_hash
 from llmops_audit.repository import AuditFilter
 from llmops_schemas import new_event
@@ -50,9 +50,9 @@ async def write_export(db, signer, path, *, fmt: str) -> None:
     """An unfiltered export of the whole log, as GET /audit/export writes it."""
     where = AuditFilter()
     lines = [export.header(contiguous=True, filters={}, public_key=signer.public_key_b64, key_id=signer.key_id)]
-    lines += [export.entry_record(row) async for row in service.export_rows(db, where)]
+    lines += [export.entry_record(row) async for row in queries.export_rows(db, where)]
     async with db.sessions() as session:
-        lines += [export.checkpoint_record(c) for c in await service.checkpoints(session)]
+        lines += [export.checkpoint_record(c) for c in await queries.checkpoints(session)]
     entries = [r for r in lines if r["kind"] == "entry"]
     lines.append(export.trailer(len(entries), entries[0]["seq"], entries[-1]["seq"]))
     text = (
@@ -256,7 +256,7 @@ class TestCheckpointTimer:
             assert await service.sign_checkpoint(session, signer, source="/llmops/audit") is None
         # The log records its own checkpoint event: still nothing to sign.
         async with db.transaction() as session:
-            checkpoint = (await service.checkpoints(session))[-1]
+            checkpoint = (await queries.checkpoints(session))[-1]
             event = new_event(checkpoint, subject="audit-log", source="/llmops/audit")
             await service.append(session, [Delivery(None, event, checkpoint)])
         async with db.transaction() as session:

@@ -4,11 +4,13 @@ as the owner role and used through the runtime role."""
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 import httpx
 import pytest
 
-from llmops.auth import Role, issue_token
+from llmops import testing
+from llmops.auth import Role
 from llmops.testing import service_database
 from llmops_datasets.app import DatasetsService, migrate
 from llmops_datasets.parallel import IngestPool
@@ -50,8 +52,8 @@ async def client(datasets):
         yield http
 
 
-def bearer(role: Role, *, projects=("p1",), subject: str = "dana") -> dict[str, str]:
-    return {"authorization": f"Bearer {issue_token(subject, [role], list(projects))}"}
+#: The tests' tokens: one role each, in project p1, for "dana" unless they name another subject.
+bearer = partial(testing.bearer, projects=("p1",), subject="dana")
 
 
 STEWARD = bearer(Role.DATA_STEWARD)

@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from starlette.requests import ClientDisconnect
 
 from llmops.errors import Problem
-from llmops.http import Actor
 from llmops.object_writer import ObjectWriter
+from llmops.runtime import Actor
 from llmops.storage import WRITER_PART_SIZE, key_for
 from llmops_datasets import service
 from llmops_datasets.formats import FileType, Format

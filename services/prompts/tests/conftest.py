@@ -4,11 +4,13 @@ as the owner role and used through the runtime role."""
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 import httpx
 import pytest
 
-from llmops.auth import Role, issue_token
+from llmops import testing
+from llmops.auth import Role
 from llmops.testing import service_database
 from llmops_prompts.app import PromptsService, migrate
 from llmops_prompts.settings import PromptsSettings
@@ -40,8 +42,8 @@ async def client(prompts):
         yield http
 
 
-def bearer(role: Role, *, projects=("p1",), subject: str = "dana") -> dict[str, str]:
-    return {"authorization": f"Bearer {issue_token(subject, [role], list(projects))}"}
+#: The tests' tokens: one role each, in project p1, for "dana" unless they name another subject.
+bearer = partial(testing.bearer, projects=("p1",), subject="dana")
 
 
 ENGINEER = bearer(Role.ML_ENGINEER, subject="eve")

@@ -7,13 +7,15 @@ import asyncio
 import io
 import tarfile
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from llmops.auth import Role, issue_token
+from llmops import testing
+from llmops.auth import Role
 from llmops.testing import service_database
 from llmops_training import repository
 from llmops_training.app import TrainingService, migrate
@@ -62,8 +64,8 @@ async def client(training):
         yield http
 
 
-def bearer(role: Role, *, projects=("p1",), subject: str = "dana") -> dict[str, str]:
-    return {"authorization": f"Bearer {issue_token(subject, [role], list(projects))}"}
+#: The tests' tokens: one role each, in project p1, for "dana" unless they name another subject.
+bearer = partial(testing.bearer, projects=("p1",), subject="dana")
 
 
 ENGINEER = bearer(Role.ML_ENGINEER, subject="eve")

@@ -7,6 +7,7 @@ import tarfile
 import uuid
 
 import pytest
+import sqlalchemy
 
 from llmops.auth import Role
 from llmops_training import repository
@@ -257,7 +258,7 @@ class TestCancellation:
         assert response.status_code == 404
 
 
-async def register_versions(training, count: int = 2) -> None:
+async def register_versions(training, count: int = 2, name: str = "tiny-lora") -> None:
     """Model versions as a worker registers them (the worker itself is tested in test_worker)."""
     async with training.runtime.db.transaction() as session:
         base = await repository.find_base_model(session, "p1", "tiny")
@@ -268,7 +269,7 @@ async def register_versions(training, count: int = 2) -> None:
                 {
                     "id": job_id,
                     "project": "p1",
-                    "model_name": "tiny-lora",
+                    "model_name": name,
                     "status": "completed",
                     "pool": "cpu",
                     "method": "lora",
@@ -284,7 +285,7 @@ async def register_versions(training, count: int = 2) -> None:
                 {
                     "id": str(uuid.uuid4()),
                     "project": "p1",
-                    "name": "tiny-lora",
+                    "name": name,
                     "version": n,
                     "job_id": job_id,
                     "kind": "adapter",
@@ -294,6 +295,34 @@ async def register_versions(training, count: int = 2) -> None:
                     "metrics": {"final_loss": 1.0 / n},
                 },
             )
+
+
+class TestModelListing:
+    async def test_the_models_are_listed_with_their_aliases_in_one_query_however_many_they_are(
+        self, client, training, ready
+    ):
+        names = ("alpha", "beta", "gamma")
+        for name in names:
+            await register_versions(training, 2, name=name)
+            body = {"version": 2, "reason": "best so far"}
+            assert (
+                await client.put(f"/projects/p1/models/{name}/aliases/candidate", json=body, headers=ENGINEER)
+            ).is_success
+        alias_reads: list[str] = []
+
+        def note(conn, cursor, statement, parameters, context, executemany) -> None:
+            if "FROM model_aliases" in statement:
+                alias_reads.append(statement)
+
+        engine = training.runtime.db.engine.sync_engine
+        sqlalchemy.event.listen(engine, "before_cursor_execute", note)
+        try:
+            listed = (await client.get("/projects/p1/models", headers=VIEWER)).json()
+        finally:
+            sqlalchemy.event.remove(engine, "before_cursor_execute", note)
+        assert [(m["name"], [v["version"] for v in m["versions"]]) for m in listed] == [(n, [1, 2]) for n in names]
+        assert all([(a["alias"], a["version"]) for a in m["aliases"]] == [("candidate", 2)] for m in listed)
+        assert len(alias_reads) == 1, alias_reads
 
 
 class TestAliases:

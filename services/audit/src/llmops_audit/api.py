@@ -17,9 +17,9 @@ from llmops.errors import Problem
 from llmops.http import CurrentRuntime, Session
 from llmops.openapi import NDJSONResponse, streamed
 from llmops.types import INT64_MAX, SeqQuery, Timestamp
-from llmops_audit import export, service
+from llmops_audit import export, queries, service
 from llmops_audit.chain import Signer
-from llmops_audit.repository import AuditFilter
+from llmops_audit.queries import AuditFilter
 
 READ_AUDIT = Permission("audit.read", {Role.AUDITOR})
 SIGN_CHECKPOINT = Permission("audit.checkpoint.sign", {Role.AUDITOR})
@@ -143,7 +143,7 @@ def audit_filter(filters: Filters, projects, **extra) -> AuditFilter:
 async def query_events(request: Request, session: Session, principal: Reader, q: Annotated[PageQuery, Query()]) -> Page:
     projects = await scope(request, principal, q)
     after = decode_cursor(q.cursor) if q.cursor else None
-    rows = await service.query(session, audit_filter(q, projects), after_seq=after, limit=q.limit)
+    rows = await queries.query(session, audit_filter(q, projects), after_seq=after, limit=q.limit)
     next_cursor = encode_cursor(rows[-1].seq) if len(rows) == q.limit else None
     return Page(items=[Entry.of(r) for r in rows], next_cursor=next_cursor)
 
@@ -161,7 +161,7 @@ async def subject_history(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[Entry]:
     projects = await scope(request, principal, Filters())
-    return [Entry.of(r) for r in await service.history(session, subject, projects=projects, limit=limit)]
+    return [Entry.of(r) for r in await queries.history(session, subject, projects=projects, limit=limit)]
 
 
 @router.get(
@@ -185,14 +185,14 @@ async def export_log(
         )
         first = last = None
         count = 0
-        async for row in service.export_rows(runtime.db, where):
+        async for row in queries.export_rows(runtime.db, where):
             first = row.seq if first is None else first
             last = row.seq
             count += 1
             yield export.entry_record(row)
         if first is not None:
             async with runtime.db.sessions() as session:
-                for checkpoint in await service.checkpoints(session, from_seq=first, to_seq=last):
+                for checkpoint in await queries.checkpoints(session, from_seq=first, to_seq=last):
                     yield export.checkpoint_record(checkpoint)
         yield export.trailer(count, first, last)
 
@@ -244,7 +244,7 @@ async def verify_chain(
     openapi_extra=cross_project("the signed chain heads: hashes only, no event content"),
 )
 async def list_checkpoints(session: Session, principal: Reader) -> list[Checkpoint]:
-    return [Checkpoint(**c.model_dump()) for c in await service.checkpoints(session)]
+    return [Checkpoint(**c.model_dump()) for c in await queries.checkpoints(session)]
 
 
 @router.post(

@@ -14,8 +14,9 @@ from fastapi import FastAPI
 from llmops.bus import Consumer, make_broker
 from llmops.db import Database, upgrade
 from llmops.entrypoint import service_cli
-from llmops.http import Runtime, create_app
+from llmops.http import create_app
 from llmops.logging import get_logger
+from llmops.runtime import Runtime
 from llmops_audit import service
 from llmops_audit.api import router
 from llmops_audit.chain import Signer

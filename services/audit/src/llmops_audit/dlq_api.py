@@ -28,8 +28,9 @@ from llmops.bus.dead_letters import (
     replay,
 )
 from llmops.errors import Problem
-from llmops.http import CurrentRuntime, Runtime, actor_of
+from llmops.http import CurrentRuntime, actor_of
 from llmops.openapi import problems
+from llmops.runtime import Runtime
 from llmops.types import RequestBody, Timestamp
 from llmops_schemas.events import DeadLettersReplayed
 from llmops_schemas.events.dead_letters import MAX_REPLAYED_IDS

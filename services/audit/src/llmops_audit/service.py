@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import Delivery, add_to_outbox
 from llmops.db import Database
 from llmops.logging import get_logger
-from llmops_audit import repository
+from llmops_audit import queries, repository
 from llmops_audit.chain import GENESIS, ChainVerifier, Report, Signer, entry_hash, redacted
-from llmops_audit.repository import AuditFilter
 from llmops_schemas import canonical_json, new_event
 from llmops_schemas.events.audit import CheckpointSigned
 
 log = get_logger(__name__)
 
-PAGE = 2000  # entries read per round trip when verifying or exporting
+PAGE = 2000  # entries read per round trip when verifying
 
 
 async def append(session: AsyncSession, deliveries: Sequence[Delivery]) -> int:
@@ -88,39 +86,13 @@ async def sign_checkpoint(session: AsyncSession, signer: Signer, *, source: str,
     return checkpoint
 
 
-async def checkpoints(session: AsyncSession, *, from_seq=None, to_seq=None) -> list[CheckpointSigned]:
-    rows = await repository.list_checkpoints(session, from_seq=from_seq, to_seq=to_seq)
-    return [CheckpointSigned.model_validate(row._asdict()) for row in rows]
-
-
-async def query(session: AsyncSession, where: AuditFilter, *, after_seq: int | None, limit: int) -> list[Row]:
-    return await repository.find_entries(session, where, after_seq=after_seq, limit=limit)
-
-
-async def history(session: AsyncSession, subject: str, *, projects, limit: int) -> list[Row]:
-    return await repository.history(session, subject, projects=projects, limit=limit)
-
-
-async def export_rows(db: Database, where: AuditFilter) -> AsyncIterator[Row]:
-    """Every entry the filter selects, in chain order, read page by page in short transactions."""
-    after = (where.from_seq - 1) if where.from_seq else 0
-    while True:
-        async with db.sessions() as session:
-            rows = await repository.find_entries(session, where, after_seq=after, limit=PAGE)
-        for row in rows:
-            yield row
-        if len(rows) < PAGE:
-            return
-        after = rows[-1].seq
-
-
 async def verify(db: Database, public_key: bytes, *, from_seq: int | None = None, to_seq: int | None = None) -> Report:
     """Recompute the chain over [from_seq, to_seq] (default: all of it), check each entry's columns against its hashed
     event, and check the chain against the signed checkpoints and the head. Reads the database page by page; memory
     stays flat whatever the log's size."""
     async with db.sessions() as session:
         head_seq, head_hash = await repository.read_head(session)
-        signed = await checkpoints(session, from_seq=from_seq, to_seq=to_seq)
+        signed = await queries.checkpoints(session, from_seq=from_seq, to_seq=to_seq)
     start = from_seq or 1
     end = head_seq if to_seq is None else min(to_seq, head_seq)  # the last entry that must exist
     verifier = ChainVerifier(expected_prev=None if start > 1 else GENESIS)

@@ -16,24 +16,34 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, Strict, ValidationError, field_validator
 from starlette.background import BackgroundTask
 
-from llmops.auth import Permission, Principal, Role, require_project, requires
+from llmops.auth import Permission, ProjectScope, Role, in_project
 from llmops.errors import Problem
-from llmops.http import CurrentRuntime, Session, actor_of
+from llmops.http import CurrentRuntime, Session, get_settings
 from llmops.pii import parse_kinds, parse_locales
 from llmops.types import Offset, RequestBody, VersionPath
-from llmops_datasets import repository, service
+from llmops.uploads import checked_upload, upload_body
+from llmops_datasets import queries, service
 from llmops_datasets.formats import CONTENT_TYPES, Format
 from llmops_datasets.ingest import CleaningConfig, split_rows
+from llmops_datasets.parallel import IngestPool
+from llmops_datasets.settings import DatasetsSettings
 from llmops_schemas.splits import SplitConfig, row_digest
 
 WRITE = Permission("datasets.write", {Role.DATA_STEWARD})
 READ = Permission("datasets.read", {Role.DATA_STEWARD, Role.ML_ENGINEER, Role.VIEWER})
 
 router = APIRouter(prefix="/projects/{project}/datasets", tags=["datasets"])
-Writer = Annotated[Principal, Depends(requires(WRITE))]
-Reader = Annotated[Principal, Depends(requires(READ))]
+Writer = Annotated[ProjectScope, Depends(in_project(WRITE))]
+Reader = Annotated[ProjectScope, Depends(in_project(READ))]
+SettingsDep = Annotated[DatasetsSettings, Depends(get_settings)]
+
+
+def _ingest_pool(request: Request) -> IngestPool | None:
+    return request.app.state.ingest_pool  # the pool the service started, or None when it runs none
+
+
+IngestPoolDep = Annotated[IngestPool | None, Depends(_ingest_pool)]
 Name = Annotated[str, PathParam(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$", description="dataset name")]
-Project = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
 
 
 class DatasetIn(RequestBody):
@@ -152,45 +162,36 @@ def _version_out(row) -> VersionOut:
 
 
 @router.post("", status_code=201, summary="Create a dataset with a declared format")
-async def create_dataset(
-    project: Project, body: DatasetIn, request: Request, session: Session, runtime: CurrentRuntime, principal: Writer
-) -> DatasetOut:
-    await require_project(request, principal, project)
+async def create_dataset(body: DatasetIn, session: Session, runtime: CurrentRuntime, scope: Writer) -> DatasetOut:
     row = await service.create_dataset(
         session,
         runtime,
-        project=project,
+        project=scope.project,
         name=body.name,
         row_format=body.format,
         description=body.description,
-        actor=actor_of(request, principal),
+        actor=scope.actor,
     )
     return _dataset_out(row)
 
 
 @router.get("", summary="List and search the project's datasets")
 async def list_datasets(
-    project: Project,
-    request: Request,
     session: Session,
-    principal: Reader,
+    scope: Reader,
     q: Annotated[str | None, Query(max_length=200, description="search in names and descriptions")] = None,
     format: Format | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Offset = 0,
 ) -> list[DatasetOut]:
-    await require_project(request, principal, project)
-    rows = await repository.list_datasets(session, project, search=q, row_format=format, limit=limit, offset=offset)
+    rows = await queries.list_datasets(session, scope.project, search=q, row_format=format, limit=limit, offset=offset)
     return [_dataset_out(r, r.latest_version) for r in rows]
 
 
 @router.get("/{name}", summary="A dataset and its versions")
-async def show_dataset(
-    project: Project, name: Name, request: Request, session: Session, principal: Reader
-) -> DatasetDetail:
-    await require_project(request, principal, project)
-    dataset = await service.get_dataset(session, project, name)
-    versions = [_version_out(v) for v in await repository.list_versions(session, dataset.id)]
+async def show_dataset(name: Name, session: Session, scope: Reader) -> DatasetDetail:
+    dataset = await service.get_dataset(session, scope.project, name)
+    versions = [_version_out(v) for v in await queries.versions(session, scope.project, name)]
     latest = versions[-1].version if versions else None
     return DatasetDetail(**_dataset_out(dataset, latest).model_dump(), versions=versions)
 
@@ -199,42 +200,33 @@ async def show_dataset(
     "/{name}/versions",
     status_code=201,
     summary="Upload a version (JSONL, CSV or Parquet body), validated, cleaned and stored",
-    openapi_extra={
-        "requestBody": {"content": {t: {"schema": {"type": "string", "format": "binary"}} for t in CONTENT_TYPES}}
-    },
+    openapi_extra=upload_body(CONTENT_TYPES),
 )
 async def upload_version(
-    project: Project,
     name: Name,
     request: Request,
     response: Response,
     runtime: CurrentRuntime,
-    principal: Writer,
+    scope: Writer,
+    settings: SettingsDep,
+    pool: IngestPoolDep,
     options: Annotated[UploadOptions, Query()],
 ) -> VersionOut:
-    await require_project(request, principal, project)
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    file_type = CONTENT_TYPES.get(media)
-    if file_type is None:
-        raise Problem(415, f"unsupported content type {media or '(none)'!r}; send one of {', '.join(CONTENT_TYPES)}")
-    limit = request.app.state.settings.max_upload_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise Problem(413, f"the upload ({declared} bytes) is larger than the limit of {limit} bytes")
+    file_type = CONTENT_TYPES[checked_upload(request, CONTENT_TYPES, limit=settings.max_upload_bytes)]
     cleaning, split = options.configs()
     version, created = await service.upload_version(
         runtime,
-        project=project,
+        project=scope.project,
         name=name,
         chunks=request.stream(),
         file_type=file_type,
         cleaning=cleaning,
         split=split,
         keep_valid=options.keep_valid,
-        limit=limit,
-        spool_dir=request.app.state.settings.spool_dir,
-        actor=actor_of(request, principal),
-        pool=request.app.state.ingest_pool,
+        limit=settings.max_upload_bytes,
+        spool_dir=settings.spool_dir,
+        actor=scope.actor,
+        pool=pool,
         delimiter=options.delimiter,
     )
     if not created:
@@ -243,28 +235,23 @@ async def upload_version(
 
 
 @router.get("/{name}/versions/{version}", summary="One version: hash, stats, splits, cleaning report, diff")
-async def show_version(
-    project: Project, name: Name, version: VersionPath, request: Request, session: Session, principal: Reader
-) -> VersionOut:
-    await require_project(request, principal, project)
-    return _version_out((await service.get_version(session, project, name, version))[1])
+async def show_version(name: Name, version: VersionPath, session: Session, scope: Reader) -> VersionOut:
+    return _version_out((await service.get_version(session, scope.project, name, version))[1])
 
 
 @router.get("/{name}/versions/{version}/preview", summary="The first rows of a version (or of one split)")
 async def preview(
-    project: Project,
     name: Name,
     version: VersionPath,
-    request: Request,
     session: Session,
     runtime: CurrentRuntime,
-    principal: Reader,
+    scope: Reader,
+    settings: SettingsDep,
     rows: Annotated[int, Query(ge=1, le=1000)] = 20,
     split: Literal["train", "validation", "test"] | None = None,
 ) -> list[dict[str, Any]]:
-    await require_project(request, principal, project)
-    _, found = await service.get_version(session, project, name, version)
-    rows = min(rows, request.app.state.settings.preview_max_rows)
+    _, found = await service.get_version(session, scope.project, name, version)
+    rows = min(rows, settings.preview_max_rows)
     keep = None
     if split is not None:
         config = _split_config(found)
@@ -274,18 +261,15 @@ async def preview(
 
 @router.get("/{name}/versions/{version}/download", summary="Download a version or a split (stream or presigned URL)")
 async def download(
-    project: Project,
     name: Name,
     version: VersionPath,
-    request: Request,
     session: Session,
     runtime: CurrentRuntime,
-    principal: Reader,
+    scope: Reader,
     split: Literal["train", "validation", "test"] | None = None,
     presigned: bool = False,
 ):
-    await require_project(request, principal, project)
-    dataset, found = await service.get_version(session, project, name, version)
+    dataset, found = await service.get_version(session, scope.project, name, version)
     if presigned:
         if split is not None:
             raise Problem(
@@ -332,24 +316,21 @@ class DeprecateIn(RequestBody):
 
 @router.post("/{name}/versions/{version}/deprecate", summary="Deprecate a version: readable, refused for training")
 async def deprecate(
-    project: Project,
     name: Name,
     version: VersionPath,
     body: DeprecateIn,
-    request: Request,
     session: Session,
     runtime: CurrentRuntime,
-    principal: Writer,
+    scope: Writer,
 ) -> VersionOut:
-    await require_project(request, principal, project)
     row = await service.deprecate(
         session,
         runtime,
-        project=project,
+        project=scope.project,
         name=name,
         version=version,
         reason=body.reason,
-        actor=actor_of(request, principal),
+        actor=scope.actor,
     )
     return _version_out(row)
 

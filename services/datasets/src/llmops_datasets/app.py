@@ -13,8 +13,9 @@ from fastapi import FastAPI
 from llmops.bus import make_broker
 from llmops.db import Database, upgrade
 from llmops.entrypoint import service_cli
-from llmops.http import Runtime, create_app
+from llmops.http import create_app
 from llmops.memory import tune_malloc
+from llmops.runtime import Runtime
 from llmops.storage import ObjectStore
 from llmops_datasets.api import router
 from llmops_datasets.formats import CONTENT_TYPES

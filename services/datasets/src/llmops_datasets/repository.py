@@ -1,4 +1,4 @@
-"""Every SQL statement of the datasets service."""
+"""The SQL of the datasets service's use cases (what routes only read is in :mod:`llmops_datasets.queries`)."""
 
 from __future__ import annotations
 
@@ -18,26 +18,6 @@ async def insert_dataset(session: AsyncSession, values: dict[str, Any]) -> None:
 async def find_dataset(session: AsyncSession, project: str, name: str) -> Row | None:
     query = select(datasets).where(datasets.c.project == project, datasets.c.name == name)
     return (await session.execute(query)).one_or_none()
-
-
-async def list_datasets(
-    session: AsyncSession, project: str, *, search: str | None, row_format: str | None, limit: int, offset: int
-) -> list[Row]:
-    latest = (
-        select(func.max(dataset_versions.c.version))
-        .where(dataset_versions.c.dataset_id == datasets.c.id)
-        .scalar_subquery()
-        .label("latest_version")
-    )
-    query = select(datasets, latest).where(datasets.c.project == project)
-    if search:
-        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = f"%{escaped}%"
-        query = query.where(datasets.c.name.ilike(pattern) | datasets.c.description.ilike(pattern))
-    if row_format:
-        query = query.where(datasets.c.format == row_format)
-    query = query.order_by(datasets.c.name).limit(limit).offset(offset)
-    return list((await session.execute(query)).all())
 
 
 async def lock_dataset(session: AsyncSession, dataset_id: str) -> None:
@@ -74,13 +54,6 @@ async def latest_version(session: AsyncSession, dataset_id: str) -> Row | None:
         .limit(1)
     )
     return (await session.execute(query)).one_or_none()
-
-
-async def list_versions(session: AsyncSession, dataset_id: str) -> list[Row]:
-    query = (
-        select(dataset_versions).where(dataset_versions.c.dataset_id == dataset_id).order_by(dataset_versions.c.version)
-    )
-    return list((await session.execute(query)).all())
 
 
 async def insert_version(session: AsyncSession, values: dict[str, Any]) -> None:

@@ -20,10 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import add_to_outbox
 from llmops.errors import Problem
-from llmops.http import Actor, Runtime, spool
 from llmops.logging import get_logger
 from llmops.memory import release_free_memory
 from llmops.object_writer import ObjectWriter
+from llmops.runtime import Actor, Runtime, spool
 from llmops_datasets import repository
 from llmops_datasets.arriving import ArrivingFile
 from llmops_datasets.digests import diff

@@ -9,22 +9,31 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
-from llmops.auth import Permission, Principal, Role, require_project, requires
-from llmops.http import CurrentRuntime, Session, actor_of, from_row
+from llmops.auth import Permission, ProjectScope, Role, in_project
+from llmops.http import CurrentRuntime, Session, from_row, get_settings
 from llmops.prompts import Expectation, PromptTemplate
 from llmops.types import INT32_MAX, Offset, RequestBody, Version, VersionPath, VersionQuery
-from llmops_prompts import repository, service
+from llmops_prompts import queries, service
+from llmops_prompts.service import Limits
+from llmops_prompts.settings import PromptsSettings
 
 WRITE = Permission("prompts.write", {Role.ML_ENGINEER})
 READ = Permission("prompts.read", {Role.ML_ENGINEER, Role.VIEWER})
 
 router = APIRouter(prefix="/projects/{project}/prompts", tags=["prompts"])
-Writer = Annotated[Principal, Depends(requires(WRITE))]
-Reader = Annotated[Principal, Depends(requires(READ))]
+Writer = Annotated[ProjectScope, Depends(in_project(WRITE))]
+Reader = Annotated[ProjectScope, Depends(in_project(READ))]
+SettingsDep = Annotated[PromptsSettings, Depends(get_settings)]
 NAME = r"^[a-z0-9][a-z0-9._-]{0,127}$"
 Name = Annotated[str, PathParam(pattern=NAME)]
 LabelName = Annotated[str, PathParam(pattern=NAME)]
-Project = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+
+
+def _limits(request: Request) -> Limits:
+    return request.app.state.limits
+
+
+LimitsDep = Annotated[Limits, Depends(_limits)]
 
 
 class PromptIn(RequestBody):
@@ -107,42 +116,35 @@ class TestCaseIn(RequestBody):
 
 
 @router.post("", status_code=201, summary="Create a prompt")
-async def create_prompt(
-    project: Project, body: PromptIn, request: Request, session: Session, runtime: CurrentRuntime, principal: Writer
-) -> PromptOut:
-    await require_project(request, principal, project)
+async def create_prompt(body: PromptIn, session: Session, runtime: CurrentRuntime, scope: Writer) -> PromptOut:
     row = await service.create_prompt(
         session,
         runtime,
-        project=project,
+        project=scope.project,
         name=body.name,
         description=body.description,
-        actor=actor_of(request, principal),
+        actor=scope.actor,
     )
     return from_row(PromptOut, row)
 
 
 @router.get("", summary="The project's prompts")
 async def list_prompts(
-    project: Project,
-    request: Request,
     session: Session,
-    principal: Reader,
+    scope: Reader,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Offset = 0,
 ) -> list[PromptOut]:
-    await require_project(request, principal, project)
-    return [from_row(PromptOut, r) for r in await repository.list_prompts(session, project, limit=limit, offset=offset)]
+    return [
+        from_row(PromptOut, r) for r in await queries.list_prompts(session, scope.project, limit=limit, offset=offset)
+    ]
 
 
 @router.get("/{name}", summary="A prompt, its versions and labels")
-async def show_prompt(
-    project: Project, name: Name, request: Request, session: Session, principal: Reader
-) -> PromptDetail:
-    await require_project(request, principal, project)
-    prompt = await service.get_prompt(session, project, name)
-    versions = [from_row(VersionOut, v) for v in await repository.list_versions(session, prompt.id)]
-    labels = [from_row(LabelOut, label) for label in await repository.list_labels(session, prompt.id)]
+async def show_prompt(name: Name, session: Session, scope: Reader) -> PromptDetail:
+    prompt = await service.get_prompt(session, scope.project, name)
+    versions = [from_row(VersionOut, v) for v in await queries.versions(session, scope.project, name)]
+    labels = [from_row(LabelOut, label) for label in await queries.labels_of(session, scope.project, name)]
     return PromptDetail(**from_row(PromptOut, prompt).model_dump(), versions=versions, labels=labels)
 
 
@@ -153,25 +155,22 @@ async def show_prompt(
     responses={200: {"model": VersionOut, "description": "Nothing changed since the latest version: that version"}},
 )
 async def commit_version(
-    project: Project,
     name: Name,
     body: VersionIn,
-    request: Request,
     response: Response,
     session: Session,
     runtime: CurrentRuntime,
-    principal: Writer,
+    scope: Writer,
 ) -> VersionOut:
-    await require_project(request, principal, project)
     version, created = await service.commit_version(
         session,
         runtime,
-        project=project,
+        project=scope.project,
         name=name,
         template=body.template,
         parameters=body.parameters.model_dump(exclude_none=True),
         message=body.message,
-        actor=actor_of(request, principal),
+        actor=scope.actor,
     )
     if not created:
         response.status_code = 200  # nothing changed since the latest version
@@ -184,17 +183,15 @@ async def commit_version(
     responses={304: {"description": "Not modified: `If-None-Match` holds the current ETag"}},
 )
 async def resolve(
-    project: Project,
     name: Name,
     request: Request,
     response: Response,
     session: Session,
-    principal: Reader,
+    scope: Reader,
     label: Annotated[str | None, Query(pattern=NAME)] = None,
     version: VersionQuery = None,
 ) -> VersionOut | None:
-    await require_project(request, principal, project)
-    prompt = await service.get_prompt(session, project, name)
+    prompt = await service.get_prompt(session, scope.project, name)
     found = await service.resolve(session, prompt, label=label, version=version)
     etag = f'"v{found.version}-{found.hash[:32]}"'
     if request.headers.get("if-none-match") == etag:
@@ -204,26 +201,20 @@ async def resolve(
 
 
 @router.get("/{name}/versions/{version}", summary="One version")
-async def show_version(
-    project: Project, name: Name, version: VersionPath, request: Request, session: Session, principal: Reader
-) -> VersionOut:
-    await require_project(request, principal, project)
-    prompt = await service.get_prompt(session, project, name)
+async def show_version(name: Name, version: VersionPath, session: Session, scope: Reader) -> VersionOut:
+    prompt = await service.get_prompt(session, scope.project, name)
     return from_row(VersionOut, await service.get_version(session, prompt, version))
 
 
 @router.get("/{name}/diff", summary="Template, variables and parameters changed between two versions")
 async def diff(
-    project: Project,
     name: Name,
-    request: Request,
     session: Session,
-    principal: Reader,
+    scope: Reader,
     from_version: Annotated[int, Query(alias="from", ge=1, le=INT32_MAX)],
     to_version: Annotated[int, Query(alias="to", ge=1, le=INT32_MAX)],
 ) -> dict[str, Any]:
-    await require_project(request, principal, project)
-    prompt = await service.get_prompt(session, project, name)
+    prompt = await service.get_prompt(session, scope.project, name)
     return service.diff(
         await service.get_version(session, prompt, from_version), await service.get_version(session, prompt, to_version)
     )
@@ -231,54 +222,46 @@ async def diff(
 
 @router.put("/{name}/labels/{label}", summary="Move a label to a version (protected labels: admin, tests first)")
 async def move_label(
-    project: Project,
     name: Name,
     label: LabelName,
     body: LabelMoveIn,
-    request: Request,
     session: Session,
     runtime: CurrentRuntime,
-    principal: Writer,
+    scope: Writer,
+    limits: LimitsDep,
+    settings: SettingsDep,
 ) -> MoveOut:
-    await require_project(request, principal, project)
-    prompt = await service.get_prompt(session, project, name)
+    prompt = await service.get_prompt(session, scope.project, name)
     move = await service.move_label(
         session,
         runtime,
-        request,
-        principal,
+        scope.principal,
         prompt=prompt,
         label=label,
         version=body.version,
         reason=body.reason,
         protected=body.protected,
-        guard_role=request.app.state.settings.protected_label_role,
-        actor=actor_of(request, principal),
-        limits=request.app.state.limits,
+        guard_role=settings.protected_label_role,
+        actor=scope.actor,
+        limits=limits,
     )
     return from_row(MoveOut, move)
 
 
 @router.get("/{name}/labels/{label}/history", summary="Every move of a label: who, when, from, to, why")
-async def label_history(
-    project: Project, name: Name, label: LabelName, request: Request, session: Session, principal: Reader
-) -> list[MoveOut]:
-    await require_project(request, principal, project)
-    prompt = await service.get_prompt(session, project, name)
-    return [from_row(MoveOut, m) for m in await repository.label_history(session, prompt.id, label)]
+async def label_history(name: Name, label: LabelName, session: Session, scope: Reader) -> list[MoveOut]:
+    await service.get_prompt(session, scope.project, name)  # 404 for an unknown prompt
+    return [from_row(MoveOut, m) for m in await queries.label_history(session, scope.project, name, label)]
 
 
 @router.post(
     "/{name}/render",
     summary="Render by label or version with variables (422 names each bad variable, or the render limit reached)",
 )
-async def render(
-    project: Project, name: Name, body: RenderIn, request: Request, session: Session, principal: Reader
-) -> dict[str, Any]:
-    await require_project(request, principal, project)
-    prompt = await service.get_prompt(session, project, name)
+async def render(name: Name, body: RenderIn, session: Session, scope: Reader, limits: LimitsDep) -> dict[str, Any]:
+    prompt = await service.get_prompt(session, scope.project, name)
     version = await service.resolve(session, prompt, label=body.label, version=body.version)
-    rendered = await service.render_version(version, body.variables, request.app.state.limits)
+    rendered = await service.render_version(version, body.variables, limits)
     return {
         "version": version.version,
         "parameters": version.parameters,
@@ -287,47 +270,39 @@ async def render(
 
 
 @router.post("/{name}/tests", status_code=201, summary="Add a test case (variables and expectations)")
-async def add_test(
-    project: Project, name: Name, body: TestCaseIn, request: Request, session: Session, principal: Writer
-) -> dict[str, Any]:
-    await require_project(request, principal, project)
-    prompt = await service.get_prompt(session, project, name)
+async def add_test(name: Name, body: TestCaseIn, session: Session, scope: Writer) -> dict[str, Any]:
+    prompt = await service.get_prompt(session, scope.project, name)
     case = await service.add_test_case(
         session,
         prompt,
         name=body.name,
         variables=body.variables,
         expect=body.expect,
-        actor=actor_of(request, principal),
+        actor=scope.actor,
     )
     return {"name": case.name, "variables": case.variables, "expect": case.expect}
 
 
 @router.get("/{name}/tests", summary="The prompt's test cases")
-async def list_tests(
-    project: Project, name: Name, request: Request, session: Session, principal: Reader
-) -> list[dict[str, Any]]:
-    await require_project(request, principal, project)
-    prompt = await service.get_prompt(session, project, name)
+async def list_tests(name: Name, session: Session, scope: Reader) -> list[dict[str, Any]]:
+    await service.get_prompt(session, scope.project, name)  # 404 for an unknown prompt
     return [
         {"name": c.name, "variables": c.variables, "expect": c.expect}
-        for c in await repository.list_test_cases(session, prompt.id)
+        for c in await queries.test_cases_of(session, scope.project, name)
     ]
 
 
 @router.post("/{name}/tests/run", summary="Run the test cases against a version or label (default latest)")
 async def run_tests(
-    project: Project,
     name: Name,
-    request: Request,
     session: Session,
-    principal: Reader,
+    scope: Reader,
+    limits: LimitsDep,
     label: Annotated[str | None, Query(pattern=NAME)] = None,
     version: VersionQuery = None,
 ) -> dict[str, Any]:
-    await require_project(request, principal, project)
-    prompt = await service.get_prompt(session, project, name)
+    prompt = await service.get_prompt(session, scope.project, name)
     target = await service.resolve(session, prompt, label=label, version=version)
-    cases = await repository.list_test_cases(session, prompt.id)
-    results = await service.run_tests(target, cases, request.app.state.limits)
+    cases = await queries.test_cases_of(session, scope.project, name)
+    results = await service.run_tests(target, cases, limits)
     return {"version": target.version, "passed": all(r["passed"] for r in results), "results": results}

@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from llmops.bus import make_broker
 from llmops.db import Database, upgrade
 from llmops.entrypoint import service_cli
-from llmops.http import Runtime, create_app
+from llmops.http import create_app
+from llmops.runtime import Runtime
 from llmops_prompts.api import router
 from llmops_prompts.service import Limits
 from llmops_prompts.settings import PromptsSettings

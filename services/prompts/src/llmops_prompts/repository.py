@@ -1,4 +1,4 @@
-"""Every SQL statement of the prompts service."""
+"""The SQL of the prompts service's use cases (what routes only read is in :mod:`llmops_prompts.queries`)."""
 
 from __future__ import annotations
 
@@ -20,11 +20,6 @@ async def find_prompt(session: AsyncSession, project: str, name: str) -> Row | N
     return (
         await session.execute(select(prompts).where(prompts.c.project == project, prompts.c.name == name))
     ).one_or_none()
-
-
-async def list_prompts(session: AsyncSession, project: str, *, limit: int, offset: int) -> list[Row]:
-    query = select(prompts).where(prompts.c.project == project).order_by(prompts.c.name).limit(limit).offset(offset)
-    return list((await session.execute(query)).all())
 
 
 async def lock_prompt(session: AsyncSession, prompt_id: str, scope: str) -> None:
@@ -53,11 +48,6 @@ async def find_version(session: AsyncSession, prompt_id: str, version: int) -> R
     return (await session.execute(query)).one_or_none()
 
 
-async def list_versions(session: AsyncSession, prompt_id: str) -> list[Row]:
-    query = select(prompt_versions).where(prompt_versions.c.prompt_id == prompt_id).order_by(prompt_versions.c.version)
-    return list((await session.execute(query)).all())
-
-
 async def find_label(session: AsyncSession, prompt_id: str, name: str) -> Row | None:
     query = (
         select(labels, prompt_versions.c.version)
@@ -65,16 +55,6 @@ async def find_label(session: AsyncSession, prompt_id: str, name: str) -> Row | 
         .where(labels.c.prompt_id == prompt_id, labels.c.name == name)
     )
     return (await session.execute(query)).one_or_none()
-
-
-async def list_labels(session: AsyncSession, prompt_id: str) -> list[Row]:
-    query = (
-        select(labels, prompt_versions.c.version)
-        .join(prompt_versions, prompt_versions.c.id == labels.c.version_id)
-        .where(labels.c.prompt_id == prompt_id)
-        .order_by(labels.c.name)
-    )
-    return list((await session.execute(query)).all())
 
 
 async def set_label(
@@ -93,15 +73,6 @@ async def set_label(
 
 async def record_move(session: AsyncSession, values: dict[str, Any]) -> Row:
     return (await session.execute(insert(label_moves).values(**values).returning(label_moves))).one()
-
-
-async def label_history(session: AsyncSession, prompt_id: str, label: str) -> list[Row]:
-    query = (
-        select(label_moves)
-        .where(label_moves.c.prompt_id == prompt_id, label_moves.c.label == label)
-        .order_by(label_moves.c.id)
-    )
-    return list((await session.execute(query)).all())
 
 
 async def insert_test_case(session: AsyncSession, values: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""The prompts service's use cases. Errors are :class:`llmops.errors.Problem`, answered as RFC 9457 documents."""
+"""The prompts service's use cases. Errors are :class:`llmops.errors.Problem` (403s are its ``Forbidden``), answered
+by the edge as RFC 9457 documents."""
 
 from __future__ import annotations
 
@@ -11,15 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from fastapi import Request
 from pydantic import ValidationError
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from llmops.auth import AuthError, Principal, Role, deny
 from llmops.bus import add_to_outbox
-from llmops.errors import Problem
-from llmops.http import Actor, Runtime
+from llmops.errors import Forbidden, Problem
 from llmops.prompts import (
     RENDER_SECONDS,
     Expectation,
@@ -29,6 +27,8 @@ from llmops.prompts import (
     failed_expectations,
     render,
 )
+from llmops.runtime import Actor, Runtime
+from llmops.tokens import Principal, Role
 from llmops_prompts import repository
 from llmops_schemas.events import PromptCreated, PromptLabelMoved, PromptVersionCreated
 
@@ -268,7 +268,6 @@ def may_guard(principal: Principal, guard_role: Role | None) -> bool:
 async def move_label(
     session: AsyncSession,
     runtime: Runtime,
-    request: Request,
     principal: Principal,
     *,
     prompt: Row,
@@ -289,12 +288,7 @@ async def move_label(
     will_protect = was_protected if protected is None else protected
     if (was_protected or will_protect != was_protected) and not may_guard(principal, guard_role):
         who = "admin" + (f" or {guard_role.value}" if guard_role else "")
-        await deny(
-            request,
-            AuthError(403, "protected_label", f"label {label!r} is protected: only {who} may move or (un)protect it"),
-            permission=None,
-            principal=principal,
-        )
+        raise Forbidden("protected_label", f"label {label!r} is protected: only {who} may move or (un)protect it")
     if will_protect:
         cases = await repository.list_test_cases(session, prompt.id)
         failures = [r for r in await run_tests(target, cases, limits) if not r["passed"]]

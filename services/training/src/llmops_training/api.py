@@ -13,21 +13,23 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field, model_validator
 
-from llmops.auth import Permission, Principal, Role, require_project, requires
+from llmops.auth import Permission, ProjectScope, Role, in_project
 from llmops.errors import Problem
-from llmops.http import CurrentRuntime, Session, actor_of, from_row
+from llmops.http import CurrentRuntime, Session, from_row, get_settings
 from llmops.types import Offset, RequestBody, UUIDPath, Version
-from llmops_training import repository, service
+from llmops.uploads import checked_upload, upload_body
+from llmops_training import queries, service
+from llmops_training.settings import TrainingSettings
 
 WRITE = Permission("training.write", {Role.ML_ENGINEER})
 READ = Permission("training.read", {Role.ML_ENGINEER, Role.VIEWER})
 
 router = APIRouter(prefix="/projects/{project}", tags=["training"])
-Writer = Annotated[Principal, Depends(requires(WRITE))]
-Reader = Annotated[Principal, Depends(requires(READ))]
+Writer = Annotated[ProjectScope, Depends(in_project(WRITE))]
+Reader = Annotated[ProjectScope, Depends(in_project(READ))]
+SettingsDep = Annotated[TrainingSettings, Depends(get_settings)]
 NAME = r"^[a-z0-9][a-z0-9._-]{0,127}$"
 Name = Annotated[str, PathParam(pattern=NAME)]
-Project = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
 TAR_TYPES = ("application/x-tar", "application/tar")
 
 
@@ -55,17 +57,16 @@ class BaseModelOut(BaseModel):
 
 @router.post("/base-models", status_code=201, summary="Register a base model by hub id (resolved by the worker)")
 async def register_hub_model(
-    project: Project, body: HubModelIn, request: Request, session: Session, runtime: CurrentRuntime, principal: Writer
+    body: HubModelIn, session: Session, runtime: CurrentRuntime, scope: Writer
 ) -> BaseModelOut:
-    await require_project(request, principal, project)
     row = await service.register_hub_model(
         session,
         runtime,
-        project=project,
+        project=scope.project,
         name=body.name,
         hub_id=body.hub_id,
         revision=body.revision,
-        actor=actor_of(request, principal),
+        actor=scope.actor,
     )
     return from_row(BaseModelOut, row)
 
@@ -74,41 +75,26 @@ async def register_hub_model(
     "/base-models/{name}/upload",
     status_code=201,
     summary="Register a base model from a tar of its Hugging Face directory (content-addressed)",
-    openapi_extra={
-        "requestBody": {"content": {t: {"schema": {"type": "string", "format": "binary"}} for t in TAR_TYPES}}
-    },
+    openapi_extra=upload_body(TAR_TYPES),
 )
 async def upload_base_model(
-    project: Project, name: Name, request: Request, runtime: CurrentRuntime, principal: Writer
+    name: Name, request: Request, runtime: CurrentRuntime, scope: Writer, settings: SettingsDep
 ) -> BaseModelOut:
-    await require_project(request, principal, project)
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media not in TAR_TYPES:
-        raise Problem(415, f"unsupported content type {media or '(none)'!r}; send {TAR_TYPES[0]}")
-    settings = request.app.state.settings
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
-        raise Problem(413, f"the upload ({declared} bytes) is larger than the limit of {settings.max_upload_bytes}")
+    checked_upload(request, TAR_TYPES, limit=settings.max_upload_bytes)
     row = await service.register_uploaded_model(
-        runtime, settings, project=project, name=name, chunks=request.stream(), actor=actor_of(request, principal)
+        runtime, settings, project=scope.project, name=name, chunks=request.stream(), actor=scope.actor
     )
     return from_row(BaseModelOut, row)
 
 
 @router.get("/base-models", summary="The project's base models")
-async def list_base_models(
-    project: Project, request: Request, session: Session, principal: Reader
-) -> list[BaseModelOut]:
-    await require_project(request, principal, project)
-    return [from_row(BaseModelOut, row) for row in await repository.list_base_models(session, project)]
+async def list_base_models(session: Session, scope: Reader) -> list[BaseModelOut]:
+    return [from_row(BaseModelOut, row) for row in await queries.list_base_models(session, scope.project)]
 
 
 @router.get("/base-models/{name}", summary="One base model")
-async def show_base_model(
-    project: Project, name: Name, request: Request, session: Session, principal: Reader
-) -> BaseModelOut:
-    await require_project(request, principal, project)
-    return from_row(BaseModelOut, await service.get_base_model(session, project, name))
+async def show_base_model(name: Name, session: Session, scope: Reader) -> BaseModelOut:
+    return from_row(BaseModelOut, await service.get_base_model(session, scope.project, name))
 
 
 # -- jobs --------------------------------------------------------------------------------------------------------
@@ -187,32 +173,28 @@ class JobOut(BaseModel):
 
 @router.post("/training/jobs", status_code=201, summary="Start a fine-tuning job (full, lora or qlora)")
 async def start_job(
-    project: Project, body: JobIn, request: Request, session: Session, runtime: CurrentRuntime, principal: Writer
+    body: JobIn, session: Session, runtime: CurrentRuntime, scope: Writer, settings: SettingsDep
 ) -> JobOut:
-    await require_project(request, principal, project)
     row = await service.request_job(
         session,
         runtime,
-        request.app.state.settings,
-        project=project,
+        settings,
+        project=scope.project,
         spec=body.model_dump(mode="json"),
-        actor=actor_of(request, principal),
+        actor=scope.actor,
     )
     return from_row(JobOut, row)
 
 
 @router.get("/training/jobs", summary="The project's jobs, newest first")
 async def list_jobs(
-    project: Project,
-    request: Request,
     session: Session,
-    principal: Reader,
+    scope: Reader,
     status: Annotated[Literal["queued", "running", "completed", "failed", "cancelled"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Offset = 0,
 ) -> list[JobOut]:
-    await require_project(request, principal, project)
-    rows = await repository.list_jobs(session, project, status=status, limit=limit, offset=offset)
+    rows = await queries.list_jobs(session, scope.project, status=status, limit=limit, offset=offset)
     return [from_row(JobOut, row) for row in rows]
 
 
@@ -220,17 +202,13 @@ JobId = UUIDPath
 
 
 @router.get("/training/jobs/{job_id}", summary="One job: status, progress, metrics, error")
-async def show_job(project: Project, job_id: JobId, request: Request, session: Session, principal: Reader) -> JobOut:
-    await require_project(request, principal, project)
-    return from_row(JobOut, await service.get_job(session, project, job_id))
+async def show_job(job_id: JobId, session: Session, scope: Reader) -> JobOut:
+    return from_row(JobOut, await service.get_job(session, scope.project, job_id))
 
 
 @router.post("/training/jobs/{job_id}/cancel", summary="Cancel a job (a running one stops at its next step)")
-async def cancel_job(
-    project: Project, job_id: JobId, request: Request, session: Session, runtime: CurrentRuntime, principal: Writer
-) -> JobOut:
-    await require_project(request, principal, project)
-    row = await service.cancel_job(session, runtime, project=project, job_id=job_id, actor=actor_of(request, principal))
+async def cancel_job(job_id: JobId, session: Session, runtime: CurrentRuntime, scope: Writer) -> JobOut:
+    row = await service.cancel_job(session, runtime, project=scope.project, job_id=job_id, actor=scope.actor)
     return from_row(JobOut, row)
 
 
@@ -244,17 +222,15 @@ class LogLine(BaseModel):
 
 @router.get("/training/jobs/{job_id}/logs", summary="A job's log lines (page with after=<last id>)")
 async def job_logs(
-    project: Project,
     job_id: JobId,
-    request: Request,
     session: Session,
-    principal: Reader,
+    scope: Reader,
     after: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[LogLine]:
-    await require_project(request, principal, project)
-    job = await service.get_job(session, project, job_id)
-    return [from_row(LogLine, row) for row in await repository.logs_of(session, job.id, after=after, limit=limit)]
+    await service.get_job(session, scope.project, job_id)  # 404 for an unknown job
+    rows = await queries.logs_of(session, scope.project, job_id, after=after, limit=limit)
+    return [from_row(LogLine, row) for row in rows]
 
 
 class StepMetrics(BaseModel):
@@ -266,12 +242,9 @@ class StepMetrics(BaseModel):
 
 
 @router.get("/training/jobs/{job_id}/metrics", summary="A job's figures at every step (the loss curve)")
-async def job_metrics(
-    project: Project, job_id: JobId, request: Request, session: Session, principal: Reader
-) -> list[StepMetrics]:
-    await require_project(request, principal, project)
-    job = await service.get_job(session, project, job_id)
-    return [from_row(StepMetrics, row) for row in await repository.job_metrics_of(session, job.id)]
+async def job_metrics(job_id: JobId, session: Session, scope: Reader) -> list[StepMetrics]:
+    await service.get_job(session, scope.project, job_id)  # 404 for an unknown job
+    return [from_row(StepMetrics, row) for row in await queries.job_metrics_of(session, scope.project, job_id)]
 
 
 # -- model registry ----------------------------------------------------------------------------------------------
@@ -304,31 +277,27 @@ class ModelOut(BaseModel):
 
 
 @router.get("/models", summary="The project's registered models and their versions")
-async def list_models(project: Project, request: Request, session: Session, principal: Reader) -> list[ModelOut]:
-    await require_project(request, principal, project)
+async def list_models(session: Session, scope: Reader) -> list[ModelOut]:
     by_name: dict[str, list] = {}
-    for row in await repository.list_model_versions(session, project):
+    for row in await queries.model_versions_of(session, scope.project):
         by_name.setdefault(row.name, []).append(from_row(ModelVersionOut, row))
+    aliases: dict[str, list] = {}
+    for row in await queries.aliases_of(session, scope.project):  # every model's in one query, not one per model
+        aliases.setdefault(row.name, []).append(from_row(AliasOut, row))
     return [
-        ModelOut(
-            project=project,
-            name=name,
-            versions=versions,
-            aliases=[from_row(AliasOut, a) for a in await repository.aliases_of(session, project, name)],
-        )
+        ModelOut(project=scope.project, name=name, versions=versions, aliases=aliases.get(name, []))
         for name, versions in by_name.items()
     ]
 
 
 @router.get("/models/{name}", summary="One model: its versions and aliases")
-async def show_model(project: Project, name: Name, request: Request, session: Session, principal: Reader) -> ModelOut:
-    await require_project(request, principal, project)
-    versions = await repository.list_model_versions(session, project, name)
+async def show_model(name: Name, session: Session, scope: Reader) -> ModelOut:
+    versions = await queries.model_versions_of(session, scope.project, name)
     if not versions:
-        raise Problem(404, f"no model named {name!r} in project {project!r}")
-    aliases = await repository.aliases_of(session, project, name)
+        raise Problem(404, f"no model named {name!r} in project {scope.project!r}")
+    aliases = await queries.aliases_of(session, scope.project, name)
     return ModelOut(
-        project=project,
+        project=scope.project,
         name=name,
         versions=[from_row(ModelVersionOut, v) for v in versions],
         aliases=[from_row(AliasOut, a) for a in aliases],
@@ -347,26 +316,20 @@ class ModelVersionDetail(ModelVersionOut):
 
 @router.get("/models/{name}/versions/{version}", summary="One model version (by number or alias) with its lineage")
 async def show_model_version(
-    project: Project,
     name: Name,
     version: VersionRef,
-    request: Request,
     session: Session,
     runtime: CurrentRuntime,
-    principal: Reader,
+    scope: Reader,
 ) -> ModelVersionDetail:
-    await require_project(request, principal, project)
-    row = await service.get_model_version(session, project, name, version)
+    row = await service.get_model_version(session, scope.project, name, version)
     manifest = await service.artifact_files(runtime, row.manifest_sha256)
     return ModelVersionDetail(**from_row(ModelVersionOut, row).model_dump(), lineage=row.lineage, files=manifest)
 
 
 @router.get("/models/{name}/versions/{version}/lineage", summary="Where a model version came from, completely")
-async def model_lineage(
-    project: Project, name: Name, version: VersionRef, request: Request, session: Session, principal: Reader
-) -> dict[str, Any]:
-    await require_project(request, principal, project)
-    row = await service.get_model_version(session, project, name, version)
+async def model_lineage(name: Name, version: VersionRef, session: Session, scope: Reader) -> dict[str, Any]:
+    row = await service.get_model_version(session, scope.project, name, version)
     return await service.lineage(session, row)
 
 
@@ -380,25 +343,22 @@ AliasName = Annotated[str, PathParam(pattern=r"^[a-z][a-z0-9._-]{0,63}$")]
 
 @router.put("/models/{name}/aliases/{alias}", summary="Point an alias (e.g. candidate) at a version")
 async def move_alias(
-    project: Project,
     name: Name,
     alias: AliasName,
     body: AliasIn,
-    request: Request,
     session: Session,
     runtime: CurrentRuntime,
-    principal: Writer,
+    scope: Writer,
 ) -> AliasOut:
-    await require_project(request, principal, project)
     row = await service.move_alias(
         session,
         runtime,
-        project=project,
+        project=scope.project,
         name=name,
         alias=alias,
         version=body.version,
         reason=body.reason,
-        actor=actor_of(request, principal),
+        actor=scope.actor,
     )
     return from_row(AliasOut, row)
 
@@ -412,8 +372,5 @@ class AliasMoveOut(BaseModel):
 
 
 @router.get("/models/{name}/aliases/{alias}/history", summary="Every move of an alias")
-async def alias_history(
-    project: Project, name: Name, alias: AliasName, request: Request, session: Session, principal: Reader
-) -> list[AliasMoveOut]:
-    await require_project(request, principal, project)
-    return [from_row(AliasMoveOut, row) for row in await repository.alias_history(session, project, name, alias)]
+async def alias_history(name: Name, alias: AliasName, session: Session, scope: Reader) -> list[AliasMoveOut]:
+    return [from_row(AliasMoveOut, row) for row in await queries.alias_history(session, scope.project, name, alias)]

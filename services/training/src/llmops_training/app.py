@@ -17,8 +17,9 @@ from fastapi import FastAPI
 from llmops.bus import Consumer, make_broker
 from llmops.db import Database, upgrade
 from llmops.entrypoint import service_cli
-from llmops.http import Runtime, create_app
+from llmops.http import create_app
 from llmops.logging import configure_logging
+from llmops.runtime import Runtime
 from llmops.storage import ObjectStore
 from llmops_training.api import TAR_TYPES, router
 from llmops_training.consumers import projections_consumer

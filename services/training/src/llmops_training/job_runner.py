@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from llmops.bus import add_to_outbox
-from llmops.http import Runtime
 from llmops.logging import bound_context, get_logger
+from llmops.runtime import Runtime
 from llmops.storage import ObjectStore
 from llmops_schemas import new_event
 from llmops_schemas.envelope import utcnow

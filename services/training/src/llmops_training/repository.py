@@ -1,4 +1,5 @@
-"""Every SQL statement of the training service (API and workers)."""
+"""The SQL of the training service's use cases and workers (what routes only read is in
+:mod:`llmops_training.queries`)."""
 
 from __future__ import annotations
 
@@ -40,11 +41,6 @@ async def find_base_model(session: AsyncSession, project: str, name: str) -> Row
 
 async def get_base_model(session: AsyncSession, base_model_id: str) -> Row | None:
     return (await session.execute(select(base_models).where(base_models.c.id == base_model_id))).one_or_none()
-
-
-async def list_base_models(session: AsyncSession, project: str) -> list[Row]:
-    query = select(base_models).where(base_models.c.project == project).order_by(base_models.c.name)
-    return list((await session.execute(query)).all())
 
 
 # -- projections of other services' events -------------------------------------------------------------------------
@@ -126,14 +122,6 @@ async def find_job(session: AsyncSession, project: str, job_id: str) -> Row | No
     return (await session.execute(select(jobs).where(jobs.c.id == job_id, jobs.c.project == project))).one_or_none()
 
 
-async def list_jobs(session: AsyncSession, project: str, *, status: str | None, limit: int, offset: int) -> list[Row]:
-    query = select(jobs).where(jobs.c.project == project)
-    if status:
-        query = query.where(jobs.c.status == status)
-    query = query.order_by(jobs.c.created_at.desc()).limit(limit).offset(offset)
-    return list((await session.execute(query)).all())
-
-
 async def update_job(session: AsyncSession, job_id: str, **values: Any) -> None:
     await session.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
 
@@ -213,20 +201,8 @@ async def record_metrics(session: AsyncSession, job_id: str, rows: Sequence[dict
     await session.execute(statement)
 
 
-async def job_metrics_of(session: AsyncSession, job_id: str) -> list[Row]:
-    query = select(job_metrics).where(job_metrics.c.job_id == job_id).order_by(job_metrics.c.step)
-    return list((await session.execute(query)).all())
-
-
 async def add_log(session: AsyncSession, job_id: str, level: str, message: str, worker: str | None = None) -> None:
     await session.execute(insert(job_logs).values(job_id=job_id, level=level, message=message, worker=worker))
-
-
-async def logs_of(session: AsyncSession, job_id: str, *, after: int, limit: int) -> list[Row]:
-    query = (
-        select(job_logs).where(job_logs.c.job_id == job_id, job_logs.c.id > after).order_by(job_logs.c.id).limit(limit)
-    )
-    return list((await session.execute(query)).all())
 
 
 async def add_checkpoint(session: AsyncSession, job_id: str, step: int, manifest_sha256: str, worker: str) -> None:
@@ -280,22 +256,6 @@ async def find_model_version(session: AsyncSession, project: str, name: str, ver
     return (await session.execute(query)).one_or_none()
 
 
-async def list_model_versions(session: AsyncSession, project: str, name: str | None = None) -> list[Row]:
-    query = select(model_versions).where(model_versions.c.project == project)
-    if name is not None:
-        query = query.where(model_versions.c.name == name)
-    return list((await session.execute(query.order_by(model_versions.c.name, model_versions.c.version))).all())
-
-
-async def aliases_of(session: AsyncSession, project: str, name: str) -> list[Row]:
-    query = (
-        select(model_aliases)
-        .where(model_aliases.c.project == project, model_aliases.c.name == name)
-        .order_by(model_aliases.c.alias)
-    )
-    return list((await session.execute(query)).all())
-
-
 async def find_alias(session: AsyncSession, project: str, name: str, alias: str) -> Row | None:
     query = select(model_aliases).where(
         model_aliases.c.project == project, model_aliases.c.name == name, model_aliases.c.alias == alias
@@ -319,12 +279,3 @@ async def set_alias(session: AsyncSession, values: dict[str, Any]) -> None:
 
 async def add_alias_move(session: AsyncSession, values: dict[str, Any]) -> None:
     await session.execute(insert(alias_moves).values(**values))
-
-
-async def alias_history(session: AsyncSession, project: str, name: str, alias: str) -> list[Row]:
-    query = (
-        select(alias_moves)
-        .where(alias_moves.c.project == project, alias_moves.c.name == name, alias_moves.c.alias == alias)
-        .order_by(alias_moves.c.id)
-    )
-    return list((await session.execute(query)).all())

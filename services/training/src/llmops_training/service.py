@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import add_to_outbox
 from llmops.errors import Problem
-from llmops.http import Actor, Runtime, spool
+from llmops.runtime import Actor, Runtime, spool
 from llmops_schemas.envelope import utcnow
 from llmops_schemas.events import (
     BaseModelRegistered,

@@ -21,8 +21,8 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from llmops.bus import DeadLetterPublisher, make_broker, make_consumer
 from llmops.db import Database
-from llmops.http import Runtime
 from llmops.logging import get_logger
+from llmops.runtime import Runtime
 from llmops.storage import ObjectStore
 from llmops_schemas import MalformedEvent, parse_envelope, parse_payload, topics
 from llmops_schemas.events import TrainingJobRequested
