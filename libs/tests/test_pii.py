@@ -156,6 +156,33 @@ class TestPhone:
         assert redacted(text).endswith("[PHONE]")
 
     @pytest.mark.parametrize(
+        "number", ["01632 960 986", "0115 496 0416", "(0115) 496 0185", "(01632)960358", "0191 498 0123"]
+    )
+    def test_a_number_in_a_range_not_assigned_is_replaced_when_written_as_the_country_writes_phones(self, number):
+        # Ofcom's drama ranges: phonenumbers finds them invalid, yet they are what tests, docs and fiction write
+        assert redacted(f"The number on file is {number}.") == "The number on file is [PHONE]."
+
+    @pytest.mark.parametrize("number", ["01914960079", "3648393820", "7924345739"])
+    def test_a_bare_national_number_is_a_phone_after_number_alone(self, number):
+        assert redacted(f"The number on file is {number}.") == "The number on file is [PHONE]."
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "Your ticket number is 4155552671.",
+            "Account number 01914960079",
+            "number 12345678901",
+            "The number on file is 0115 496 0416 1234.",
+        ],
+    )
+    def test_number_beside_another_kind_of_number_or_no_national_number_announces_no_phone(self, text):
+        assert "[PHONE]" not in redacted(text)
+
+    def test_a_phone_word_inside_an_email_address_names_no_id(self):
+        text = "Ettore <massimo@tin.it> wrote: Il mio cellulare è 038239080, scrivimi."
+        assert redacted(text) == "Ettore <[EMAIL]> wrote: Il mio cellulare è [PHONE], scrivimi."
+
+    @pytest.mark.parametrize(
         "text",
         [
             "customer ref 0751 5919 8798 3028",
@@ -333,6 +360,13 @@ class TestNationalId:
     def test_a_nino_with_a_suffix_hmrc_does_not_issue_needs_its_name_nearby(self):
         assert redacted("NI number: ZZ 360837 T") == "NI number: [NATIONAL_ID]"
         assert redacted("box ZZ 360837 T") == "box ZZ 360837 T"
+
+    def test_a_naming_word_inside_an_email_address_names_nothing(self):
+        assert redacted("from someone@tin.it: 038239080") == "from [EMAIL]: 038239080"
+
+    def test_a_15_digit_number_named_as_an_imei_or_serial_is_no_nir(self):
+        assert redacted("IMEI 358106644016662 was reported stolen.") == "IMEI 358106644016662 was reported stolen."
+        assert redacted("NIR 211088400752179") == "NIR [NATIONAL_ID]"
 
     def test_locale_hints_choose_the_ids_looked_for(self):
         assert PiiRedactor(locales=("en_US",)).redact("CF BTTLVI90R59G204H")[0] == "CF BTTLVI90R59G204H"

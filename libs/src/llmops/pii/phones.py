@@ -40,6 +40,15 @@ _PHONE_WORDS = re.compile(
     re.IGNORECASE,
 )
 _WORDS_BEFORE = 60
+# "number" alone ("the number on file is ...") announces a phone only if no other kind of number is named with it.
+_NUMBER_WORD = re.compile(r"\b(?:numbers?|nummer|numéro|numero|número)\b", re.IGNORECASE)
+_OTHER_NUMBER_WORDS = re.compile(
+    r"\b(?:account|card|order|ticket|invoice|ref|reference|customer|client|member|tracking|serial|policy|case|id|"
+    r"tax|vat|ssn|insurance|bsn|iban|konto\w*|kunden\w*|rechnung\w*|auftrag\w*|bestell\w*|compte|commande|"
+    r"facture|conto|ordine|fattura|cuenta|pedido|factura|rekening|bestelling|factuur|klant\w*)\b",
+    re.IGNORECASE,
+)
+_NUMBER_WORD_BEFORE = 30
 
 
 def find_phones(text: str, start: int, end: int, regions: tuple[str, ...]) -> Iterator[Hit]:
@@ -47,7 +56,10 @@ def find_phones(text: str, start: int, end: int, regions: tuple[str, ...]) -> It
         if _DATE_OR_TIME.fullmatch(match[0]):
             continue  # the common case, settled before anything else
         named = _Named(text, match.start())
-        if _accept(_phone_kind(match[0], regions), named, match[0], regions):
+        kind = _phone_kind(match[0], regions)
+        if _accept(kind, named, match[0], regions) or (
+            kind != _NOT_PHONE and _national_number(match[0], regions) and _numbered(text, match.start())
+        ):
             yield (*match.span(), "phone")
             continue
         # A candidate may run into a neighbouring number ("room 12 415-555-2671"): look for a phone in whole
@@ -70,6 +82,11 @@ class _Named:
         if self._answer is None:
             self._answer = _PHONE_WORDS.search(self.text, max(0, self.at - _WORDS_BEFORE), self.at) is not None
         return self._answer
+
+
+def _numbered(text: str, at: int) -> bool:
+    start = max(0, at - _NUMBER_WORD_BEFORE)
+    return _NUMBER_WORD.search(text, start, at) is not None and _OTHER_NUMBER_WORDS.search(text, start, at) is None
 
 
 def _accept(kind: int, named: _Named | bool, candidate: str, regions: tuple[str, ...]) -> bool:
@@ -142,7 +159,7 @@ def _phone_kind(candidate: str, regions: tuple[str, ...]) -> int:
         number = _parse(main, region)
         if number is None or not _possible(number):
             continue
-        if _grouped_as_national(main, number) and _valid_or_nanp(number):
+        if _grouped_as_national(main, number) and (_valid_or_nanp(number) or _trunk_written(bare, region)):
             return _PHONE_ALWAYS
         kind = _PHONE_IF_NAMED
     return kind
@@ -157,6 +174,24 @@ def _possible_in_a_region(candidate: str, regions: tuple[str, ...]) -> bool:
             number = _parse(main, region)
             if number is not None and _possible(number):
                 return True
+    return False
+
+
+@lru_cache(maxsize=4096)
+def _national_number(candidate: str, regions: tuple[str, ...]) -> bool:
+    """Whether a bare digit run is a whole national number of a hinted region, trunk prefix included, in a range
+    the region uses (or its trunk prefix and a possible length, as in ``_phone_kind``)."""
+    if not candidate.isdigit():
+        return False
+    for region in regions:
+        if not _length_fits(candidate, region):
+            continue
+        number = _parse(candidate, region)
+        if number is None or not _possible(number):
+            continue
+        national = "".join(_DIGITS.findall(phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)))
+        if national == candidate and (_valid_or_nanp(number) or _trunk_written(candidate, region)):
+            return True
     return False
 
 
@@ -179,6 +214,14 @@ def _length_fits(digits: str, region: str) -> bool:
     if trunk and digits.startswith(trunk):
         return len(digits) - len(trunk) in lengths or len(digits) in lengths
     return len(digits) in lengths
+
+
+def _trunk_written(candidate: str, region: str) -> bool:
+    """Whether ``candidate`` starts with ``region``'s trunk prefix: with a possible length and the area code grouped
+    as the national format groups it, such a number is written as that country writes its phones, even in a range
+    not assigned (Ofcom's drama ranges ``0115 496 0xxx``, ``01632 960xxx``, which tests and fiction use)."""
+    trunk = _region_lengths(region)[0]
+    return bool(trunk) and candidate.startswith(trunk)
 
 
 def _valid_or_nanp(number: phonenumbers.PhoneNumber) -> bool:
