@@ -178,6 +178,9 @@ class TestPhone:
     def test_number_beside_another_kind_of_number_or_no_national_number_announces_no_phone(self, text):
         assert "[PHONE]" not in redacted(text)
 
+    def test_a_number_in_a_range_not_assigned_needs_a_tidy_layout(self):
+        assert redacted("code 01632)960358 ok") == "code 01632)960358 ok"
+
     def test_a_phone_word_inside_an_email_address_names_no_id(self):
         text = "Ettore <massimo@tin.it> wrote: Il mio cellulare è 038239080, scrivimi."
         assert redacted(text) == "Ettore <[EMAIL]> wrote: Il mio cellulare è [PHONE], scrivimi."
@@ -367,6 +370,7 @@ class TestNationalId:
     def test_a_15_digit_number_named_as_an_imei_or_serial_is_no_nir(self):
         assert redacted("IMEI 358106644016662 was reported stolen.") == "IMEI 358106644016662 was reported stolen."
         assert redacted("NIR 211088400752179") == "NIR [NATIONAL_ID]"
+        assert redacted("for the invoice. N° SS 257038400798101") == "for the invoice. N° SS [NATIONAL_ID]"
 
     def test_locale_hints_choose_the_ids_looked_for(self):
         assert PiiRedactor(locales=("en_US",)).redact("CF BTTLVI90R59G204H")[0] == "CF BTTLVI90R59G204H"

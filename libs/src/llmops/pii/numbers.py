@@ -47,6 +47,7 @@ _CARD_WORDS = re.compile(
     r"karten\w*|kredit\w*|carte|carta|tarjeta|kaart|paid|pay|charge[ds]?|refund\w*)\b",
     re.IGNORECASE,
 )
+_DEVICE_WORDS = re.compile(r"\b(?:imei|serial|seriennummer|série|seriale|serie|s/n)\b", re.IGNORECASE)
 _CODE_WORDS = re.compile(
     r"\b(?:ean|gtin|upc|isbn|imei|barcode|serial|sku|order|tracking|ticket|invoice|ref|reference|customer|client|"
     r"member|kunden\w*|referen\w*)\b",
@@ -129,7 +130,7 @@ def _bare_kind(text: str, match: re.Match[str], countries: frozenset[str]) -> st
         return "card"
     if length == 15 and digits[0] in "123478" and "FR" in countries and nir.is_valid(digits):
         # an IMEI or serial has 15 digits too (one in 97 passes the NIR check): not where it is named so
-        if _named(text, at, _CODE_WORDS):
+        if _named(text, at, _DEVICE_WORDS):
             return None
         return "national_id"
     if length == 9:

@@ -31,6 +31,9 @@ _SEPARATORS = re.compile(r"[.\-/]")
 _DATE_OR_TIME = re.compile(r"\d{1,4}([./\-])\d{1,2}\1\d{1,4}|\d{1,2}[:.]\d{2}(?:[:.]\d{2})?")
 _DOTTED_QUAD = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _TRUNK_ZERO = re.compile(r"\(0\)")
+# A national number in a range not assigned is taken only in a tidy layout: the area code (in brackets or not) and
+# groups apart by one space, dash or slash.
+_TRUNK_LAYOUT = re.compile(r"(?:\(0\d+\) ?|0\d*)(?:[ \-/]?\d+)*")
 # Words that announce a phone number, in the supported languages; looked for just before a candidate.
 _PHONE_WORDS = re.compile(
     r"\b(?:phone|telephone|tel|tél|tele?fon[eo]?|telefoon|teléfono|téléphone|mobile?|mob|cell(?:ulare|phone)?|call|calls|"
@@ -58,7 +61,7 @@ def find_phones(text: str, start: int, end: int, regions: tuple[str, ...]) -> It
         named = _Named(text, match.start())
         kind = _phone_kind(match[0], regions)
         if _accept(kind, named, match[0], regions) or (
-            kind != _NOT_PHONE and _national_number(match[0], regions) and _numbered(text, match.start())
+            kind != _NOT_PHONE and _numbered(text, match.start()) and _national_number(match[0], regions)
         ):
             yield (*match.span(), "phone")
             continue
@@ -159,7 +162,9 @@ def _phone_kind(candidate: str, regions: tuple[str, ...]) -> int:
         number = _parse(main, region)
         if number is None or not _possible(number):
             continue
-        if _grouped_as_national(main, number) and (_valid_or_nanp(number) or _trunk_written(bare, region)):
+        if _grouped_as_national(main, number) and (
+            _valid_or_nanp(number) or (_TRUNK_LAYOUT.fullmatch(main) is not None and _trunk_formatted(number, region))
+        ):
             return _PHONE_ALWAYS
         kind = _PHONE_IF_NAMED
     return kind
@@ -190,7 +195,7 @@ def _national_number(candidate: str, regions: tuple[str, ...]) -> bool:
         if number is None or not _possible(number):
             continue
         national = "".join(_DIGITS.findall(phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)))
-        if national == candidate and (_valid_or_nanp(number) or _trunk_written(candidate, region)):
+        if national == candidate and (_valid_or_nanp(number) or _trunk_formatted(number, region)):
             return True
     return False
 
@@ -216,12 +221,14 @@ def _length_fits(digits: str, region: str) -> bool:
     return len(digits) in lengths
 
 
-def _trunk_written(candidate: str, region: str) -> bool:
-    """Whether ``candidate`` starts with ``region``'s trunk prefix: with a possible length and the area code grouped
-    as the national format groups it, such a number is written as that country writes its phones, even in a range
-    not assigned (Ofcom's drama ranges ``0115 496 0xxx``, ``01632 960xxx``, which tests and fiction use)."""
+def _trunk_formatted(number: phonenumbers.PhoneNumber, region: str) -> bool:
+    """Whether ``region``'s national format has a pattern for ``number`` that writes its trunk prefix: with a
+    possible length and the area code grouped as that pattern groups it, the number is written the way that country
+    writes its phones, even in a range not assigned (Ofcom's drama ranges ``0115 496 0xxx``, ``01632 960xxx``, which
+    tests and fiction use). A number no pattern fits is formatted as one bare run, without the prefix."""
     trunk = _region_lengths(region)[0]
-    return bool(trunk) and candidate.startswith(trunk)
+    national = phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)
+    return bool(trunk) and national.startswith(trunk) and not national.isdigit()
 
 
 def _valid_or_nanp(number: phonenumbers.PhoneNumber) -> bool:
