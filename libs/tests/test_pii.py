@@ -433,6 +433,25 @@ class TestCountsAndKinds:
                 assert REDACTOR.may_hold_pii(row["text"]), row["text"]
         assert not REDACTOR.may_hold_pii("Thanks, see run-1-123456-0 and v2.4.1 (about 1.0 of it)")
 
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "Grüße aus Köln, café at 10:30 (a1b2c3-ingest-0-12345-2)",
+            "the loss spikes (482913-ingest-0-12345-2), año 2024",
+            "IDs 123456 and 654321, ratio 1.0",
+        ],
+    )
+    def test_the_cheap_test_is_false_for_chat_text_with_short_numbers_also_beside_other_letters(self, text):
+        assert not REDACTOR.may_hold_pii(text)
+
+    @pytest.mark.parametrize(
+        "text",
+        ["Téléphone : 01 23 45 67 89", "NINO AB 12 34 56 C, Grüße", "codice BTTLVI90R59G204H già", "ip fe80::1 é"],
+    )
+    def test_the_cheap_test_is_true_for_pii_in_text_that_is_not_ascii(self, text):
+        assert REDACTOR.may_hold_pii(text)
+        assert REDACTOR.find(text)
+
     def test_find_gives_the_spans_in_order(self):
         text = "mail a@b.com, call +1 415 555 2671"
         assert [(text[s:e], kind) for s, e, kind in REDACTOR.find(text)] == [
