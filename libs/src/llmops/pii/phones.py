@@ -162,8 +162,9 @@ def _phone_kind(candidate: str, regions: tuple[str, ...]) -> int:
         number = _parse(main, region)
         if number is None or not _possible(number):
             continue
-        if _grouped_as_national(main, number) and (
-            _valid_or_nanp(number) or (_TRUNK_LAYOUT.fullmatch(main) is not None and _trunk_formatted(number, region))
+        national = phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)
+        if _grouped_as_national(main, national) and (
+            _valid_or_nanp(number) or (_TRUNK_LAYOUT.fullmatch(main) is not None and _trunk_formatted(national, region))
         ):
             return _PHONE_ALWAYS
         kind = _PHONE_IF_NAMED
@@ -194,8 +195,10 @@ def _national_number(candidate: str, regions: tuple[str, ...]) -> bool:
         number = _parse(candidate, region)
         if number is None or not _possible(number):
             continue
-        national = "".join(_DIGITS.findall(phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)))
-        if national == candidate and (_valid_or_nanp(number) or _trunk_formatted(number, region)):
+        national = phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)
+        if "".join(_DIGITS.findall(national)) == candidate and (
+            _valid_or_nanp(number) or _trunk_formatted(national, region)
+        ):
             return True
     return False
 
@@ -221,13 +224,13 @@ def _length_fits(digits: str, region: str) -> bool:
     return len(digits) in lengths
 
 
-def _trunk_formatted(number: phonenumbers.PhoneNumber, region: str) -> bool:
-    """Whether ``region``'s national format has a pattern for ``number`` that writes its trunk prefix: with a
-    possible length and the area code grouped as that pattern groups it, the number is written the way that country
-    writes its phones, even in a range not assigned (Ofcom's drama ranges ``0115 496 0xxx``, ``01632 960xxx``, which
-    tests and fiction use). A number no pattern fits is formatted as one bare run, without the prefix."""
+def _trunk_formatted(national: str, region: str) -> bool:
+    """Whether ``national`` (a number in ``region``'s national format) was written by one of the region's patterns,
+    with its trunk prefix: with a possible length and the area code grouped as that pattern groups it, the number is
+    written the way that country writes its phones, even in a range not assigned (Ofcom's drama ranges
+    ``0115 496 0xxx``, ``01632 960xxx``, which tests and fiction use). A number no pattern fits is formatted as one
+    bare run, without the prefix."""
     trunk = _region_lengths(region)[0]
-    national = phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)
     return bool(trunk) and national.startswith(trunk) and not national.isdigit()
 
 
@@ -263,10 +266,9 @@ def _parse(candidate: str, region: str | None) -> phonenumbers.PhoneNumber | Non
         return None
 
 
-def _grouped_as_national(candidate: str, number: phonenumbers.PhoneNumber) -> bool:
+def _grouped_as_national(candidate: str, national: str) -> bool:
     """True if ``candidate`` writes the national number with the area code (its first group) the national format
     has; later groups vary too much between writers (``(013) 1457160`` for ``013 145 7160``, ``01632 960 462``)."""
-    national = phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)
     national_digits = "".join(_DIGITS.findall(national))  # with the trunk prefix where the region writes one
     written = _DIGITS.findall(candidate)
     # Drop a written country code or trunk prefix ("1-800-...") in front of the national number.
