@@ -156,6 +156,36 @@ class TestPhone:
         assert redacted(text).endswith("[PHONE]")
 
     @pytest.mark.parametrize(
+        "number", ["01632 960 986", "0115 496 0416", "(0115) 496 0185", "(01632)960358", "0191 498 0123"]
+    )
+    def test_a_number_in_a_range_not_assigned_is_replaced_when_written_as_the_country_writes_phones(self, number):
+        # Ofcom's drama ranges: phonenumbers finds them invalid, yet they are what tests, docs and fiction write
+        assert redacted(f"The number on file is {number}.") == "The number on file is [PHONE]."
+
+    @pytest.mark.parametrize("number", ["01914960079", "3648393820", "7924345739"])
+    def test_a_bare_national_number_is_a_phone_after_number_alone(self, number):
+        assert redacted(f"The number on file is {number}.") == "The number on file is [PHONE]."
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "Your ticket number is 4155552671.",
+            "Account number 01914960079",
+            "number 12345678901",
+            "The number on file is 0115 496 0416 1234.",
+        ],
+    )
+    def test_number_beside_another_kind_of_number_or_no_national_number_announces_no_phone(self, text):
+        assert "[PHONE]" not in redacted(text)
+
+    def test_a_number_in_a_range_not_assigned_needs_a_tidy_layout(self):
+        assert redacted("code 01632)960358 ok") == "code 01632)960358 ok"
+
+    def test_a_phone_word_inside_an_email_address_names_no_id(self):
+        text = "Ettore <massimo@tin.it> wrote: Il mio cellulare è 038239080, scrivimi."
+        assert redacted(text) == "Ettore <[EMAIL]> wrote: Il mio cellulare è [PHONE], scrivimi."
+
+    @pytest.mark.parametrize(
         "text",
         [
             "customer ref 0751 5919 8798 3028",
@@ -334,6 +364,14 @@ class TestNationalId:
         assert redacted("NI number: ZZ 360837 T") == "NI number: [NATIONAL_ID]"
         assert redacted("box ZZ 360837 T") == "box ZZ 360837 T"
 
+    def test_a_naming_word_inside_an_email_address_names_nothing(self):
+        assert redacted("from someone@tin.it: 038239080") == "from [EMAIL]: 038239080"
+
+    def test_a_15_digit_number_named_as_an_imei_or_serial_is_no_nir(self):
+        assert redacted("IMEI 358106644016662 was reported stolen.") == "IMEI 358106644016662 was reported stolen."
+        assert redacted("NIR 211088400752179") == "NIR [NATIONAL_ID]"
+        assert redacted("for the invoice. N° SS 257038400798101") == "for the invoice. N° SS [NATIONAL_ID]"
+
     def test_locale_hints_choose_the_ids_looked_for(self):
         assert PiiRedactor(locales=("en_US",)).redact("CF BTTLVI90R59G204H")[0] == "CF BTTLVI90R59G204H"
         assert PiiRedactor(locales=("it_IT",)).redact("CF BTTLVI90R59G204H")[0] == "CF [NATIONAL_ID]"
@@ -394,6 +432,25 @@ class TestCountsAndKinds:
             if row["pii"]:
                 assert REDACTOR.may_hold_pii(row["text"]), row["text"]
         assert not REDACTOR.may_hold_pii("Thanks, see run-1-123456-0 and v2.4.1 (about 1.0 of it)")
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "Grüße aus Köln, café at 10:30 (a1b2c3-ingest-0-12345-2)",
+            "the loss spikes (482913-ingest-0-12345-2), año 2024",
+            "IDs 123456 and 654321, ratio 1.0",
+        ],
+    )
+    def test_the_cheap_test_is_false_for_chat_text_with_short_numbers_also_beside_other_letters(self, text):
+        assert not REDACTOR.may_hold_pii(text)
+
+    @pytest.mark.parametrize(
+        "text",
+        ["Téléphone : 01 23 45 67 89", "NINO AB 12 34 56 C, Grüße", "codice BTTLVI90R59G204H già", "ip fe80::1 é"],
+    )
+    def test_the_cheap_test_is_true_for_pii_in_text_that_is_not_ascii(self, text):
+        assert REDACTOR.may_hold_pii(text)
+        assert REDACTOR.find(text)
 
     def test_find_gives_the_spans_in_order(self):
         text = "mail a@b.com, call +1 415 555 2671"

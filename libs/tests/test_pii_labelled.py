@@ -1,5 +1,6 @@
 """PII redaction on a labelled set generated with Faker in seven locales (see pii_labelled.py): recall per kind and
-per locale, and the share of clean look-alike rows changed, on two seeds so the figures are not those of one draw."""
+per locale, and the share of clean look-alike rows changed, on several seeds so the figures are not those of one
+draw."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def covered(hits: list[tuple[int, int, str]], start: int, end: int, kind: str) -
     return any(s <= start and end <= e and k == kind for s, e, k in hits)
 
 
-@pytest.fixture(scope="module", params=[20261130, 7])
+# The first two seeds are those the rules were written against; the others are held out (drawn once, never tuned to).
+@pytest.fixture(scope="module", params=[20261130, 7, 99, 4242, 31337, 1, 2, 3])
 def scored(request) -> dict:
     """Hits per planted item (found or not, by kind and locale) and the clean rows changed, for one seed."""
     found, planted, misses, changed, clean = Counter(), Counter(), [], [], 0

@@ -12,9 +12,12 @@ and the national ids looked for. Kinds, and what each covers and does not:
   ``@mentions``, ``pkg@1.2.3``.
 - ``phone``: ``phonenumbers`` decides. With ``+`` or ``00``: a possible number of its country (``+44(0)115 4960914``,
   ``001-626-828-0247``). Without: a possible number of a hinted region, grouped as that region groups it (groups may
-  be merged: ``(013) 1457160``, ``03 70 11 13 66``, ``(591)341-7776``). Extensions (``x76360``, ``ext. 12``) are
-  part of the number. A bare digit run, or a number the grouping rule refuses, counts only after a phone word
-  (``call``, ``Tel.``, ``Handy``, ``portable``, ``cellulare``, ``móvil``, ``bel`` ...). Not: dates, times, decimals,
+  be merged: ``(013) 1457160``, ``03 70 11 13 66``, ``(591)341-7776``), in an assigned range or written with the
+  region's trunk prefix (ranges not assigned, such as Ofcom's drama ranges ``0115 496 0xxx``, ``01632 960xxx``).
+  Extensions (``x76360``, ``ext. 12``) are part of the number. A bare digit run, or a number the grouping rule
+  refuses, counts only after a phone word (``call``, ``Tel.``, ``Handy``, ``portable``, ``cellulare``, ``móvil``,
+  ``bel`` ...); a bare run that is a whole national number also after ``number`` alone (``the number on file is
+  01914960079``; not ``ticket number``, ``account number`` ...). Not: dates, times, decimals,
   a run of digit groups longer than one number (``customer ref 0751 5919 8798 3028``; an ``RF`` reference's tail).
 - ``card``: Luhn-valid numbers in the issuers' length ranges (Visa 13/16/19, Mastercard 16, Amex 15, Diners 14-16,
   Discover/UnionPay 16-19, JCB 15/16, Maestro 12-19), bare or in groups. The lengths barcodes share (12 and 13

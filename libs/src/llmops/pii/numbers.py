@@ -47,6 +47,7 @@ _CARD_WORDS = re.compile(
     r"karten\w*|kredit\w*|carte|carta|tarjeta|kaart|paid|pay|charge[ds]?|refund\w*)\b",
     re.IGNORECASE,
 )
+_DEVICE_WORDS = re.compile(r"\b(?:imei|serial|seriennummer|série|seriale|serie|s/n)\b", re.IGNORECASE)
 _CODE_WORDS = re.compile(
     r"\b(?:ean|gtin|upc|isbn|imei|barcode|serial|sku|order|tracking|ticket|invoice|ref|reference|customer|client|"
     r"member|kunden\w*|referen\w*)\b",
@@ -93,7 +94,14 @@ def find_codici_fiscali(text: str) -> Iterator[Hit]:
 
 
 def _named(text: str, at: int, words: re.Pattern[str]) -> bool:
-    return words.search(text, max(0, at - _CONTEXT_BEFORE), at) is not None
+    return any(not _in_address(text, *m.span()) for m in words.finditer(text, max(0, at - _CONTEXT_BEFORE), at))
+
+
+def _in_address(text: str, start: int, end: int) -> bool:
+    """Whether the word at ``start:end`` is part of an e-mail address or domain (``someone@tin.it``): it names
+    nothing there."""
+    after = text[end : end + 2]
+    return text[start - 1 : start] in ("@", ".") or (after[:1] in ("@", ".") and after[1:].isalnum())
 
 
 def _number_kind(text: str, match: re.Match[str], countries: frozenset[str]) -> str | None:
@@ -121,6 +129,9 @@ def _bare_kind(text: str, match: re.Match[str], countries: frozenset[str]) -> st
     if length >= 12 and _is_card(digits) and luhn.is_valid(digits) and _card_context(text, at, strict=length < 14):
         return "card"
     if length == 15 and digits[0] in "123478" and "FR" in countries and nir.is_valid(digits):
+        # an IMEI or serial has 15 digits too (one in 97 passes the NIR check): not where it is named so
+        if _named(text, at, _DEVICE_WORDS):
+            return None
         return "national_id"
     if length == 9:
         if "US" in countries and _named(text, at, _US_WORDS) and (ssn.is_valid(digits) or itin.is_valid(digits)):

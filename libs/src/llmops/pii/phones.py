@@ -31,6 +31,9 @@ _SEPARATORS = re.compile(r"[.\-/]")
 _DATE_OR_TIME = re.compile(r"\d{1,4}([./\-])\d{1,2}\1\d{1,4}|\d{1,2}[:.]\d{2}(?:[:.]\d{2})?")
 _DOTTED_QUAD = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _TRUNK_ZERO = re.compile(r"\(0\)")
+# A national number in a range not assigned is taken only in a tidy layout: the area code (in brackets or not) and
+# groups apart by one space, dash or slash.
+_TRUNK_LAYOUT = re.compile(r"(?:\(0\d+\) ?|0\d*)(?:[ \-/]?\d+)*")
 # Words that announce a phone number, in the supported languages; looked for just before a candidate.
 _PHONE_WORDS = re.compile(
     r"\b(?:phone|telephone|tel|tél|tele?fon[eo]?|telefoon|teléfono|téléphone|mobile?|mob|cell(?:ulare|phone)?|call|calls|"
@@ -40,6 +43,15 @@ _PHONE_WORDS = re.compile(
     re.IGNORECASE,
 )
 _WORDS_BEFORE = 60
+# "number" alone ("the number on file is ...") announces a phone only if no other kind of number is named with it.
+_NUMBER_WORD = re.compile(r"\b(?:numbers?|nummer|numéro|numero|número)\b", re.IGNORECASE)
+_OTHER_NUMBER_WORDS = re.compile(
+    r"\b(?:account|card|order|ticket|invoice|ref|reference|customer|client|member|tracking|serial|policy|case|id|"
+    r"tax|vat|ssn|insurance|bsn|iban|konto\w*|kunden\w*|rechnung\w*|auftrag\w*|bestell\w*|compte|commande|"
+    r"facture|conto|ordine|fattura|cuenta|pedido|factura|rekening|bestelling|factuur|klant\w*)\b",
+    re.IGNORECASE,
+)
+_NUMBER_WORD_BEFORE = 30
 
 
 def find_phones(text: str, start: int, end: int, regions: tuple[str, ...]) -> Iterator[Hit]:
@@ -47,7 +59,10 @@ def find_phones(text: str, start: int, end: int, regions: tuple[str, ...]) -> It
         if _DATE_OR_TIME.fullmatch(match[0]):
             continue  # the common case, settled before anything else
         named = _Named(text, match.start())
-        if _accept(_phone_kind(match[0], regions), named, match[0], regions):
+        kind = _phone_kind(match[0], regions)
+        if _accept(kind, named, match[0], regions) or (
+            kind != _NOT_PHONE and _numbered(text, match.start()) and _national_number(match[0], regions)
+        ):
             yield (*match.span(), "phone")
             continue
         # A candidate may run into a neighbouring number ("room 12 415-555-2671"): look for a phone in whole
@@ -70,6 +85,11 @@ class _Named:
         if self._answer is None:
             self._answer = _PHONE_WORDS.search(self.text, max(0, self.at - _WORDS_BEFORE), self.at) is not None
         return self._answer
+
+
+def _numbered(text: str, at: int) -> bool:
+    start = max(0, at - _NUMBER_WORD_BEFORE)
+    return _NUMBER_WORD.search(text, start, at) is not None and _OTHER_NUMBER_WORDS.search(text, start, at) is None
 
 
 def _accept(kind: int, named: _Named | bool, candidate: str, regions: tuple[str, ...]) -> bool:
@@ -142,7 +162,10 @@ def _phone_kind(candidate: str, regions: tuple[str, ...]) -> int:
         number = _parse(main, region)
         if number is None or not _possible(number):
             continue
-        if _grouped_as_national(main, number) and _valid_or_nanp(number):
+        national = phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)
+        if _grouped_as_national(main, national) and (
+            _valid_or_nanp(number) or (_TRUNK_LAYOUT.fullmatch(main) is not None and _trunk_formatted(national, region))
+        ):
             return _PHONE_ALWAYS
         kind = _PHONE_IF_NAMED
     return kind
@@ -157,6 +180,26 @@ def _possible_in_a_region(candidate: str, regions: tuple[str, ...]) -> bool:
             number = _parse(main, region)
             if number is not None and _possible(number):
                 return True
+    return False
+
+
+@lru_cache(maxsize=4096)
+def _national_number(candidate: str, regions: tuple[str, ...]) -> bool:
+    """Whether a bare digit run is a whole national number of a hinted region, trunk prefix included, in a range
+    the region uses (or its trunk prefix and a possible length, as in ``_phone_kind``)."""
+    if not candidate.isdigit():
+        return False
+    for region in regions:
+        if not _length_fits(candidate, region):
+            continue
+        number = _parse(candidate, region)
+        if number is None or not _possible(number):
+            continue
+        national = phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)
+        if "".join(_DIGITS.findall(national)) == candidate and (
+            _valid_or_nanp(number) or _trunk_formatted(national, region)
+        ):
+            return True
     return False
 
 
@@ -179,6 +222,16 @@ def _length_fits(digits: str, region: str) -> bool:
     if trunk and digits.startswith(trunk):
         return len(digits) - len(trunk) in lengths or len(digits) in lengths
     return len(digits) in lengths
+
+
+def _trunk_formatted(national: str, region: str) -> bool:
+    """Whether ``national`` (a number in ``region``'s national format) was written by one of the region's patterns,
+    with its trunk prefix: with a possible length and the area code grouped as that pattern groups it, the number is
+    written the way that country writes its phones, even in a range not assigned (Ofcom's drama ranges
+    ``0115 496 0xxx``, ``01632 960xxx``, which tests and fiction use). A number no pattern fits is formatted as one
+    bare run, without the prefix."""
+    trunk = _region_lengths(region)[0]
+    return bool(trunk) and national.startswith(trunk) and not national.isdigit()
 
 
 def _valid_or_nanp(number: phonenumbers.PhoneNumber) -> bool:
@@ -213,10 +266,9 @@ def _parse(candidate: str, region: str | None) -> phonenumbers.PhoneNumber | Non
         return None
 
 
-def _grouped_as_national(candidate: str, number: phonenumbers.PhoneNumber) -> bool:
+def _grouped_as_national(candidate: str, national: str) -> bool:
     """True if ``candidate`` writes the national number with the area code (its first group) the national format
     has; later groups vary too much between writers (``(013) 1457160`` for ``013 145 7160``, ``01632 960 462``)."""
-    national = phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)
     national_digits = "".join(_DIGITS.findall(national))  # with the trunk prefix where the region writes one
     written = _DIGITS.findall(candidate)
     # Drop a written country code or trunk prefix ("1-800-...") in front of the national number.

@@ -20,16 +20,17 @@ _RANK = {kind: rank for rank, kind in enumerate(_PRIORITY)}
 Hit = tuple[int, int, str]
 Span = tuple[int, int]
 
-# Every digit-based candidate holds a run of six digits or a dotted quad and reaches at most this far around it
-# (an IBAN's letters: "NL91 ABNA " before, " MTLC AST0 01S" after; "+44 (0)" before a phone). A run glued to a
-# lower-case word, an underscore, a dash or a dot ("ingest-1-123456-0", "build_20240115", "v2.4.24.161") is part
-# of a name or slug and opens no window; upper case may lead in (IBANs, NIEs, NINOs).
-# The third branch is the gate of codici fiscali, which hold no long digit run: year, month letter, day, place
-# letter ("90R59G"), which every code has but those with omocodia (letters for digits, rare).
-# All branches share the leading digit, so the engine skips to digits fast.
+# Every digit-based candidate holds a run of seven digits (separators between allowed), a dotted quad or a NINO's six
+# digits before its letter, and reaches at most this far around it (an IBAN's letters: "NL91 ABNA " before,
+# " MTLC AST0 01S" after; "+44 (0)" before a phone). A run glued to a lower-case word, an underscore, a dash or a dot
+# ("ingest-1-123456-0", "build_20240115", "v2.4.24.161") is part of a name or slug and opens no window; upper case
+# may lead in (IBANs, NIEs, NINOs). The last branch is the gate of codici fiscali, which hold no long digit run:
+# year, month letter, day, place letter ("90R59G"), which every code has but those with omocodia (letters for
+# digits, rare). All branches share the leading digit, so the engine skips to digits fast.
 _DIGIT_RUN = re.compile(
-    r"[0-9](?:(?<![a-z0-9_\-.][0-9])(?:[ ().\-/]{0,3}[0-9]){5,}"
+    r"[0-9](?:(?<![a-z0-9_\-.][0-9])(?:[ ().\-/]{0,3}[0-9]){6,}"
     r"|(?<![\w.][0-9])[0-9]{0,2}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]"
+    r"|(?:[0-9]{5}|[0-9] [0-9]{2} [0-9]{2}) ?[A-Z]"
     r"|(?P<fiscale>[0-9][A-Z][0-9][0-9][A-Z]))"
 )
 _FISCALE = (-1, -1)
@@ -66,11 +67,10 @@ class PiiRedactor:
             return True
         if not self._digit_kinds:
             return False
-        if ":" in text and "ip" in self.kinds:
+        if ":" in text and "ip" in self.kinds and IPV6_GATE.search(text) is not None:
             return True
-        if text.isascii():
-            return bool(_runs_at(text, b"O" + text.encode("ascii").translate(_SHAPE)))
-        return _digits_in(text) >= 4
+        # JSON may decode to lone surrogates; a non-ASCII character's bytes are "O", as the str pattern sees them
+        return _RUN_SHAPE.search(_shape(text.encode("utf-8", "surrogatepass"))) is not None
 
     def find(self, text: str) -> list[Hit]:
         """The hits in ``text`` as ``(start, end, kind)``, in order, without overlaps."""
@@ -108,14 +108,14 @@ class PiiRedactor:
         if not self._digit_kinds:
             return hits
         if text.isascii():
-            runs = _runs_at(text, b"O" + text.encode("ascii").translate(_SHAPE))
-            if not runs and ":" not in text:
-                return hits
-            windows = _digit_windows(text, runs)
-        elif _digits_in(text) < 4:
-            return hits
+            runs: Iterable[re.Match[str]] = _runs_at(text, _shape(text.encode("ascii")))
+        elif _RUN_SHAPE.search(_shape(text.encode("utf-8", "surrogatepass"))) is not None:
+            runs = _DIGIT_RUN.finditer(text)  # offsets in characters: the regex's own (slower) scan
         else:
-            windows = _digit_windows(text, _DIGIT_RUN.finditer(text))
+            runs = ()
+        if not runs and ":" not in text:
+            return hits
+        windows = _digit_windows(text, runs)
         if windows and windows[-1] is _FISCALE:
             windows.pop()
             if self._codici_fiscali:
@@ -143,24 +143,41 @@ def _without_overlaps(hits: list[Hit]) -> list[Hit]:
     return taken
 
 
-# Each ASCII character as the look-behind of _DIGIT_RUN's first branch sees it: a digit (D), a character that glues a
-# run to a name (B: lower case, digit, "_", "-", "."), or another (O). A run can start only where "OD" stands.
-_GLUE = frozenset(b"abcdefghijklmnopqrstuvwxyz_-.")
-_SHAPE = bytes(ord("D") if 48 <= c <= 57 else ord("B") if c in _GLUE else ord("O") for c in range(256))
+# Each byte as _DIGIT_RUN and the character before it see it: a digit (D); one that glues a run to a name before it
+# (lower case, "_": B); ".", "-" (P: they glue too, and separate digit groups); space, brackets, "/" (S); upper case
+# (U); another (O; bytes of non-ASCII characters too). _RUN_SHAPE is _DIGIT_RUN (and its look-behind) over these
+# classes, a little wider: it leads with a literal, so the engine finds its places in C several times faster than it
+# scans text for _DIGIT_RUN, and a text with no match (most) costs one translation and one search.
+_SHAPE = bytes(
+    ord("D")
+    if 48 <= c <= 57
+    else ord("B")
+    if c in b"abcdefghijklmnopqrstuvwxyz_"
+    else ord("P")
+    if c in b".-"
+    else ord("S")
+    if c in b" ()/"
+    else ord("U")
+    if 65 <= c <= 90
+    else ord("O")
+    for c in range(256)
+)
+_RUN_SHAPE = re.compile(rb"D(?<=[OSU]D)(?:(?:[PS]{0,3}D){6}|D{0,2}PD{1,3}PD{1,3}PD|(?:D{5}|DSDDSDD)S?U|DUDDU)")
+
+
+def _shape(data: bytes) -> bytes:
+    """``data``'s classes, one byte longer ("O" first, so that shape index i is data index i - 1)."""
+    return b"O" + data.translate(_SHAPE)
 
 
 def _runs_at(text: str, shape: bytes) -> list[re.Match[str]]:
-    """The matches of ``_DIGIT_RUN`` in ASCII ``text``, tried only where its shape (one character longer, "O" first)
-    lets a run start: ``bytes.find`` in C skips the rest, faster than the regex engine's own scan."""
-    runs = []
-    at = shape.find(b"OD")
-    while at >= 0:
-        match = _DIGIT_RUN.match(text, at)  # shape index at + 1 is text index at
-        if match is None:
-            at = shape.find(b"OD", at + 1)
-        else:
-            runs.append(match)
-            at = shape.find(b"OD", match.end())
+    """The matches of ``_DIGIT_RUN`` in ASCII ``text``, tried only where its shape lets a run start."""
+    runs: list[re.Match[str]] = []
+    start = _RUN_SHAPE.search(shape)
+    while start is not None:
+        match = _DIGIT_RUN.match(text, start.start() - 1)
+        runs += (match,) if match is not None else ()
+        start = _RUN_SHAPE.search(shape, match.end() + 1 if match is not None else start.start() + 1)
     return runs
 
 
@@ -184,11 +201,6 @@ def _digit_windows(text: str, runs: Iterable[re.Match[str]]) -> list[Span]:
     if fiscale:
         windows.append(_FISCALE)  # the last entry says a codice fiscale may be in the text
     return windows
-
-
-def _digits_in(text: str) -> int:
-    encoded = text.encode("utf-8", "surrogatepass")  # JSON may decode to lone surrogates
-    return len(encoded) - len(encoded.translate(None, b"0123456789"))
 
 
 @dataclass
