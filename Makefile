@@ -15,7 +15,8 @@ export LLMOPS_ENV ?= local
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-.venv/.installed: pyproject.toml uv.lock libs/pyproject.toml schemas/pyproject.toml $(wildcard services/*/pyproject.toml)
+.venv/.installed: pyproject.toml uv.lock libs/pyproject.toml schemas/pyproject.toml $(wildcard services/*/pyproject.toml) \
+		$(wildcard examples/*/pyproject.toml)
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 	$(UV) sync --frozen --python 3.11
 	@touch $@

@@ -290,14 +290,28 @@ class Expectation(BaseModel):
     @classmethod
     def _schema_compiles(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
         if schema is not None:
-            encoded = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
-            if len(encoded) > MAX_SCHEMA_BYTES:
-                raise ValueError(f"the JSON Schema is over {MAX_SCHEMA_BYTES} bytes")
-            try:
-                _validator(encoded)
-            except (fastjsonschema.JsonSchemaDefinitionException, TypeError) as exc:
-                raise ValueError(f"the JSON Schema is invalid: {exc}") from exc
+            user_schema_validator(schema)
         return schema
+
+
+def user_regex(pattern: str, what: str = "regex"):
+    """A regular expression given by a user, compiled by RE2 (linear time: no backreferences or lookarounds), cached.
+
+    Raises ValueError naming the pattern when RE2 cannot compile it. Callers cap its length (:data:`MAX_REGEX_CHARS`).
+    """
+    return _re2(pattern, what)
+
+
+def user_schema_validator(schema: dict[str, Any]):
+    """A JSON Schema given by a user, compiled and cached: at most :data:`MAX_SCHEMA_BYTES`, local ``$ref``s only,
+    RE2 patterns. The validator raises ``fastjsonschema.JsonSchemaValueException``; a bad schema, ValueError."""
+    encoded = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+    if len(encoded) > MAX_SCHEMA_BYTES:
+        raise ValueError(f"the JSON Schema is over {MAX_SCHEMA_BYTES} bytes")
+    try:
+        return _validator(encoded)
+    except (fastjsonschema.JsonSchemaDefinitionException, TypeError) as exc:
+        raise ValueError(f"the JSON Schema is invalid: {exc}") from exc
 
 
 def as_text(rendered: str | list[dict[str, str]]) -> str:

@@ -1,0 +1,79 @@
+"""Scorers: what the evaluation service and its workers compute on model outputs, per example and per corpus.
+
+Built-in scorers use the libraries that define their metrics: ``bleu`` and ``chrf`` (sacrebleu, signature strings
+recorded), ``rouge`` (rouge-score: ROUGE-1/2/L/Lsum F1, optional stemming), and checks scored 1.0 or 0.0:
+``exact_match`` (normalisation options), ``contains``, ``regex`` (RE2), ``json_schema`` and ``length``. Suites
+configure them with :func:`parse_scorer_configs`; :func:`build_scorers` makes them and :func:`score` runs one::
+
+    configs = parse_scorer_configs([{"type": "bleu"}, {"type": "rouge", "use_stemmer": True}])
+    for scorer in build_scorers(configs):
+        result = score(scorer, outputs, references)   # result.examples, result.corpus, result.error_count
+
+**The scorer interface** (:class:`Scorer`), for custom scorers:
+
+- ``name`` (class attribute) and ``metrics``: the metric names it produces (a tuple; set in ``__init__`` when
+  they depend on options). Metric names are lower-case identifiers (``word_overlap``).
+- ``score_examples(outputs, references, inputs=None) -> list[ExampleScore]``: one score per example, in order,
+  each with a float per metric, or ``ExampleScore.failed(exc)`` for an example that could not be scored. The default
+  calls ``score_example(output, reference, input) -> {metric: value}`` for each example and records what it raises
+  as that example's error, so a scorer usually implements just ``score_example``. ``references`` and ``inputs``
+  hold ``None`` where an example has none.
+- ``aggregate(outputs, references, examples) -> CorpusScore``: corpus-level values; the default is each metric's
+  mean over the examples scored without error. Override it for metrics that are not means (corpus BLEU).
+- ``Options``: an optional pydantic model (subclass :class:`ScorerOptions`, which forbids unknown options); when
+  set, the suite's ``options`` are validated with it and passed to ``__init__(options)``, otherwise ``__init__()``
+  takes nothing.
+
+:func:`score` guards against a misbehaving scorer: values that are not exactly its metrics as finite numbers, a
+batch that raises, or an aggregate that raises become recorded errors, never an exception of the run.
+
+**Custom scorers** are installed packages that register a :class:`Scorer` subclass as an entry point of group
+``llmops.scorers``; a suite uses one as ``{"type": "custom", "entry_point": "<name>", "options": {...}}``::
+
+    [project.entry-points."llmops.scorers"]
+    word_overlap = "llmops_example_scorers:WordOverlap"
+
+``examples/scorers`` in the repository is such a package.
+"""
+
+from llmops.scoring.base import (
+    CorpusScore,
+    ExampleScore,
+    MetricName,
+    Scorer,
+    ScorerOptions,
+    ScorerResult,
+    mean_values,
+    score,
+)
+from llmops.scoring.registry import (
+    BUILT_IN,
+    ENTRY_POINT_GROUP,
+    CustomScorerConfig,
+    ScorerConfig,
+    build_scorer,
+    build_scorers,
+    custom_scorer_names,
+    load_custom_scorer,
+    parse_scorer_configs,
+)
+
+__all__ = [
+    "BUILT_IN",
+    "ENTRY_POINT_GROUP",
+    "CorpusScore",
+    "CustomScorerConfig",
+    "ExampleScore",
+    "MetricName",
+    "Scorer",
+    "ScorerConfig",
+    "ScorerOptions",
+    "ScorerResult",
+    "build_scorer",
+    "build_scorers",
+    "custom_scorer_names",
+    "load_custom_scorer",
+    "mean_values",
+    "parse_scorer_configs",
+    "score",
+]
