@@ -10,7 +10,7 @@ LLMOPS := $(RUN) llmops
 # Local development: the repository's development secrets are accepted (unset, LLMOPS_ENV means production rules).
 export LLMOPS_ENV ?= local
 
-.PHONY: help install infra-up infra-down infra-status lint format schemas test test-unit demo bench-bus bench-audit bench-datasets bench-pii bench-prompts bench-train clean
+.PHONY: help install infra-up infra-down infra-status lint format schemas test test-unit demo bench-bus bench-audit bench-datasets bench-pii bench-prompts bench-train bench-eval clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -69,6 +69,9 @@ bench-prompts: install ## renders/s through the prompts client's local renderer 
 
 bench-train: infra-up ## training tokens/s of the worker vs a plain TRL + peft script on the same tiny model
 	$(RUN) python tests/bench/bench_train.py
+
+bench-eval: install ## pairs/s of BLEU, chrF and ROUGE through the evaluation scorers vs sacrebleu + rouge-score directly
+	$(RUN) python tests/bench/bench_eval.py
 
 clean: ## remove the virtual environment (the infrastructure cache stays)
 	rm -rf .venv
