@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmops.errors import PROBLEM_JSON, Problem
 from llmops.logging import bound_context, get_logger
 from llmops.problems import BodyTooLarge, InvalidInput
+from llmops.types import INT64_MAX
 
 log = get_logger(__name__)
 
@@ -137,7 +138,6 @@ def _nul_in_path_or_query(scope: Scope) -> list[dict]:
 
 #: What may make a JSON body unstorable: an escaped NUL, an integer of 19 digits or more, a huge exponent.
 _SUSPECT_JSON = re.compile(rb"\\u0000|\d{19}|[eE][+-]?\d{3}")
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _unstorable_in_json(body: bytes) -> list[dict]:
@@ -155,7 +155,7 @@ def _unstorable_in_json(body: bytes) -> list[dict]:
         where, value = pending.pop()
         if isinstance(value, str) and "\x00" in value:
             found.append(_nul_error(where or "<root>", "body"))
-        elif isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+        elif isinstance(value, int) and not isinstance(value, bool) and not -INT64_MAX - 1 <= value <= INT64_MAX:
             found.append(_error(where or "<root>", "body", "integers must fit in 64 bits", "int_out_of_range"))
         elif isinstance(value, float) and not math.isfinite(value):
             found.append(_error(where or "<root>", "body", "numbers must be finite", "float_out_of_range"))

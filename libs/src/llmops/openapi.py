@@ -2,7 +2,7 @@
 
 A route declares its permission (``llmops.auth.requires``), its parameters and its body; from those the app factory
 knows which problems it can answer, so routes only declare the answers particular to them (``responses=problems(
-409)``, say). Every answer of 400 and above is an RFC 9457 ``application/problem+json`` document.
+404)``, say). Every answer of 400 and above is an RFC 9457 ``application/problem+json`` document.
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ _MEANINGS = {
     500: "The service failed; the `request_id` finds it in the service's log",
     503: "A dependency (Postgres, Kafka, the object store) is not ready",
 }
-#: FastAPI's own descriptions, replaced by the meanings above.
-_GENERIC = frozenset({None, "", "Validation Error", "Successful Response", "Additional Response"})
+#: FastAPI's own descriptions of error answers, replaced by the meanings above.
+_GENERIC = frozenset({None, "", "Validation Error", "Additional Response"})
 _WRITES = frozenset({"post", "put", "patch", "delete"})
 
 
@@ -86,11 +86,9 @@ def streamed(*media_types: str, description: str) -> dict[int | str, dict[str, A
     return {200: {"description": description, "content": {m: {"schema": {"type": "string"}} for m in media_types}}}
 
 
-def problems(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
-    """A route's own problem answers, for its ``responses=``: ``problems(409)`` or ``problems(**{"409": "why"})``."""
-    answers: dict[int | str, dict[str, Any]] = {status: {"description": _MEANINGS[status]} for status in statuses}
-    answers.update({int(status): {"description": text} for status, text in described.items()})
-    return answers
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A route's own problem answers, for its ``responses=``: ``problems(404)``."""
+    return {status: {"description": _MEANINGS[status]} for status in statuses}
 
 
 def _answer(status: int, description: str | None = None) -> dict[str, Any]:
