@@ -107,15 +107,18 @@ def requires(permission: Permission):
             )
             await deny(request, error, permission=permission, principal=principal)
         project = request.path_params.get("project")
-        if project is not None and not principal.can_access(project):
-            # A route under /projects/{project} cannot forget the scope check: the permission brings it.
-            error = AuthError(403, "wrong_project", f"no access to project {project!r}")
-            await deny(request, error, permission=permission, principal=principal)
+        if project is not None:  # a route under /projects/{project} cannot forget the scope check: it comes here
+            await require_project(request, principal, project, permission=permission)
         request.state.principal = principal
         return principal
 
     dependency.permission = permission  # type: ignore[attr-defined]  # lets tests list each route's permission
     return dependency
+
+
+def actor_of(request: Request, principal: Principal) -> Actor:
+    """The actor of a request made by ``principal``: its subject and the request's correlation id."""
+    return Actor(principal.subject, getattr(request.state, "correlation_id", None))
 
 
 @dataclass(frozen=True)
@@ -139,8 +142,7 @@ def in_project(permission: Permission):
         request: Request, project: ProjectPath, principal: Principal = Depends(principal_of)
     ) -> ProjectScope:
         # principal_of has refused a principal outside the path's project (before the path was validated, as ever).
-        actor = Actor(principal.subject, getattr(request.state, "correlation_id", None))
-        return ProjectScope(project, principal, actor)
+        return ProjectScope(project, principal, actor_of(request, principal))
 
     dependency.permission = permission  # type: ignore[attr-defined]
     dependency.scopes_path_project = True  # type: ignore[attr-defined]  # the route walk looks for it
@@ -157,8 +159,10 @@ def cross_project(how: str) -> dict[str, str]:
 PROJECT_SCOPE = "x-project-scope"
 
 
-async def require_project(request: Request, principal: Principal, project: str) -> None:
-    """Refuse (403, recorded) a principal acting in a project outside its scope."""
+async def require_project(
+    request: Request, principal: Principal, project: str, *, permission: Permission | None = None
+) -> None:
+    """Refuse (403, recorded, naming ``permission`` when a route's) a principal acting outside its projects."""
     if not principal.can_access(project):
         error = AuthError(403, "wrong_project", f"no access to project {project!r}")
-        await deny(request, error, permission=None, principal=principal)
+        await deny(request, error, permission=permission, principal=principal)

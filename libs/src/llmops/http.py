@@ -21,8 +21,7 @@ from llmops.logging import get_logger
 from llmops.middleware import BodyLimit, RequestContext
 from llmops.openapi import document_problems, problems
 from llmops.problems import install_problem_handlers
-from llmops.runtime import Actor, Runtime
-from llmops.tokens import Principal
+from llmops.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -30,11 +29,6 @@ log = get_logger(__name__)
 def from_row(model, row):
     """A response model filled from a database row's columns of the same names."""
     return model(**{name: getattr(row, name) for name in model.model_fields})
-
-
-def actor_of(request: Request, principal: Principal) -> Actor:
-    """The actor of a request made by ``principal``."""
-    return Actor(principal.subject, correlation_id(request))
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -11,9 +11,13 @@ SUPPORTED_LOCALES: tuple[str, ...] = ("de_DE", "en_GB", "en_US", "es_ES", "fr_FR
 TOKENS: dict[str, str] = {kind: f"[{kind.upper()}]" for kind in ALL_KINDS}
 
 
+def _names(value: str | Iterable[str]) -> set[str]:
+    return {k.strip() for k in (value.split(",") if isinstance(value, str) else value) if k.strip()}
+
+
 def parse_kinds(value: str | Iterable[str]) -> frozenset[str]:
     """Kinds from ``"all"``, a comma-separated list or an iterable; ``ValueError`` names unknown ones."""
-    kinds = {k.strip() for k in (value.split(",") if isinstance(value, str) else value) if k.strip()}
+    kinds = _names(value)
     if kinds == {"all"}:
         return ALL_KINDS
     unknown = kinds - ALL_KINDS
@@ -25,7 +29,7 @@ def parse_kinds(value: str | Iterable[str]) -> frozenset[str]:
 def parse_locales(value: str | Iterable[str]) -> tuple[str, ...]:
     """Locales from ``"all"`` (or nothing), a comma-separated list or an iterable, sorted; ``ValueError`` names
     unknown ones."""
-    locales = {k.strip() for k in (value.split(",") if isinstance(value, str) else value) if k.strip()}
+    locales = _names(value)
     if not locales or locales == {"all"}:
         return SUPPORTED_LOCALES
     unknown = locales - set(SUPPORTED_LOCALES)

@@ -20,7 +20,7 @@ from pydantic import Field, field_validator, model_validator
 
 from llmops.prompt_sandbox import MAX_OUTPUT_CHARS
 from llmops.prompts import MAX_REGEX_CHARS, user_regex, user_schema_validator
-from llmops.scoring.base import ExampleScore, MetricName, Scorer, ScorerOptions
+from llmops.scoring.base import MAX_ERROR_CHARS, ExampleScore, MetricName, Scorer, ScorerOptions
 
 Needle = Annotated[str, Field(min_length=1, max_length=MAX_REGEX_CHARS)]
 # Unicode punctuation (category P) and the ASCII symbols of string.punctuation (which are category S)
@@ -179,7 +179,7 @@ class JsonSchemaScorer(Scorer):
         except orjson.JSONDecodeError:
             return ExampleScore({metric: 0.0}, detail="the output is not JSON")
         except fastjsonschema.JsonSchemaValueException as exc:
-            return ExampleScore({metric: 0.0}, detail=exc.message[:500])
+            return ExampleScore({metric: 0.0}, detail=exc.message[:MAX_ERROR_CHARS])
         except Exception as exc:  # e.g. an output over the size limit
             return ExampleScore.failed(exc)
         return ExampleScore({metric: 1.0})

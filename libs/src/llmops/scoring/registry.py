@@ -8,6 +8,7 @@ option or entry point is a validation error that names it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import Annotated, Any, Literal
@@ -52,6 +53,7 @@ def custom_scorer_names() -> list[str]:
     return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
 
 
+@functools.cache  # a suite's config is validated, then built: one entry-point scan and import per name
 def load_custom_scorer(name: str) -> type[Scorer]:
     """The scorer class registered as entry point ``name``; ValueError naming it when absent, ambiguous or broken."""
     found = list(entry_points(group=ENTRY_POINT_GROUP).select(name=name))

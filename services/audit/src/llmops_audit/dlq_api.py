@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from llmops.auth import ALL_PROJECTS, AuthError, Permission, Principal, cross_project, deny, requires
+from llmops.auth import ALL_PROJECTS, AuthError, Permission, Principal, actor_of, cross_project, deny, requires
 from llmops.bus import add_to_outbox
 from llmops.bus.dead_letters import (
     ID_PATTERN,
@@ -28,7 +28,7 @@ from llmops.bus.dead_letters import (
     replay,
 )
 from llmops.errors import Problem
-from llmops.http import CurrentRuntime, actor_of
+from llmops.http import CurrentRuntime
 from llmops.openapi import problems
 from llmops.runtime import Runtime
 from llmops.types import RequestBody, Timestamp
