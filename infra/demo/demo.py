@@ -97,7 +97,7 @@ async def _demo_database() -> str:
 
 
 def _build_tiny_model(directory: Path) -> Path:
-    from llmops_training.ml.tiny import build_tiny_model  # imports torch (seconds): started early, in a thread
+    from llmops.tiny_model import build_tiny_model  # imports torch (seconds): started early, in a thread
 
     return build_tiny_model(directory)
 

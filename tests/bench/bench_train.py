@@ -24,7 +24,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from llmops_training.ml.tiny import build_tiny_model
+from llmops.tiny_model import build_tiny_model
 from llmops_training.ml.trainer import Progress, TrainSpec, train
 
 SUBJECTS = ["the invoice", "a refund", "the password", "my order", "the delivery", "an upgrade", "the meeting"]
@@ -267,7 +267,7 @@ async def run(n_examples: int, rounds: int, epochs: float, threads: int, checkpo
 
     configure_logging("WARNING")
 
-    from llmops_training.ml._runtime import quiet_libraries
+    from llmops.ml_runtime import quiet_libraries
 
     if threads > 0:
         torch.set_num_threads(threads)

@@ -77,7 +77,7 @@ STEWARD = bearer(Role.DATA_STEWARD, subject="sam")
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A tiny Llama with its own tokenizer, built offline (the same for every test)."""
-    from llmops_training.ml.tiny import build_tiny_model
+    from llmops.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 

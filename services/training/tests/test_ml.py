@@ -17,9 +17,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from llmops.tiny_model import build_tiny_model
 from llmops_training.ml.generate import generate
 from llmops_training.ml.process import TrainingProcessError, train_in_process
-from llmops_training.ml.tiny import build_tiny_model
 from llmops_training.ml.trainer import Progress, TrainingError, TrainSpec, find_target_modules, train
 
 PAIRS = [

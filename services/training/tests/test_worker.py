@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from llmops_training.artifacts import fetch_directory
+from llmops.artifacts import fetch_directory
 from llmops_training.worker import TrainingWorker
 
 from .conftest import ENGINEER, VIEWER, outbox_events, register_tiny, seed_dataset

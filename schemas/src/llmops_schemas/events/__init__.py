@@ -3,6 +3,17 @@
 from llmops_schemas.events.audit import CheckpointSigned
 from llmops_schemas.events.datasets import DatasetCreated, DatasetVersionCreated, DatasetVersionDeprecated
 from llmops_schemas.events.dead_letters import DeadLettersReplayed
+from llmops_schemas.events.evaluation import (
+    EvaluationGateDecided,
+    EvaluationGateOverridden,
+    EvaluationRunCompleted,
+    EvaluationRunFailed,
+    EvaluationRunProgress,
+    EvaluationRunRequested,
+    EvaluationRunStarted,
+    EvaluationSuiteCreated,
+)
+from llmops_schemas.events.feedback import FeedbackSubmitted
 from llmops_schemas.events.models import BaseModelRegistered, ModelAliasMoved, ModelVersionRegistered
 from llmops_schemas.events.platform import ProbeSent
 from llmops_schemas.events.prompts import PromptCreated, PromptLabelMoved, PromptVersionCreated
@@ -25,6 +36,15 @@ __all__ = [
     "DatasetVersionCreated",
     "DatasetVersionDeprecated",
     "DeadLettersReplayed",
+    "EvaluationGateDecided",
+    "EvaluationGateOverridden",
+    "EvaluationRunCompleted",
+    "EvaluationRunFailed",
+    "EvaluationRunProgress",
+    "EvaluationRunRequested",
+    "EvaluationRunStarted",
+    "EvaluationSuiteCreated",
+    "FeedbackSubmitted",
     "ModelAliasMoved",
     "ModelVersionRegistered",
     "ProbeSent",

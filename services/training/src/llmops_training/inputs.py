@@ -6,11 +6,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from llmops import artifacts
 from llmops.prompts import PromptTemplate
 from llmops.storage import ObjectStore
 from llmops_schemas.events import TrainingJobRequested
 from llmops_schemas.splits import SplitConfig, split_lines
-from llmops_training import artifacts
 from llmops_training.examples import write_examples
 
 

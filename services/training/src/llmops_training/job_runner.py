@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from llmops import artifacts
 from llmops.bus import add_to_outbox
 from llmops.logging import bound_context, get_logger
 from llmops.runtime import Runtime
@@ -34,7 +35,8 @@ from llmops_schemas.events import (
     TrainingJobRequeued,
     TrainingJobStarted,
 )
-from llmops_training import artifacts, repository, service
+from llmops_training import artifacts as trained_artifacts
+from llmops_training import repository, service
 from llmops_training.examples import ExampleError, TrainingError
 from llmops_training.inputs import fetch_inputs
 from llmops_training.leases import JobControl, JobLost, Lease
@@ -239,7 +241,7 @@ class JobRunner:
 
     async def _register(self, request: TrainingJobRequested, event, result, base_lineage, seconds: float) -> None:
         """Store the artifacts, then register the model version in the transaction that completes the job."""
-        stored, merged = await artifacts.put_trained(self.store, result.artifacts_dir)
+        stored, merged = await trained_artifacts.put_trained(self.store, result.artifacts_dir)
         async with self.runtime.db.transaction() as session:
             await service.complete_job(
                 session,

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from llmops import artifacts
 from llmops.bus import add_to_outbox
 from llmops.errors import Problem
 from llmops.runtime import Actor, Runtime, spool
@@ -27,7 +28,7 @@ from llmops_schemas.events import (
     TrainingJobRequested,
 )
 from llmops_schemas.events.training import BaseModelRef, DatasetRef, PromptRef
-from llmops_training import archives, artifacts, repository
+from llmops_training import archives, repository
 from llmops_training.examples import TRAINABLE_FORMATS
 from llmops_training.leases import JobLost
 from llmops_training.settings import TrainingSettings

@@ -126,7 +126,7 @@ def base_tiny(
     with tempfile.TemporaryDirectory(prefix="llmops-tiny-") as scratch:
         directory = out_dir or Path(scratch) / name
         with err.status("building the tiny model (importing torch takes a while)"):
-            from llmops_training.ml.tiny import build_tiny_model  # torch and transformers: only here
+            from llmops.tiny_model import build_tiny_model  # torch and transformers: only here
 
             build_tiny_model(directory)
         err.print(f"built the tiny model in {escape(str(directory))}")

@@ -5,7 +5,7 @@ from peft import LoraConfig, get_peft_model  # noqa: F401
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 from trl import SFTConfig, SFTTrainer  # noqa: F401
 
+from llmops.ml_runtime import quiet_libraries
 from llmops_training.ml import trainer  # noqa: F401
-from llmops_training.ml._runtime import quiet_libraries
 
 quiet_libraries()

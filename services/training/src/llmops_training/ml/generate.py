@@ -13,7 +13,7 @@ def generate(base_dir: Path, prompt: str, *, adapter_dir: Path | None = None, ma
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llmops_training.ml._runtime import quiet_libraries
+    from llmops.ml_runtime import quiet_libraries
 
     quiet_libraries()
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir or base_dir), local_files_only=True)

@@ -309,7 +309,7 @@ def train(
     cancelled job returns status ``cancelled`` with metrics but no weights, a paused one ``paused`` once the checkpoint
     of its last step is saved (and announced), to resume from. Raises ``TrainingError`` for unusable data or specs.
     """
-    from llmops_training.ml._runtime import quiet_libraries
+    from llmops.ml_runtime import quiet_libraries
 
     quiet_libraries()
     output_dir = Path(output_dir)

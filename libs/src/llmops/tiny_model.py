@@ -63,7 +63,7 @@ def build_tiny_model(
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from llmops_training.ml._runtime import quiet_libraries
+    from llmops.ml_runtime import quiet_libraries
 
     quiet_libraries()
     out_dir = Path(out_dir)

@@ -1,0 +1,126 @@
+"""HTTP routes of the evaluation service: suites, runs, comparisons, gate decisions and overrides, feedback.
+
+ml-engineers (and admins) write suites and request runs; viewers read; only admins override a gate; anyone who may
+read a project may give feedback on it. Every route is scoped to a project the caller's token names.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi import Path as PathParam
+from pydantic import BaseModel
+
+from llmops.auth import Permission, ProjectScope, Role, in_project
+from llmops.http import CurrentRuntime, Session, from_row, get_settings
+from llmops.openapi import problems
+from llmops.types import Offset, UUIDPath, VersionPath
+from llmops_evaluation import queries, service
+from llmops_evaluation.settings import EvaluationSettings
+from llmops_evaluation.spec import NAME, RunIn, SuiteIn
+
+WRITE = Permission("evaluation.write", {Role.ML_ENGINEER})
+READ = Permission("evaluation.read", {Role.ML_ENGINEER, Role.VIEWER})
+
+router = APIRouter(prefix="/projects/{project}/evaluation", tags=["evaluation"])
+Writer = Annotated[ProjectScope, Depends(in_project(WRITE))]
+Reader = Annotated[ProjectScope, Depends(in_project(READ))]
+SettingsDep = Annotated[EvaluationSettings, Depends(get_settings)]
+Name = Annotated[str, PathParam(pattern=NAME)]
+
+
+class SuiteOut(BaseModel):
+    id: str
+    suite_id: str
+    project: str
+    name: str
+    version: int
+    spec: dict[str, Any]
+    models: list[str]
+    triggers: list[str]
+    created_by: str
+    created_at: datetime
+
+
+class RunOut(BaseModel):
+    id: str
+    project: str
+    suite_version_id: str
+    status: str
+    pool: str
+    target: dict[str, Any]
+    trigger: str
+    requested_by: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker: str | None
+    attempt: int
+    examples_total: int | None
+    examples_done: int
+    progress: dict[str, Any] | None
+    metrics: dict[str, Any] | None
+    signatures: dict[str, Any] | None
+    artifact_uri: str | None
+    artifact_sha256: str | None
+    error: str | None
+
+
+# -- suites ------------------------------------------------------------------------------------------------------
+@router.post("/suites", status_code=201, summary="Create a suite, or its next version (suite versions are immutable)")
+async def create_suite(
+    body: SuiteIn, session: Session, runtime: CurrentRuntime, scope: Writer, settings: SettingsDep
+) -> SuiteOut:
+    row = await service.create_suite_version(
+        session, runtime, settings, project=scope.project, body=body, actor=scope.actor
+    )
+    return from_row(SuiteOut, row)
+
+
+@router.get("/suites", summary="The project's suites, each at its latest version")
+async def list_suites(
+    session: Session,
+    scope: Reader,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Offset = 0,
+) -> list[SuiteOut]:
+    return [from_row(SuiteOut, r) for r in await queries.latest_suites(session, scope.project, limit, offset)]
+
+
+@router.get("/suites/{name}", summary="A suite's latest version", responses=problems(404))
+async def show_suite(name: Name, session: Session, scope: Reader) -> SuiteOut:
+    return from_row(SuiteOut, await service.get_suite_version(session, scope.project, name, None))
+
+
+@router.get("/suites/{name}/versions/{version}", summary="One version of a suite", responses=problems(404))
+async def show_suite_version(name: Name, version: VersionPath, session: Session, scope: Reader) -> SuiteOut:
+    return from_row(SuiteOut, await service.get_suite_version(session, scope.project, name, version))
+
+
+# -- runs --------------------------------------------------------------------------------------------------------
+@router.post("/runs", status_code=201, summary="Run a suite on a model version (or alias), a base model or an endpoint")
+async def request_run(
+    body: RunIn, session: Session, runtime: CurrentRuntime, scope: Writer, settings: SettingsDep
+) -> RunOut:
+    row = await service.request_run(session, runtime, settings, project=scope.project, body=body, actor=scope.actor)
+    return from_row(RunOut, row)
+
+
+@router.get("/runs", summary="The project's runs, newest first")
+async def list_runs(
+    session: Session,
+    scope: Reader,
+    suite: Annotated[str | None, Query(pattern=NAME)] = None,
+    model: Annotated[str | None, Query(pattern=NAME)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Offset = 0,
+) -> list[RunOut]:
+    rows = await queries.list_runs(session, scope.project, suite=suite, model=model, limit=limit, offset=offset)
+    return [from_row(RunOut, r) for r in rows]
+
+
+@router.get("/runs/{run_id}", summary="A run: status, progress, metrics with 95% intervals", responses=problems(404))
+async def show_run(run_id: UUIDPath, session: Session, scope: Reader) -> RunOut:
+    return from_row(RunOut, await service.get_run(session, scope.project, run_id))
