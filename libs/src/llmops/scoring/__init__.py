@@ -46,6 +46,15 @@ from llmops.scoring.base import (
     mean_values,
     score,
 )
+from llmops.scoring.gates import (
+    GateDecision,
+    GateResult,
+    GateRule,
+    MetricValue,
+    check_gates,
+    decide,
+    parse_gate,
+)
 from llmops.scoring.registry import (
     BUILT_IN,
     ENTRY_POINT_GROUP,
@@ -57,23 +66,36 @@ from llmops.scoring.registry import (
     load_custom_scorer,
     parse_scorer_configs,
 )
+from llmops.scoring.stats import Comparison, Interval, bootstrap_ci, most_changed, paired_comparison
 
 __all__ = [
     "BUILT_IN",
     "ENTRY_POINT_GROUP",
+    "Comparison",
     "CorpusScore",
     "CustomScorerConfig",
     "ExampleScore",
+    "GateDecision",
+    "GateResult",
+    "GateRule",
+    "Interval",
     "MetricName",
+    "MetricValue",
     "Scorer",
     "ScorerConfig",
     "ScorerOptions",
     "ScorerResult",
+    "bootstrap_ci",
     "build_scorer",
     "build_scorers",
+    "check_gates",
     "custom_scorer_names",
+    "decide",
     "load_custom_scorer",
     "mean_values",
+    "most_changed",
+    "paired_comparison",
+    "parse_gate",
     "parse_scorer_configs",
     "score",
 ]
