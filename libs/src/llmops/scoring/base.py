@@ -28,17 +28,28 @@ class ExampleScore:
     """One example's score: a value per metric, or an ``error`` when scoring this example failed (then no values).
 
     ``detail`` is an optional short note on the score (why a JSON answer was invalid), never needed to read it.
+    ``unparseable`` marks an example whose scorer got an answer it could not read a score from (an LLM judge's reply
+    without a valid score): it has no values and its ``error`` says why, but it is counted apart from failures
+    (:attr:`ScorerResult.unparseable_count`), never as a zero. ``details`` holds JSON-like facts about how the
+    example was scored (a judge's raw answer and model).
     """
 
     values: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None
     detail: str | None = None
+    unparseable: bool = False
+    details: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def failed(cls, exc: BaseException | str) -> ExampleScore:
         """The score of an example whose scoring raised ``exc`` (its type and message, cut to a bounded size)."""
         message = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
         return cls(error=message[:MAX_ERROR_CHARS])
+
+    @classmethod
+    def unparsed(cls, reason: str, details: Mapping[str, Any] | None = None) -> ExampleScore:
+        """The score of an example whose answer held no readable score (``reason`` says why): no value, no zero."""
+        return cls(error=reason[:MAX_ERROR_CHARS], unparseable=True, details=details or {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +66,14 @@ class CorpusScore:
 
 @dataclass(frozen=True, slots=True)
 class ScorerResult:
-    """What :func:`score` returns: every example's score, the corpus aggregate and the number of failed examples."""
+    """What :func:`score` returns: every example's score, the corpus aggregate, the number of failed examples and
+    of examples whose answer had no readable score (``unparseable_count``, not among the errors)."""
 
     scorer: str
     examples: list[ExampleScore]
     corpus: CorpusScore
     error_count: int
+    unparseable_count: int = 0
 
 
 class Scorer(ABC):
@@ -139,8 +152,9 @@ def score(
         corpus = scorer.aggregate(outputs, references, examples)
     except Exception:  # the per-example scores stand; the corpus has no value
         corpus = CorpusScore(dict.fromkeys(scorer.metrics))
-    error_count = sum(example.error is not None for example in examples)
-    return ScorerResult(scorer.name, examples, corpus, error_count)
+    unparseable = sum(example.unparseable for example in examples)
+    error_count = sum(example.error is not None for example in examples) - unparseable
+    return ScorerResult(scorer.name, examples, corpus, error_count, unparseable)
 
 
 def _checked(example: Any, expected: set[str]) -> ExampleScore:
@@ -148,6 +162,8 @@ def _checked(example: Any, expected: set[str]) -> ExampleScore:
         return ExampleScore.failed(f"the scorer returned {type(example).__name__}, not an ExampleScore")
     if example.error is not None:
         return example
+    if example.unparseable:
+        return ExampleScore.failed("the scorer marked an example unparseable without saying why")
     values = example.values
     if values.keys() != expected:
         return ExampleScore.failed(f"the scorer returned metrics {sorted(values)}, not {sorted(expected)}")

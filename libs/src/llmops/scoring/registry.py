@@ -1,9 +1,9 @@
 """Scorer configuration as users write it (in suites), validated, and the scorers built from it.
 
 A configuration is a mapping with a ``type``: a built-in scorer (``bleu``, ``chrf``, ``rouge``, ``exact_match``,
-``contains``, ``regex``, ``json_schema``, ``length``) with its options beside the type, or ``custom`` with the
-``entry_point`` name of a scorer installed in group :data:`ENTRY_POINT_GROUP` and its ``options``. An unknown type,
-option or entry point is a validation error that names it.
+``contains``, ``regex``, ``json_schema``, ``length``, ``judge``) with its options beside the type, or ``custom``
+with the ``entry_point`` name of a scorer installed in group :data:`ENTRY_POINT_GROUP` and its ``options``. An
+unknown type, option or entry point is a validation error that names it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from llmops.scoring.checks import (
     RegexOptions,
     RegexScorer,
 )
+from llmops.scoring.judge import JudgeOptions, JudgeScorer
 from llmops.scoring.overlap import BleuOptions, BleuScorer, ChrfOptions, ChrfScorer, RougeOptions, RougeScorer
 
 #: The entry-point group custom scorers register in (``[project.entry-points."llmops.scorers"]``).
@@ -44,6 +45,7 @@ BUILT_IN: dict[str, type[Scorer]] = {
         RegexScorer,
         JsonSchemaScorer,
         LengthScorer,
+        JudgeScorer,
     )
 }
 
@@ -106,6 +108,7 @@ ScorerConfig = Annotated[
     | RegexOptions
     | JsonSchemaOptions
     | LengthOptions
+    | JudgeOptions
     | CustomScorerConfig,
     Field(discriminator="type"),
 ]
