@@ -16,6 +16,7 @@ from llmops.bus import add_to_outbox
 from llmops.errors import Problem
 from llmops.runtime import Actor, Runtime
 from llmops.scoring import build_scorers, parse_scorer_configs
+from llmops.scoring.gates import check_gates, parse_gate
 from llmops_evaluation import repository
 from llmops_evaluation.settings import EvaluationSettings
 from llmops_evaluation.spec import RunIn, StoredSpec, SuiteIn
@@ -252,7 +253,6 @@ async def _resolved_judge(
         )
     check_endpoint(settings, str(config.get("endpoint", "")), f"{field}.endpoint")
     config["rubric"] = prompt.template
-    config["rubric_prompt"] = {"name": prompt.name, "version": prompt.version, "hash": prompt.hash}
     return config
 
 
@@ -265,8 +265,6 @@ def _first_error(exc: Exception) -> str:
 
 
 def _checked_gates(gates: list[Any], metrics: set[str]) -> list[dict[str, Any]]:
-    from llmops.scoring.gates import check_gates, parse_gate  # TODO(merge eval-stats): module level
-
     parsed = []
     for index, gate in enumerate(gates):
         try:
