@@ -89,7 +89,7 @@ def tiny_adapter(tiny_model, tmp_path_factory) -> Path:
 
 def instruction_rows(count: int = 12) -> list[dict]:
     answers = ["blue", "green", "red", "yellow"]
-    return [{"prompt": f"Question {i}: what colour is item {i}?", "completion": f"{answers[i % 4]}"} for i in range(count)]
+    return [{"prompt": f"Question {i}: what colour is item {i}?", "completion": answers[i % 4]} for i in range(count)]
 
 
 async def seed_dataset(service, rows: list[dict], *, name: str = "qa", fmt: str = "instruction") -> dict:
