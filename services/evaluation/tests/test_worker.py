@@ -25,9 +25,11 @@ from .conftest import (
     instruction_rows,
     outbox_events,
     request_run,
+    run_of,
     seed_base_model,
     seed_dataset,
     seed_model_version,
+    wait_for_run,
 )
 from .openai_server import openai_server
 
@@ -106,6 +108,37 @@ class TestALocalModelRun:
         assert run.status == "failed" and "no usable row" in run.error and "completion" in run.error
         failed = [e for e in await outbox_events(evaluation, run_id) if e["type"] == "evaluation.run.failed"]
         assert [e["data"]["reason"] for e in failed] == [run.error]
+
+
+class TestAStoppingWorker:
+    async def test_hands_its_run_back_and_the_next_worker_completes_it(
+        self, evaluation_settings, evaluation, tiny_model
+    ):
+        await seed_dataset(evaluation, instruction_rows(160))
+        await create_suite(evaluation, generation={"max_new_tokens": 24})
+        await seed_base_model(evaluation, tiny_model)
+        first = EvaluationWorker(evaluation_settings, name="first")
+        task = asyncio.create_task(first.run())
+        await asyncio.wait_for(first.ready.wait(), 60)
+        run_id = await request_run(evaluation, base_model="tiny")
+        try:
+            await wait_for_run(evaluation, run_id, lambda run: run.status == "running" and run.examples_done >= 8)
+        finally:
+            first.stop()
+            await asyncio.wait_for(task, 60)
+        back = await run_of(evaluation, run_id)
+        assert back.status == "queued" and back.worker is None and back.attempt == 0, back
+        second = EvaluationWorker(evaluation_settings, name="second")
+        task = asyncio.create_task(second.run())
+        try:
+            done = await finished(evaluation, run_id)
+        finally:
+            second.stop()
+            await asyncio.wait_for(task, 60)
+        assert done.status == "completed" and done.worker == "second" and done.attempt == 1
+        assert len(await examples_of(evaluation, run_id)) == 160
+        types = [e["type"] for e in await outbox_events(evaluation, run_id)]
+        assert types.count("evaluation.run.completed") == 1 and types.count("evaluation.run.started") == 2
 
 
 class TestAnEndpointRun:

@@ -44,7 +44,9 @@ class UnusableRow(ValueError):
     """A row that cannot become an example (the message says why)."""
 
 
-def _rendered(template: PromptTemplate, variables: dict[str, Any]) -> Input:
+def _rendered(template: PromptTemplate, row: dict[str, Any]) -> Input:
+    # the row's fields the prompt declares: the others (the completion, a label) are not the prompt's to see
+    variables = {name: value for name, value in row.items() if name in template.variables}
     try:
         return render(template, variables)
     except RenderError as exc:
