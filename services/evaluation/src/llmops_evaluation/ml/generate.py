@@ -133,12 +133,11 @@ class Generator:
         return [self._decoded(index, ids, latency_ms) for (index, _), ids in zip(batch, new, strict=True)]
 
     def _decoded(self, index: int, ids: list[int], latency_ms: float) -> Generated:
+        # new tokens: up to the first end of sequence (included); after a stop, generate fills the row with padding
         eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
-        count = len(ids)
-        for position, token in enumerate(ids):
-            if token == eos or (token == pad and pad != eos):
-                count = position + (token == eos)
-                break
+        count = next((position + 1 for position, token in enumerate(ids) if token == eos), len(ids))
+        while count > 0 and ids[count - 1] == pad and pad != eos:
+            count -= 1
         text = self.tokenizer.decode(ids[:count], skip_special_tokens=True)
         return Generated(index, cut_at_stop(text, self.spec.stop), count, latency_ms)
 
