@@ -17,7 +17,8 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +75,8 @@ def generate_in_process(
         args=(theirs, stop, Path(model_dir), adapter_dir, list(inputs), spec, threads),
         name="llmops-generation",
     )
-    process.start()
+    with _main_left_behind():
+        process.start()
     theirs.close()
     try:
         while True:
@@ -101,6 +103,23 @@ def generate_in_process(
         if process.is_alive():
             process.kill()
             process.join()
+
+
+@contextmanager
+def _main_left_behind() -> Iterator[None]:
+    """Start a child without the parent's main module: multiprocessing would run the main script again in every
+    child (the worker's command with its web stack, a benchmark), seconds of imports per run, for nothing: the child
+    runs a function of this module."""
+    main = sys.modules["__main__"]
+    saved = {name: getattr(main, name) for name in ("__file__", "__spec__") if hasattr(main, name)}
+    try:
+        if "__file__" in saved:
+            del main.__file__
+        main.__spec__ = None
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(main, name, value)
 
 
 def _how(exitcode: int | None) -> str:
