@@ -4,6 +4,7 @@ as the owner role and used through the runtime role; projections seeded as the c
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from functools import partial
 
@@ -15,10 +16,12 @@ from sqlalchemy import select
 from llmops import testing
 from llmops.auth import Role
 from llmops.bus import outbox
+from llmops.scoring.stats import bootstrap_ci
 from llmops.testing import service_database
-from llmops_evaluation import repository, service
+from llmops_evaluation import gating, repository, service
 from llmops_evaluation.app import EvaluationService, migrate
 from llmops_evaluation.settings import EvaluationSettings
+from llmops_evaluation.triggers import target_of_model_version
 
 
 @pytest.fixture
@@ -168,3 +171,60 @@ async def outbox_events(running: EvaluationService) -> list[dict]:
     async with running.runtime.db.sessions() as session:
         rows = (await session.execute(select(outbox.c.payload).order_by(outbox.c.id))).scalars()
         return [orjson.loads(p) for p in rows]
+
+
+#: Examples of the runs :func:`finished_run` makes.
+EXAMPLES = 40
+
+
+async def finished_run(evaluation, suite: dict, model: dict | None, scores: dict[str, list[float]]) -> str:
+    """A run of ``suite`` on ``model`` as a worker completes it: its examples' scores and its metrics (each metric's
+    mean with its bootstrap interval), then the gates decided in the same transaction."""
+    run_id = str(uuid.uuid4())
+    async with evaluation.runtime.db.transaction() as session:
+        model_row = None
+        if model is not None:
+            model_row = await repository.find_model_version(session, "p1", model["name"], model["version"])
+        target = target_of_model_version(model_row).model_dump(mode="json") if model_row else {"kind": "endpoint"}
+        await repository.insert_run(
+            session,
+            {
+                "id": run_id,
+                "project": "p1",
+                "suite_version_id": suite["id"],
+                "status": "completed",
+                "pool": "cpu",
+                "target": target,
+                "model_name": None if model is None else model["name"],
+                "model_version": None if model is None else model["version"],
+                "model_version_id": None if model is None else model["model_version_id"],
+                "trigger": "api",
+                "trigger_key": f"request:{run_id}",
+                "request": {},
+                "requested_by": "eve",
+            },
+        )
+        metrics = {}
+        for metric, values in scores.items():
+            interval = bootstrap_ci(values, resamples=1000)
+            metrics[metric] = {
+                "value": interval.mean,
+                "mean": interval.mean,
+                "low": interval.low,
+                "high": interval.high,
+            }
+        await repository.update_run(session, run_id, metrics=metrics, finished_at=None)
+        await repository.insert_run_examples(
+            session,
+            [
+                {"run_id": run_id, "index": i, "scores": {m: v[i] for m, v in scores.items()}, "latency_ms": 1.0}
+                for i in range(EXAMPLES)
+            ],
+        )
+        await gating.decide_gates(session, evaluation.runtime, run_id, resamples=1000)
+    return run_id
+
+
+def noisy(mean: float, spread: float, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    return [mean + rng.uniform(-spread, spread) for _ in range(EXAMPLES)]
