@@ -8,6 +8,8 @@ import uuid
 
 import pytest
 
+from llmops_evaluation import repository
+
 from .conftest import (
     ADMIN,
     ENGINEER,
@@ -132,6 +134,14 @@ async def test_two_runs_are_compared_example_by_example(evaluation, client):
     third = await finished_run(evaluation, other, one, {"bleu": base, "rouge_l": base})
     refused = await client.get(f"/projects/p1/evaluation/compare?baseline={first}&candidate={third}", headers=VIEWER)
     assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "candidate"
+    missing = await client.get(
+        f"/projects/p1/evaluation/compare?baseline={first}&candidate={uuid.uuid4()}", headers=VIEWER
+    )
+    assert missing.status_code == 404
+    async with evaluation.runtime.db.transaction() as session:
+        await repository.update_run(session, second, status="running")
+    running = await client.get(f"/projects/p1/evaluation/compare?baseline={first}&candidate={second}", headers=VIEWER)
+    assert running.status_code == 409 and "only completed runs" in running.json()["detail"]
 
 
 async def test_an_admin_overrides_a_decision_with_a_reason_and_it_is_recorded(evaluation, client):

@@ -139,7 +139,11 @@ class ExampleOut(BaseModel):
     latency_ms: float | None
 
 
-@router.get("/runs/{run_id}/examples", summary="A run's per-example scores (outputs are in its artifact)")
+@router.get(
+    "/runs/{run_id}/examples",
+    summary="A run's per-example scores (outputs are in its artifact)",
+    responses=problems(404),
+)
 async def run_examples(
     run_id: UUIDPath,
     session: Session,
@@ -153,7 +157,11 @@ async def run_examples(
 
 
 # -- comparisons -------------------------------------------------------------------------------------------------
-@router.get("/compare", summary="Two completed runs of one suite version, example by example, with paired intervals")
+@router.get(
+    "/compare",
+    summary="Two completed runs of one suite version, example by example, with paired intervals",
+    responses=problems(404, 409),
+)
 async def compare(
     session: Session,
     scope: Reader,

@@ -57,14 +57,15 @@ def _comparison(values: dict[str, Any]) -> Comparison:
 async def compare_runs(
     session: AsyncSession, project: str, baseline_id: str, candidate_id: str, *, resamples: int
 ) -> dict[str, Any]:
-    """Compare two completed runs of one suite version (422 naming ``baseline``/``candidate`` otherwise)."""
+    """Compare two completed runs of one suite version: 404 for a run that is not there, 409 for one that has not
+    completed, 422 naming ``candidate`` for runs of different suite versions."""
     runs = {}
     for field, run_id in (("baseline", baseline_id), ("candidate", candidate_id)):
         run = await repository.find_run(session, project, run_id)
         if run is None:
-            raise _unprocessable(f"no run {run_id} in project {project!r}", field)
+            raise Problem(404, f"no run {run_id} in project {project!r} (the {field})")
         if run.status != "completed":
-            raise _unprocessable(f"run {run_id} is {run.status}; only completed runs are compared", field)
+            raise Problem(409, f"the {field} run {run_id} is {run.status}; only completed runs are compared")
         runs[field] = run
     if runs["baseline"].suite_version_id != runs["candidate"].suite_version_id:
         raise _unprocessable("the runs belong to different suite versions (different examples)", "candidate")
