@@ -8,7 +8,15 @@ from pathlib import Path
 import grimp
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("llmops", "llmops_schemas", "llmops_audit", "llmops_datasets", "llmops_prompts", "llmops_training")
+PACKAGES = (
+    "llmops",
+    "llmops_schemas",
+    "llmops_audit",
+    "llmops_datasets",
+    "llmops_prompts",
+    "llmops_training",
+    "llmops_evaluation",
+)
 MAX_LINES = 450
 
 

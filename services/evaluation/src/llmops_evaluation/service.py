@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,7 +19,6 @@ from llmops.scoring import build_scorers, parse_scorer_configs
 from llmops.scoring.gates import check_gates, parse_gate
 from llmops_evaluation import repository
 from llmops_evaluation.settings import EvaluationSettings
-from llmops_evaluation.spec import RunIn, StoredSpec, SuiteIn
 from llmops_evaluation.triggers import TRIGGERS, target_of_model_version
 from llmops_schemas import CloudEvent
 from llmops_schemas.events import EvaluationRunRequested, EvaluationSuiteCreated, ModelVersionRegistered
@@ -28,6 +27,21 @@ from llmops_schemas.events.training import BaseModelRef, DatasetRef, PromptRef
 
 #: Dataset formats a suite can evaluate generation on (``classification`` rows are a text and its label).
 EVALUABLE_FORMATS = frozenset({"chat", "instruction", "text", "classification"})
+
+
+class StoredSpec(BaseModel):
+    """A suite version as stored: the request with its dataset and prompt versions resolved to ids, and each
+    judge's rubric to its prompt version's template."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str
+    dataset: dict[str, Any]
+    prompt: dict[str, Any] | None
+    generation: dict[str, Any]
+    scorers: list[dict[str, Any]]
+    gates: list[dict[str, Any]]
+    metrics: list[str]
 
 
 def unprocessable(detail: str, field: str) -> Problem:
@@ -119,58 +133,71 @@ async def run_triggered(
 
 # -- suites ------------------------------------------------------------------------------------------------------
 async def create_suite_version(
-    session: AsyncSession, runtime: Runtime, settings: EvaluationSettings, *, project: str, body: SuiteIn, actor: Actor
+    session: AsyncSession,
+    runtime: Runtime,
+    settings: EvaluationSettings,
+    *,
+    project: str,
+    body: dict[str, Any],
+    actor: Actor,
 ) -> Row:
     """Check a suite against the projections and store it as the next version of its name (the first creates it)."""
-    dataset = await repository.find_dataset_version(session, project, body.dataset.name, body.dataset.version)
+    dataset = await repository.find_dataset_version(
+        session, project, body["dataset"]["name"], body["dataset"]["version"]
+    )
     if dataset is None:
         raise unprocessable(
-            f"no dataset version {body.dataset.name!r} v{body.dataset.version} in project {project!r}", "dataset"
+            f"no dataset version {body['dataset']['name']!r} v{body['dataset']['version']} in project {project!r}",
+            "dataset",
         )
     if dataset.deprecated:
         raise unprocessable(
             f"dataset {dataset.name!r} v{dataset.version} is deprecated ({dataset.deprecated_reason})", "dataset"
         )
-    split_rows = _split_rows(dataset, body.dataset.split)
+    split_rows = _split_rows(dataset, body["dataset"]["split"])
     if split_rows == 0:
         raise unprocessable(
-            f"the {body.dataset.split!r} split of dataset {dataset.name!r} v{dataset.version} is empty", "dataset.split"
+            f"the {body['dataset']['split']!r} split of dataset {dataset.name!r} v{dataset.version} is empty",
+            "dataset.split",
         )
     if split_rows is not None and split_rows > settings.max_examples:
         raise unprocessable(
             f"the split holds {split_rows} rows; a suite evaluates at most {settings.max_examples}", "dataset.split"
         )
-    if body.generation.max_new_tokens > settings.max_new_tokens_limit:
+    if body["generation"]["max_new_tokens"] > settings.max_new_tokens_limit:
         raise unprocessable(f"max_new_tokens is at most {settings.max_new_tokens_limit}", "generation.max_new_tokens")
     prompt = None
-    if body.prompt is not None:
-        prompt = await repository.find_prompt_version(session, project, body.prompt.name, body.prompt.version)
+    if body.get("prompt") is not None:
+        prompt = await repository.find_prompt_version(
+            session, project, body["prompt"]["name"], body["prompt"]["version"]
+        )
         if prompt is None:
             raise unprocessable(
-                f"no prompt version {body.prompt.name!r} v{body.prompt.version} in project {project!r}", "prompt"
+                f"no prompt version {body['prompt']['name']!r} v{body['prompt']['version']} in project {project!r}",
+                "prompt",
             )
-    scorers, metrics = await _checked_scorers(session, settings, project, body.scorers)
-    gates = _checked_gates(body.gates, metrics)
-    for index, trigger in enumerate(body.triggers):
+    scorers, metrics = await _checked_scorers(session, settings, project, body["scorers"])
+    gates = _checked_gates(body.get("gates", []), metrics)
+    for index, trigger in enumerate(body["triggers"]):
         if trigger not in TRIGGERS:
             raise unprocessable(
                 f"{trigger!r} cannot trigger a run; known triggers: {', '.join(sorted(TRIGGERS))}", f"triggers[{index}]"
             )
     spec = StoredSpec(
-        description=body.description,
-        dataset=_dataset_ref(dataset, body.dataset.split).model_dump(mode="json"),
+        description=body.get("description", ""),
+        dataset=_dataset_ref(dataset, body["dataset"]["split"]).model_dump(mode="json"),
         prompt=None if prompt is None else _prompt_ref(prompt).model_dump(mode="json"),
-        generation=body.generation.model_dump(mode="json"),
+        generation=dict(body["generation"]),
         scorers=scorers,
         gates=gates,
         metrics=sorted(metrics),
     )
-    await repository.lock_suite_name(session, project, body.name)
-    suite = await repository.find_suite(session, project, body.name)
+    await repository.lock_suite_name(session, project, body["name"])
+    suite = await repository.find_suite(session, project, body["name"])
     if suite is None:
         suite_id = str(uuid.uuid4())
         await repository.insert_suite(
-            session, {"id": suite_id, "project": project, "name": body.name, "created_by": actor.subject}
+            session, {"id": suite_id, "project": project, "name": body["name"], "created_by": actor.subject}
         )
     else:
         suite_id = suite.id
@@ -185,8 +212,8 @@ async def create_suite_version(
             "project": project,
             "version": version,
             "spec": stored,
-            "models": sorted(set(body.models)),
-            "triggers": sorted(set(body.triggers)),
+            "models": sorted(set(body.get("models", []))),
+            "triggers": sorted(set(body["triggers"])),
             "created_by": actor.subject,
         },
     )
@@ -194,9 +221,9 @@ async def create_suite_version(
         suite_id=suite_id,
         version_id=version_id,
         project=project,
-        name=body.name,
+        name=body["name"],
         version=version,
-        spec={**stored, "models": sorted(set(body.models)), "triggers": sorted(set(body.triggers))},
+        spec={**stored, "models": sorted(set(body.get("models", []))), "triggers": sorted(set(body["triggers"]))},
         created_by=actor.subject,
     )
     await add_to_outbox(session, runtime.event(payload, subject=suite_id, actor=actor, project=project))
@@ -326,15 +353,21 @@ async def get_suite_version(session: AsyncSession, project: str, name: str, vers
 
 # -- runs --------------------------------------------------------------------------------------------------------
 async def request_run(
-    session: AsyncSession, runtime: Runtime, settings: EvaluationSettings, *, project: str, body: RunIn, actor: Actor
+    session: AsyncSession,
+    runtime: Runtime,
+    settings: EvaluationSettings,
+    *,
+    project: str,
+    body: dict[str, Any],
+    actor: Actor,
 ) -> Row:
     """Check a run request, record it and publish it to its pool."""
-    if body.pool not in settings.pools:
-        raise unprocessable(f"unknown pool {body.pool!r}; pools: {', '.join(sorted(settings.pools))}", "pool")
-    suite = await repository.find_suite_version(session, project, body.suite, body.suite_version)
+    if body["pool"] not in settings.pools:
+        raise unprocessable(f"unknown pool {body['pool']!r}; pools: {', '.join(sorted(settings.pools))}", "pool")
+    suite = await repository.find_suite_version(session, project, body["suite"], body.get("suite_version"))
     if suite is None:
-        which = "" if body.suite_version is None else f" v{body.suite_version}"
-        raise unprocessable(f"no suite {body.suite!r}{which} in project {project!r}", "suite")
+        which = "" if body.get("suite_version") is None else f" v{body.get('suite_version')}"
+        raise unprocessable(f"no suite {body['suite']!r}{which} in project {project!r}", "suite")
     target = await resolve_target(session, settings, project, body)
     run_id = await _record_run(
         session,
@@ -343,7 +376,7 @@ async def request_run(
         suite,
         target,
         project=project,
-        pool=body.pool,
+        pool=body["pool"],
         trigger="api",
         trigger_key=f"request:{uuid.uuid4()}",
         actor=actor,
@@ -352,20 +385,24 @@ async def request_run(
     return await repository.get_run(session, run_id)
 
 
-async def resolve_target(session: AsyncSession, settings: EvaluationSettings, project: str, body: RunIn) -> Target:
-    chosen = [name for name in ("model", "base_model", "endpoint") if getattr(body, name) is not None]
+async def resolve_target(
+    session: AsyncSession, settings: EvaluationSettings, project: str, body: dict[str, Any]
+) -> Target:
+    chosen = [name for name in ("model", "base_model", "endpoint") if body.get(name) is not None]
     if len(chosen) != 1:
         raise unprocessable("name exactly one of model, base_model and endpoint", "model")
-    if body.endpoint is not None:
-        url = check_endpoint(settings, body.endpoint.url, "endpoint.url")
-        return Target(kind="endpoint", endpoint=url, endpoint_model=body.endpoint.model)
-    if body.base_model is not None:
-        base = await repository.find_base_model(session, project, body.base_model)
+    if body.get("endpoint") is not None:
+        url = check_endpoint(settings, body["endpoint"]["url"], "endpoint.url")
+        return Target(kind="endpoint", endpoint=url, endpoint_model=body["endpoint"].get("model"))
+    if body.get("base_model") is not None:
+        base = await repository.find_base_model(session, project, body["base_model"])
         if base is None:
-            raise unprocessable(f"no base model named {body.base_model!r} in project {project!r}", "base_model")
+            raise unprocessable(f"no base model named {body['base_model']!r} in project {project!r}", "base_model")
         return Target(kind="base_model", model_name=base.name, base_model=_base_model_ref(base._asdict()))
-    assert body.model is not None
-    return await model_version_target(session, project, body.model.name, body.model.version, body.model.alias)
+    assert body.get("model") is not None
+    return await model_version_target(
+        session, project, body["model"]["name"], body["model"].get("version"), body["model"].get("alias")
+    )
 
 
 async def model_version_target(
