@@ -17,7 +17,7 @@ from llmops.auth import Permission, ProjectScope, Role, in_project
 from llmops.http import CurrentRuntime, Session, from_row, get_settings
 from llmops.openapi import problems
 from llmops.types import UUID_PATTERN, Offset, RequestBody, UUIDPath, VersionPath, VersionQuery
-from llmops_evaluation import gating, queries, service
+from llmops_evaluation import gating, queries, service, suites
 from llmops_evaluation.settings import EvaluationSettings
 from llmops_evaluation.spec import NAME, RunIn, SuiteIn
 
@@ -76,7 +76,7 @@ class RunOut(BaseModel):
 async def create_suite(
     body: SuiteIn, session: Session, runtime: CurrentRuntime, scope: Writer, settings: SettingsDep
 ) -> SuiteOut:
-    row = await service.create_suite_version(
+    row = await suites.create_suite_version(
         session, runtime, settings, project=scope.project, body=body.model_dump(), actor=scope.actor
     )
     return from_row(SuiteOut, row)
@@ -94,12 +94,12 @@ async def list_suites(
 
 @router.get("/suites/{name}", summary="A suite's latest version", responses=problems(404))
 async def show_suite(name: Name, session: Session, scope: Reader) -> SuiteOut:
-    return from_row(SuiteOut, await service.get_suite_version(session, scope.project, name, None))
+    return from_row(SuiteOut, await suites.get_suite_version(session, scope.project, name, None))
 
 
 @router.get("/suites/{name}/versions/{version}", summary="One version of a suite", responses=problems(404))
 async def show_suite_version(name: Name, version: VersionPath, session: Session, scope: Reader) -> SuiteOut:
-    return from_row(SuiteOut, await service.get_suite_version(session, scope.project, name, version))
+    return from_row(SuiteOut, await suites.get_suite_version(session, scope.project, name, version))
 
 
 # -- runs --------------------------------------------------------------------------------------------------------
