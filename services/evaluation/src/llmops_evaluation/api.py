@@ -245,9 +245,13 @@ async def list_overrides(decision_id: UUIDPath, session: Session, scope: Reader)
 
 # -- feedback ----------------------------------------------------------------------------------------------------
 # Imported here, not above, so that this section is appended whole (others edit the module's head).
+from typing import Literal  # noqa: E402
+
 from fastapi import Header, Response  # noqa: E402
 
+from llmops.types import Timestamp  # noqa: E402
 from llmops_evaluation import feedback  # noqa: E402
+from llmops_schemas.events.feedback import MAX_TEXT  # noqa: E402
 
 #: Giving feedback: whoever works on or looks at the project's models.
 FEEDBACK = Permission("evaluation.feedback", {Role.ML_ENGINEER, Role.VIEWER, Role.DATA_STEWARD})
@@ -257,6 +261,33 @@ IdempotencyKey = Annotated[
     Header(alias="Idempotency-Key", min_length=1, max_length=200, description="a retry with the same key counts once"),
 ]
 FeedbackAbout = Annotated[str | None, Query(min_length=1, max_length=256)]
+
+
+class FeedbackIn(RequestBody):
+    """A feedback given through the API: ``feedback.submitted``'s fields but the project (the path's). ``id`` (a
+    UUID) or the ``Idempotency-Key`` header makes a retried request count once."""
+
+    id: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+    rating: int | None = Field(default=None, ge=1, le=5, description="1 (bad) to 5 (good)")
+    thumb: Literal["up", "down"] | None = None
+    correction: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT)
+    comment: str | None = Field(default=None, max_length=MAX_TEXT)
+    inference_id: str | None = Field(default=None, min_length=1, max_length=256)
+    model_version_id: str | None = Field(default=None, min_length=1, max_length=256)
+    run_id: str | None = Field(default=None, min_length=1, max_length=256)
+    example_index: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    input: str | None = Field(default=None, max_length=MAX_TEXT)
+    output: str | None = Field(default=None, max_length=MAX_TEXT)
+    source: str | None = Field(default=None, max_length=256)
+
+
+class ExportIn(RequestBody):
+    """Which corrections to export, and the dataset whose next version they become."""
+
+    dataset: str = Field(pattern=NAME, description="the dataset (created when new, as instruction)")
+    model_version_id: str | None = Field(default=None, min_length=1, max_length=256)
+    run_id: str | None = Field(default=None, min_length=1, max_length=256)
+    since: Timestamp | None = Field(default=None, description="only feedback submitted at or after this time")
 
 
 class FeedbackOut(BaseModel):
@@ -312,7 +343,7 @@ class ExportOut(BaseModel):
     responses={200: {"description": "the same feedback (id or Idempotency-Key) was recorded before"}} | problems(409),
 )
 async def give_feedback(
-    body: feedback.FeedbackIn,
+    body: FeedbackIn,
     response: Response,
     session: Session,
     runtime: CurrentRuntime,
@@ -320,7 +351,13 @@ async def give_feedback(
     idempotency_key: IdempotencyKey = None,
 ) -> FeedbackOut:
     row, created = await feedback.give_feedback(
-        session, runtime, project=scope.project, body=body, actor=scope.actor, idempotency_key=idempotency_key
+        session,
+        runtime,
+        project=scope.project,
+        fields=body.model_dump(exclude={"id"}),
+        actor=scope.actor,
+        feedback_id=body.id,
+        idempotency_key=idempotency_key,
     )
     if not created:
         response.status_code = 200  # a retry: nothing new was recorded
@@ -362,8 +399,15 @@ async def feedback_summary(
     status_code=202,
     summary="Export corrections as a dataset's next version (instruction JSONL; the datasets service imports it)",
 )
-async def export_feedback(
-    body: feedback.ExportIn, session: Session, runtime: CurrentRuntime, scope: Writer
-) -> ExportOut:
-    export = await feedback.export_corrections(session, runtime, project=scope.project, body=body, actor=scope.actor)
+async def export_feedback(body: ExportIn, session: Session, runtime: CurrentRuntime, scope: Writer) -> ExportOut:
+    export = await feedback.export_corrections(
+        session,
+        runtime,
+        project=scope.project,
+        dataset=body.dataset,
+        actor=scope.actor,
+        model_version_id=body.model_version_id,
+        run_id=body.run_id,
+        since=body.since,
+    )
     return ExportOut.model_validate(export, from_attributes=True)

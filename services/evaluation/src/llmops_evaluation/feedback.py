@@ -10,10 +10,11 @@ import asyncio
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any
 
 import orjson
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,44 +22,14 @@ from llmops.bus import add_to_outbox
 from llmops.errors import Problem
 from llmops.runtime import Actor, Runtime
 from llmops.scoring.stats import bootstrap_ci
-from llmops.types import RequestBody, Timestamp
 from llmops_evaluation import queries, repository
-from llmops_evaluation.service import unprocessable
-from llmops_evaluation.spec import NAME
+from llmops_evaluation.suites import unprocessable
 from llmops_schemas import CloudEvent
 from llmops_schemas.envelope import new_event_id
 from llmops_schemas.events import DatasetImportRequested, FeedbackSubmitted
-from llmops_schemas.events.feedback import MAX_TEXT
 
 #: Idempotency keys become event ids in this namespace (with the project and the caller: keys are theirs).
 KEY_NAMESPACE = uuid.UUID("5b0f2d1e-5c2a-4f57-9a53-8f2f7c1d6e41")
-
-
-class FeedbackIn(RequestBody):
-    """A feedback given through the API: ``feedback.submitted``'s fields but the project (the path's). ``id`` (a
-    UUID) or the ``Idempotency-Key`` header makes a retried request count once."""
-
-    id: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-    rating: int | None = Field(default=None, ge=1, le=5, description="1 (bad) to 5 (good)")
-    thumb: Literal["up", "down"] | None = None
-    correction: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT)
-    comment: str | None = Field(default=None, max_length=MAX_TEXT)
-    inference_id: str | None = Field(default=None, min_length=1, max_length=256)
-    model_version_id: str | None = Field(default=None, min_length=1, max_length=256)
-    run_id: str | None = Field(default=None, min_length=1, max_length=256)
-    example_index: int | None = Field(default=None, ge=0, le=2**31 - 1)
-    input: str | None = Field(default=None, max_length=MAX_TEXT)
-    output: str | None = Field(default=None, max_length=MAX_TEXT)
-    source: str | None = Field(default=None, max_length=256)
-
-
-class ExportIn(RequestBody):
-    """Which corrections to export, and the dataset whose next version they become."""
-
-    dataset: str = Field(pattern=NAME, description="the dataset (created when new, as instruction)")
-    model_version_id: str | None = Field(default=None, min_length=1, max_length=256)
-    run_id: str | None = Field(default=None, min_length=1, max_length=256)
-    since: Timestamp | None = Field(default=None, description="only feedback submitted at or after this time")
 
 
 @dataclass(frozen=True)
@@ -88,26 +59,27 @@ async def record_submitted(session: AsyncSession, event: CloudEvent, v: Feedback
     return await repository.insert_feedback(session, row_of(event, v))
 
 
-def event_id_for(project: str, actor: Actor, body: FeedbackIn, idempotency_key: str | None) -> str:
-    """The body's ``id``, else one derived from the caller's idempotency key, else a fresh one."""
-    if body.id is not None:
-        return str(uuid.UUID(body.id))
+def event_id_for(project: str, actor: Actor, feedback_id: str | None, idempotency_key: str | None) -> str:
+    """The feedback's own ``id``, else one derived from the caller's idempotency key, else a fresh one."""
+    if feedback_id is not None:
+        return str(uuid.UUID(feedback_id))
     if idempotency_key is not None:
         return str(uuid.uuid5(KEY_NAMESPACE, f"{project}\n{actor.subject}\n{idempotency_key}"))
     return new_event_id()
 
 
-def _checked(project: str, body: FeedbackIn) -> FeedbackSubmitted:
+def _checked(project: str, fields: dict[str, Any]) -> FeedbackSubmitted:
     # The event's rules, each answered as a 422 naming a field (the model's own error names none).
-    if body.rating is None and body.thumb is None and body.correction is None:
+    given = {name: value for name, value in fields.items() if value is not None}
+    if not given.keys() & {"rating", "thumb", "correction"}:
         raise unprocessable("a feedback needs a rating, a thumb or a correction", "rating")
-    if body.inference_id is None and body.model_version_id is None and body.run_id is None:
+    if not given.keys() & {"inference_id", "model_version_id", "run_id"}:
         detail = "a feedback is about an inference_id, a model_version_id or a run_id (with example_index)"
         raise unprocessable(detail, "inference_id")
-    if (body.run_id is None) != (body.example_index is None):
-        raise unprocessable("run_id and example_index go together", "example_index" if body.run_id else "run_id")
+    if ("run_id" in given) != ("example_index" in given):
+        raise unprocessable("run_id and example_index go together", "example_index" if "run_id" in given else "run_id")
     try:
-        return FeedbackSubmitted(project=project, **body.model_dump(exclude={"id"}))
+        return FeedbackSubmitted(project=project, **given)
     except ValidationError as exc:
         error = exc.errors()[0]
         raise unprocessable(error["msg"], ".".join(str(p) for p in error["loc"]) or "body") from exc
@@ -118,14 +90,16 @@ async def give_feedback(
     runtime: Runtime,
     *,
     project: str,
-    body: FeedbackIn,
+    fields: dict[str, Any],
     actor: Actor,
+    feedback_id: str | None = None,
     idempotency_key: str | None = None,
 ) -> tuple[Row, bool]:
-    """Record a feedback and publish ``feedback.submitted`` (one transaction); the stored row, and False when the
-    same id was recorded before (a retry: nothing new is written or published)."""
-    payload = _checked(project, body)
-    event_id = event_id_for(project, actor, body, idempotency_key)
+    """Record a feedback (``fields``: ``feedback.submitted``'s but the project) and publish ``feedback.submitted``,
+    in one transaction; the stored row, and False when the same id was recorded before (a retry: nothing new is
+    written or published)."""
+    payload = _checked(project, fields)
+    event_id = event_id_for(project, actor, feedback_id, idempotency_key)
     subject = payload.inference_id or payload.model_version_id or payload.run_id or project
     event = runtime.event(payload, subject=subject, actor=actor, project=project).model_copy(update={"id": event_id})
     created = await record_submitted(session, event, payload)
@@ -202,21 +176,26 @@ async def _inputs_from_artifacts(session: AsyncSession, runtime: Runtime, projec
     return found
 
 
-def _filter_field(body: ExportIn) -> str:
-    return next((f for f in ("run_id", "model_version_id", "since") if getattr(body, f) is not None), "dataset")
-
-
 async def export_corrections(
-    session: AsyncSession, runtime: Runtime, *, project: str, body: ExportIn, actor: Actor
+    session: AsyncSession,
+    runtime: Runtime,
+    *,
+    project: str,
+    dataset: str,
+    actor: Actor,
+    model_version_id: str | None = None,
+    run_id: str | None = None,
+    since: datetime | None = None,
 ) -> Export:
     """Write the corrections (``{"prompt": input, "completion": correction}``, each pair once) as JSONL into the
     object store and request its import as the dataset's next version (``dataset.import.requested``). The same
     content for the same dataset has the same import id, so exporting again makes no second version."""
-    rows = await queries.corrections(
-        session, project, model_version_id=body.model_version_id, run_id=body.run_id, since=body.since
-    )
+    rows = await queries.corrections(session, project, model_version_id=model_version_id, run_id=run_id, since=since)
+    filters = {"run_id": run_id, "model_version_id": model_version_id, "since": since}
+    # A 422 names the narrowest filter given (the dataset when there is none).
+    field = next((name for name, value in filters.items() if value is not None), "dataset")
     if not rows:
-        raise unprocessable("no feedback with a correction matches", _filter_field(body))
+        raise unprocessable("no feedback with a correction matches", field)
     inputs = await _inputs_from_artifacts(session, runtime, project, rows)
     pairs: dict[tuple[str, str], None] = {}
     skipped = 0
@@ -227,17 +206,17 @@ async def export_corrections(
             continue
         pairs[(prompt, row.correction)] = None
     if not pairs:
-        raise unprocessable("no correction has an input (give input with the feedback)", _filter_field(body))
+        raise unprocessable("no correction has an input (give input with the feedback)", field)
     content = b"".join(
         orjson.dumps({"prompt": p, "completion": c}, option=orjson.OPT_SORT_KEYS) + b"\n" for p, c in pairs
     )
     assert runtime.store is not None  # the service always has its store
     stored = await runtime.store.put_bytes(content, content_type="application/x-ndjson")
-    import_id = "feedback-" + str(uuid.uuid5(KEY_NAMESPACE, "\n".join((project, body.dataset, stored.sha256))))
+    import_id = "feedback-" + str(uuid.uuid5(KEY_NAMESPACE, "\n".join((project, dataset, stored.sha256))))
     request = DatasetImportRequested(
         import_id=import_id,
         project=project,
-        dataset=body.dataset,
+        dataset=dataset,
         format="instruction",
         uri=stored.uri,
         sha256=stored.sha256,
@@ -245,5 +224,5 @@ async def export_corrections(
         description="corrections from human feedback",
         requested_by=actor.subject,
     )
-    await add_to_outbox(session, runtime.event(request, subject=body.dataset, actor=actor, project=project))
+    await add_to_outbox(session, runtime.event(request, subject=dataset, actor=actor, project=project))
     return Export(import_id, len(pairs), stored.sha256, stored.uri, skipped)
