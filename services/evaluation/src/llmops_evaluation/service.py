@@ -17,7 +17,7 @@ from llmops.runtime import Actor, Runtime
 from llmops_evaluation import repository
 from llmops_evaluation.settings import EvaluationSettings
 from llmops_evaluation.suites import StoredSpec, check_endpoint, unprocessable
-from llmops_evaluation.triggers import TRIGGERS, target_of_model_version
+from llmops_evaluation.triggers import TRIGGERS, NoBaseModel, target_of_model_version
 from llmops_schemas import CloudEvent
 from llmops_schemas.events import EvaluationRunRequested, ModelVersionRegistered
 from llmops_schemas.events.evaluation import SuiteRef, Target
@@ -45,6 +45,13 @@ def _base_model_ref(values: dict[str, Any]) -> BaseModelRef:
     return BaseModelRef(**{k: values.get(k) for k in BaseModelRef.model_fields})
 
 
+def _base_model_of(lineage: dict[str, Any]) -> dict[str, Any]:
+    """The base model reference a version's lineage holds (checked when a run needs it, not here: a projection
+    keeps what was published)."""
+    base = lineage.get("base_model")
+    return {k: base.get(k) for k in BaseModelRef.model_fields} if isinstance(base, dict) else {}
+
+
 async def project_model_version(
     session: AsyncSession, runtime: Runtime, settings: EvaluationSettings, event: CloudEvent, v: ModelVersionRegistered
 ) -> None:
@@ -58,7 +65,7 @@ async def project_model_version(
             "version": v.version,
             "kind": v.kind,
             "manifest_sha256": v.manifest_sha256,
-            "base_model": _base_model_ref(v.lineage.get("base_model") or {}).model_dump(mode="json"),
+            "base_model": _base_model_of(v.lineage),
             "registered_at": event.time,
         },
     )
@@ -80,11 +87,12 @@ async def run_triggered(
     target_of = TRIGGERS.get(event.type)
     if target_of is None:
         return []
+    suites = await repository.latest_suite_versions_triggered_by(session, project, model_name, event.type)
+    target = await target_of(session, event) if suites else None
+    if target is None:
+        return []
     started = []
-    for suite in await repository.latest_suite_versions_triggered_by(session, project, model_name, event.type):
-        target = await target_of(session, event)
-        if target is None:
-            continue
+    for suite in suites:
         run = await _record_run(
             session,
             runtime,
@@ -170,7 +178,10 @@ async def model_version_target(
     model = await repository.find_model_version(session, project, name, version)
     if model is None:
         raise unprocessable(f"no model version {name!r} v{version} in project {project!r}", "model")
-    return target_of_model_version(model)
+    try:
+        return target_of_model_version(model)
+    except NoBaseModel as exc:
+        raise unprocessable(str(exc), "model") from exc
 
 
 async def _record_run(

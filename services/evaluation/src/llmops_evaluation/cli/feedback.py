@@ -11,14 +11,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from llmops import client as llmops_client
 from llmops.cli_kit import AsJson, api_path, print_items
-from llmops.client import Token, echo_json, err, params, url_option
+from llmops.client import Token, echo_json, err, params
+from llmops_evaluation.cli.common import ProjectOpt, Url, check, connect
 
 feedback_app = typer.Typer(help="Human feedback: give, summary, export corrections.", no_args_is_help=True)
 
-Url = url_option("evaluation")
-ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="the project")]
 ModelVersion = Annotated[str | None, typer.Option("--model-version-id", help="the model version it is about")]
 RunId = Annotated[str | None, typer.Option("--run-id", help="the evaluation run it is about")]
 
@@ -26,11 +24,6 @@ RunId = Annotated[str | None, typer.Option("--run-id", help="the evaluation run 
 class Thumb(StrEnum):
     UP = "up"
     DOWN = "down"
-
-
-def connect(url: str | None, token: str | None):
-    hint = "llmops token issue --role viewer --project P"
-    return llmops_client.connect("evaluation", url, token, issue_hint=hint)
 
 
 def _interval(figures: dict[str, Any], digits: int = 2) -> str:
@@ -93,9 +86,7 @@ def give(
     )
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     with connect(url, token) as client:
-        response = llmops_client.check(
-            client.post(api_path(project, "evaluation", "feedback"), json=body, headers=headers)
-        )
+        response = check(client.post(api_path(project, "evaluation", "feedback"), json=body, headers=headers))
     given = response.json()
     if as_json:
         echo_json(given)
@@ -118,7 +109,7 @@ def summary(
         response = client.get(
             api_path(project, "evaluation", "feedback", "summary"), params=params(model_version_id=model_version_id)
         )
-        items = llmops_client.check(response).json()
+        items = check(response).json()
     print_items(items, as_json, summary_table, "no feedback yet")
 
 
@@ -146,7 +137,7 @@ def export(
         since=since.isoformat() if since else None,
     )
     with connect(url, token) as client:
-        result = llmops_client.check(client.post(api_path(project, "evaluation", "feedback", "export"), json=body))
+        result = check(client.post(api_path(project, "evaluation", "feedback", "export"), json=body))
     exported = result.json()
     if as_json:
         echo_json(exported)
