@@ -72,6 +72,8 @@ bearer = partial(testing.bearer, projects=("p1",), subject="dana")
 ENGINEER = bearer(Role.ML_ENGINEER, subject="eve")
 ADMIN = bearer(Role.ADMIN, subject="ada")
 VIEWER = bearer(Role.VIEWER, subject="vic")
+STEWARD = bearer(Role.DATA_STEWARD, subject="sam")
+AUDITOR = bearer(Role.AUDITOR, subject="aud")
 
 
 def qa_rows(count: int = 24) -> list[dict]:

@@ -22,7 +22,7 @@ from llmops.logging import configure_logging
 from llmops.runtime import Runtime
 from llmops.storage import ObjectStore
 from llmops_evaluation.api import router
-from llmops_evaluation.consumers import projections_consumer
+from llmops_evaluation.consumers import feedback_consumer, projections_consumer
 from llmops_evaluation.settings import EvaluationSettings
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -40,6 +40,7 @@ class EvaluationService:
             store=ObjectStore(self.settings.s3),
         )
         self.consumer: Consumer = projections_consumer(self.settings, self.runtime)
+        self.feedback_consumer = feedback_consumer(self.settings, self.runtime)
         self.app: FastAPI = create_app(self.runtime, title="llmops evaluation", routers=[router])
         self.app.state.settings = self.settings
 

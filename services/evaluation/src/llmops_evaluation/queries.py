@@ -106,3 +106,70 @@ async def examples_of(session: AsyncSession, project: str, run_id: str, *, limit
         .offset(offset)
     )
     return list((await session.execute(query)).all())
+
+
+# -- feedback ----------------------------------------------------------------------------------------------------
+# Imported here, not above, so that this section is appended whole (others edit the module's head).
+from datetime import datetime  # noqa: E402
+
+from llmops_evaluation.models import feedback  # noqa: E402
+
+
+async def find_feedback(session: AsyncSession, feedback_id: str) -> Row | None:
+    return (await session.execute(select(feedback).where(feedback.c.id == feedback_id))).one_or_none()
+
+
+async def list_feedback(
+    session: AsyncSession,
+    project: str,
+    *,
+    model_version_id: str | None,
+    run_id: str | None,
+    has_correction: bool | None,
+    limit: int,
+    offset: int,
+) -> list[Row]:
+    """The project's feedback, newest first."""
+    query = select(feedback).where(feedback.c.project == project)
+    if model_version_id is not None:
+        query = query.where(feedback.c.model_version_id == model_version_id)
+    if run_id is not None:
+        query = query.where(feedback.c.run_id == run_id)
+    if has_correction is not None:
+        query = query.where(feedback.c.correction.is_not(None) if has_correction else feedback.c.correction.is_(None))
+    query = query.order_by(feedback.c.submitted_at.desc(), feedback.c.id).limit(limit).offset(offset)
+    return list((await session.execute(query)).all())
+
+
+async def feedback_judgements(session: AsyncSession, project: str, model_version_id: str | None) -> list[Row]:
+    """Each feedback's model version, rating, thumb and whether it has a correction (what a summary counts)."""
+    query = select(
+        feedback.c.model_version_id,
+        feedback.c.rating,
+        feedback.c.thumb,
+        feedback.c.correction.is_not(None).label("corrected"),
+    ).where(feedback.c.project == project)
+    if model_version_id is not None:
+        query = query.where(feedback.c.model_version_id == model_version_id)
+    return list((await session.execute(query.order_by(feedback.c.model_version_id, feedback.c.id))).all())
+
+
+async def corrections(
+    session: AsyncSession,
+    project: str,
+    *,
+    model_version_id: str | None,
+    run_id: str | None,
+    since: datetime | None,
+) -> list[Row]:
+    """The project's feedback carrying a correction, oldest first (what an export turns into rows)."""
+    query = select(
+        feedback.c.id, feedback.c.input, feedback.c.correction, feedback.c.run_id, feedback.c.example_index
+    ).where(feedback.c.project == project, feedback.c.correction.is_not(None))
+    if model_version_id is not None:
+        query = query.where(feedback.c.model_version_id == model_version_id)
+    if run_id is not None:
+        query = query.where(feedback.c.run_id == run_id)
+    if since is not None:
+        query = query.where(feedback.c.submitted_at >= since)
+    return list((await session.execute(query.order_by(feedback.c.submitted_at, feedback.c.id))).all())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from llmops_evaluation.cli.feedback import feedback_app
 from llmops_evaluation.cli.runs import register
 from llmops_evaluation.cli.suites import suites_app
 
@@ -13,3 +14,4 @@ eval_app = typer.Typer(
 )
 eval_app.add_typer(suites_app, name="suites")
 register(eval_app)
+eval_app.add_typer(feedback_app, name="feedback")
