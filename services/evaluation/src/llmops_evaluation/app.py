@@ -21,7 +21,7 @@ from llmops.http import create_app
 from llmops.logging import configure_logging
 from llmops.runtime import Runtime
 from llmops.storage import ObjectStore
-from llmops_evaluation.api import router
+from llmops_evaluation import api, feedback_api
 from llmops_evaluation.consumers import feedback_consumer, projections_consumer
 from llmops_evaluation.settings import EvaluationSettings
 
@@ -41,7 +41,9 @@ class EvaluationService:
         )
         self.consumer: Consumer = projections_consumer(self.settings, self.runtime)
         self.feedback_consumer = feedback_consumer(self.settings, self.runtime)
-        self.app: FastAPI = create_app(self.runtime, title="llmops evaluation", routers=[router])
+        self.app: FastAPI = create_app(
+            self.runtime, title="llmops evaluation", routers=[api.router, feedback_api.router]
+        )
         self.app.state.settings = self.settings
 
     async def start(self) -> None:

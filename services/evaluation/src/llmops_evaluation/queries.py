@@ -3,11 +3,21 @@ it belongs to, so a read cannot cross projects whatever id it is given."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select, true
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from llmops_evaluation.models import gate_decisions, gate_overrides, run_examples, runs, suite_versions, suites
+from llmops_evaluation.models import (
+    feedback,
+    gate_decisions,
+    gate_overrides,
+    run_examples,
+    runs,
+    suite_versions,
+    suites,
+)
 
 
 async def latest_suites(session: AsyncSession, project: str, limit: int, offset: int) -> list[Row]:
@@ -109,10 +119,6 @@ async def examples_of(session: AsyncSession, project: str, run_id: str, *, limit
 
 
 # -- feedback ----------------------------------------------------------------------------------------------------
-# Imported here, not above, so that this section is appended whole (others edit the module's head).
-from datetime import datetime  # noqa: E402
-
-from llmops_evaluation.models import feedback  # noqa: E402
 
 
 async def find_feedback(session: AsyncSession, feedback_id: str) -> Row | None:
