@@ -70,7 +70,7 @@ bench-prompts: install ## renders/s through the prompts client's local renderer 
 bench-train: infra-up ## training tokens/s of the worker vs a plain TRL + peft script on the same tiny model
 	$(RUN) python tests/bench/bench_train.py
 
-bench-eval: install ## pairs/s of BLEU, chrF and ROUGE through the evaluation scorers vs sacrebleu + rouge-score directly
+bench-eval: install ## evaluation: scorer pairs/s vs sacrebleu + rouge-score, and worker generation tokens/s vs a model.generate loop
 	$(RUN) python tests/bench/bench_eval.py
 
 clean: ## remove the virtual environment (the infrastructure cache stays)

@@ -7,6 +7,7 @@ import asyncio
 import random
 import uuid
 from functools import partial
+from pathlib import Path
 
 import httpx
 import orjson
@@ -40,6 +41,7 @@ async def evaluation_settings(infra_up, tmp_path, offset_reset):
         lease_seconds=3,
         session_timeout_ms=6000,
         bootstrap_resamples=1000,
+        generation_batch_size=8,
         work_dir=tmp_path / "work",
         cache_dir=tmp_path / "cache",
         consumer_group=f"evaluation-test-{uuid.uuid4().hex[:12]}",
@@ -65,6 +67,31 @@ async def client(evaluation):
     transport = httpx.ASGITransport(app=evaluation.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=120) as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny Llama with its own tokenizer, built offline (the same for every test)."""
+    from llmops.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tiny_model, tmp_path_factory) -> Path:
+    """A LoRA adapter (randomly initialised, non-zero) on the tiny model, saved with the tokenizer."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    adapter = get_peft_model(model, config)
+    out = tmp_path_factory.mktemp("adapter") / "adapter"
+    adapter.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
+    return out
 
 
 #: The tests' tokens: one role each, in project p1.
