@@ -85,9 +85,10 @@ class TestALocalModelRun:
         events = await outbox_events(evaluation, run_id)
         types = [e["type"] for e in events]
         assert types[:2] == ["evaluation.run.requested", "evaluation.run.started"]
-        assert types[-1] == "evaluation.run.completed" and types.count("evaluation.run.completed") == 1
+        assert types[-2:] == ["evaluation.run.completed", "evaluation.gate.decided"]
+        assert types.count("evaluation.run.completed") == 1
         assert events[1]["data"]["attempt"] == 1 and events[1]["data"]["examples"] == len(suite)
-        completed = events[-1]["data"]
+        completed = events[-2]["data"]
         assert completed["artifact_sha256"] == run.artifact_sha256 and completed["examples"] == len(suite)
         assert completed["metrics"]["bleu"]["high"] is not None
 
