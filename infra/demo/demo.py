@@ -56,9 +56,11 @@ from llmops_prompts.app import PromptsService
 from llmops_prompts.app import migrate as migrate_prompts
 from llmops_schemas import new_event
 from llmops_schemas.events import ProbeSent
-from llmops_training import cli as training_cli
 from llmops_training.app import TrainingService
 from llmops_training.app import migrate as migrate_training
+from llmops_training.cli import registry as models_cli
+from llmops_training.cli import tables as training_tables
+from llmops_training.cli import train as training_cli
 from llmops_training.settings import Pool, TrainingSettings
 from llmops_training.worker import TrainingWorker
 
@@ -194,8 +196,8 @@ async def main() -> None:
             async with httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=training.app), base_url="http://tr", timeout=120
             ) as api:
-                base_name = await _training_step(api, run, await tiny, dataset)
-            await _evaluation_step(evaluation_api, engineer, suite, base_name)
+                base_name, version = await _training_step(api, run, await tiny, dataset)
+            await _evaluation_step(evaluation_api, engineer, suite, base_name, version)
 
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=audit.app), base_url="http://audit") as api:
             auditor = auth(Role.AUDITOR, "olivia")
@@ -306,7 +308,8 @@ async def _dataset_step(api: httpx.AsyncClient, run: str) -> dict:
     response = await api.post(
         f"/projects/demo/datasets/{name}/versions",
         content=demo_rows(run),
-        params={"redact_pii": "all"},
+        # a fifth of the rows for the test split, which the evaluation step runs on
+        params={"redact_pii": "all", "train": 0.7, "validation": 0.1, "test": 0.2},
         headers=steward | {"content-type": "application/jsonl"},
     )
     response.raise_for_status()
@@ -379,16 +382,17 @@ async def _prompt_step(api: httpx.AsyncClient, run: str, transport) -> None:
     console.print(table)
 
 
-async def _training_step(api: httpx.AsyncClient, run: str, tiny_dir: Path, dataset: dict) -> str:
-    """Register the tiny base model, train the LoRA version and show its lineage; the base model's name."""
+async def _training_step(api: httpx.AsyncClient, run: str, tiny_dir: Path, dataset: dict) -> tuple[str, int]:
+    """Register the tiny base model, train the LoRA version and show its lineage; the base model's name and the
+    version's number."""
     engineer = {**auth(Role.ML_ENGINEER, "ada"), "x-correlation-id": run}
     base_name = f"tiny-{run[-8:]}"
     archive = tiny_dir.parent / "tiny-llama.tar"
-    await asyncio.to_thread(training_cli.pack, tiny_dir, archive)  # what `llmops models base register DIR` sends
+    await asyncio.to_thread(models_cli.pack, tiny_dir, archive)  # what `llmops models base register DIR` sends
     response = await api.post(
         f"/projects/demo/base-models/{base_name}/upload",
         content=archive.read_bytes(),
-        headers=engineer | {"content-type": training_cli.TAR},
+        headers=engineer | {"content-type": models_cli.TAR},
     )
     response.raise_for_status()
     base = response.json()
@@ -427,16 +431,18 @@ async def _training_step(api: httpx.AsyncClient, run: str, tiny_dir: Path, datas
         f"{loss}; registered [bold]support-assistant v{version['version']}[/bold] "
         f"({version['kind']}, sha256 {version['manifest_sha256'][:16]}…), alias candidate -> v{version['version']}"
     )
-    lineage_table = training_cli.lineage_table(
+    lineage_table = training_tables.lineage_table(
         "support-assistant", f"v{version['version']}", lineage.json(), version["metrics"]
     )
     console.print(lineage_table)
-    return base_name
+    return base_name, version["version"]
 
 
-async def _evaluation_step(api: httpx.AsyncClient, engineer: dict[str, str], suite: dict, base_name: str) -> None:
+async def _evaluation_step(
+    api: httpx.AsyncClient, engineer: dict[str, str], suite: dict, base_name: str, version: int
+) -> None:
     """The run the registration triggered and the base model's, followed to their end, compared, gated."""
-    tuned = await evaluation_step.triggered_run(api, engineer, MODEL_NAME)
+    tuned = await evaluation_step.triggered_run(api, engineer, MODEL_NAME, version)
     base = await evaluation_step.request_base_run(api, engineer, base_name, DEMO_POOL)
     console.print(
         f"5. suite {suite['name']} v{suite['version']} ({len(suite['spec']['scorers'])} scorers, gate "

@@ -16,8 +16,14 @@ from llmops_evaluation.cli.runs import run_progress
 
 #: The suite: the demo dataset's test split, scored by BLEU, chrF and ROUGE; its gate asks for ROUGE-L.
 SCORERS = [{"type": "bleu"}, {"type": "chrf"}, {"type": "rouge"}]
-GATES = ["rouge_l >= 0.2"]
+GATES = ["rouge_l >= 0.1"]
 TERMINAL = ("completed", "failed")
+
+
+def _checked(response: httpx.Response) -> dict:
+    if response.is_error:
+        raise SystemExit(f"demo failed: {response.request.method} {response.request.url.path}: {response.text}")
+    return response.json()
 
 
 async def create_suite(api: httpx.AsyncClient, headers: dict[str, str], dataset: dict, model_name: str) -> dict:
@@ -35,8 +41,7 @@ async def create_suite(api: httpx.AsyncClient, headers: dict[str, str], dataset:
         response = await api.post("/projects/demo/evaluation/suites", json=body, headers=headers)
         waiting = response.status_code == 422 and "no dataset version" in response.text
         if not waiting or time.monotonic() > deadline:
-            response.raise_for_status()
-            return response.json()
+            return _checked(response)
         await asyncio.sleep(0.2)
 
 
@@ -48,16 +53,16 @@ async def request_base_run(api: httpx.AsyncClient, headers: dict[str, str], base
         response = await api.post("/projects/demo/evaluation/runs", json=body, headers=headers)
         waiting = response.status_code == 422 and "no base model" in response.text
         if not waiting or time.monotonic() > deadline:
-            response.raise_for_status()
-            return response.json()
+            return _checked(response)
         await asyncio.sleep(0.2)
 
 
-async def triggered_run(api: httpx.AsyncClient, headers: dict[str, str], model_name: str) -> dict:
+async def triggered_run(api: httpx.AsyncClient, headers: dict[str, str], model_name: str, version: int) -> dict:
     """The run ``model.version.registered`` started for the trained version."""
     deadline = time.monotonic() + 120
     while True:
-        found = (await api.get("/projects/demo/evaluation/runs", params={"model": model_name}, headers=headers)).json()
+        runs = (await api.get("/projects/demo/evaluation/runs", params={"model": model_name}, headers=headers)).json()
+        found = [run for run in runs if run["target"].get("model_version") == version]
         if found or time.monotonic() > deadline:
             if not found:
                 raise SystemExit("demo failed: the registered version started no evaluation run")
@@ -76,7 +81,7 @@ async def follow(api: httpx.AsyncClient, headers: dict[str, str], run_id: str, c
             speed = figures.get("examples_per_second")
             progress.update(
                 task,
-                description=f"{label}: {run['status']} {figures.get('stage', '')}".strip(),
+                description=f"{label}: {figures.get('stage') if run['status'] == 'running' else run['status']}",
                 total=figures.get("total") or run.get("examples_total"),
                 completed=figures.get("done") or run.get("examples_done") or 0,
                 speed="-" if speed is None else f"{speed:.1f}",
@@ -107,6 +112,5 @@ async def show_results(
         params={"baseline": base_run["id"], "candidate": tuned_run["id"]},
         headers=headers,
     )
-    compared.raise_for_status()
-    console.print(comparison_table(compared.json()))
+    console.print(comparison_table(_checked(compared)))
     console.print(decision_table(await gate_of(api, headers, tuned_run["id"])))

@@ -67,8 +67,11 @@ async def complete_run(
         artifact_sha256=artifact.sha256,
         seconds=max(0.0, seconds),
     )
-    await add_to_outbox(session, stamp(payload))
-    await gating.decide_gates(session, runtime, request.run_id, resamples=resamples)
+    completed = stamp(payload)
+    await add_to_outbox(session, completed)
+    await gating.decide_gates(
+        session, runtime, request.run_id, resamples=resamples, correlation_id=completed.correlationid
+    )
     return True
 
 

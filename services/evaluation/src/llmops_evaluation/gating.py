@@ -127,10 +127,12 @@ async def _baselines(
     return comparisons, labels
 
 
-async def decide_gates(session: AsyncSession, runtime: Runtime, run_id: str, *, resamples: int = 2000) -> Row:
+async def decide_gates(
+    session: AsyncSession, runtime: Runtime, run_id: str, *, resamples: int = 2000, correlation_id: str | None = None
+) -> Row:
     """Judge a just-completed run by its suite's gates (in the transaction that completes it): record the decision
-    and publish ``evaluation.gate.decided``. A run evaluates no model version (a base model, an endpoint): relative
-    rules fail, having no alias to compare with."""
+    and publish ``evaluation.gate.decided`` (in the run's correlation). A run that evaluates no model version (a base
+    model, an endpoint) fails its relative rules, having no alias to compare with."""
     run = await repository.get_run(session, run_id)
     suite = await repository.get_suite_version(session, run.suite_version_id)
     rules = [GateRule.model_validate(rule) for rule in suite.spec["gates"]]
@@ -167,7 +169,7 @@ async def decide_gates(session: AsyncSession, runtime: Runtime, run_id: str, *, 
         rules=results,
     )
     subject = run.model_version_id or run.id
-    actor = Actor(subject=f"evaluation-gate:{suite.name}")
+    actor = Actor(subject=f"evaluation-gate:{suite.name}", correlation_id=correlation_id)
     await add_to_outbox(session, runtime.event(payload, subject=subject, actor=actor, project=run.project))
     return await repository.decision_of_run(session, run.id)
 

@@ -103,7 +103,7 @@ async def run_triggered(
             pool=settings.default_pool,
             trigger=event.type,
             trigger_key=f"event:{event.id}",
-            actor=Actor(subject=f"trigger:{event.type}"),
+            actor=Actor(subject=f"trigger:{event.type}", correlation_id=event.correlationid),
         )
         if run is not None:
             started.append(run)
