@@ -10,6 +10,9 @@ Between the two, the datasets and prompts services version a support-chat datase
 service fine-tunes a model on that dataset: a tiny Llama is built offline and registered as a base model, a LoRA job
 is requested, an in-process training worker takes it from Kafka and trains it on the CPU (a few seconds), and the
 registered model version is shown with its lineage (base model hash, dataset version and sha256, hyperparameters).
+The evaluation service had a suite attached to that model: the registration starts its run by itself, the base model
+is run on the same suite by request, an in-process evaluation worker generates and scores both, and the demo shows
+their metrics with 95% intervals, their comparison example by example, and the gate's decision.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
+import evaluation_step  # infra/demo, beside this script
 import httpx
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -43,13 +47,20 @@ from llmops_audit.app import AuditService
 from llmops_audit.app import migrate as migrate_audit
 from llmops_datasets.app import DatasetsService
 from llmops_datasets.app import migrate as migrate_datasets
+from llmops_evaluation.app import EvaluationService
+from llmops_evaluation.app import migrate as migrate_evaluation
+from llmops_evaluation.settings import EvaluationSettings
+from llmops_evaluation.settings import Pool as EvaluationPool
+from llmops_evaluation.worker import EvaluationWorker
 from llmops_prompts.app import PromptsService
 from llmops_prompts.app import migrate as migrate_prompts
 from llmops_schemas import new_event
 from llmops_schemas.events import ProbeSent
-from llmops_training import cli as training_cli
 from llmops_training.app import TrainingService
 from llmops_training.app import migrate as migrate_training
+from llmops_training.cli import registry as models_cli
+from llmops_training.cli import tables as training_tables
+from llmops_training.cli import train as training_cli
 from llmops_training.settings import Pool, TrainingSettings
 from llmops_training.worker import TrainingWorker
 
@@ -116,6 +127,7 @@ async def main() -> None:
     await asyncio.to_thread(migrate_datasets)
     await asyncio.to_thread(migrate_prompts)
     await asyncio.to_thread(migrate_training)
+    await asyncio.to_thread(migrate_evaluation)
     audit = AuditService()
     await audit.start()
     datasets = DatasetsService()
@@ -133,6 +145,17 @@ async def main() -> None:
     # Started now, so that it has joined its consumer group by the time the job is requested.
     worker = TrainingWorker(training_settings, name="demo-worker")
     worker_task = asyncio.create_task(worker.run())
+    evaluation_settings = EvaluationSettings(
+        pools={DEMO_POOL: EvaluationPool(description="the demo's in-process CPU worker")},
+        pool=DEMO_POOL,
+        default_pool=DEMO_POOL,
+        progress_interval_seconds=0.5,
+        work_dir=scratch / "evaluation",
+    )
+    evaluation = EvaluationService(evaluation_settings)
+    await evaluation.start()
+    evaluator = EvaluationWorker(evaluation_settings, name="demo-evaluator")
+    evaluator_task = asyncio.create_task(evaluator.run())
     url = await _demo_database()
     runtime = Runtime(
         DemoSettings(database_url=url, outbox_poll_interval=0.05),
@@ -166,9 +189,15 @@ async def main() -> None:
             await _prompt_step(api, run, httpx.ASGITransport(app=prompts.app))
 
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=training.app), base_url="http://tr", timeout=120
-        ) as api:
-            await _training_step(api, run, await tiny, dataset)
+            transport=httpx.ASGITransport(app=evaluation.app), base_url="http://ev", timeout=120
+        ) as evaluation_api:
+            engineer = {**auth(Role.ML_ENGINEER, "ada"), "x-correlation-id": run}
+            suite = await evaluation_step.create_suite(evaluation_api, engineer, dataset, MODEL_NAME)
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=training.app), base_url="http://tr", timeout=120
+            ) as api:
+                base_name, version = await _training_step(api, run, await tiny, dataset)
+            await _evaluation_step(evaluation_api, engineer, suite, base_name, version)
 
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=audit.app), base_url="http://audit") as api:
             auditor = auth(Role.AUDITOR, "olivia")
@@ -179,7 +208,7 @@ async def main() -> None:
                 "subject",
                 "actor / outcome",
                 "chain hash",
-                title="5. the audit trail of this run (outbox -> Kafka -> audit log)",
+                title="6. the audit trail of this run (outbox -> Kafka -> audit log)",
             )
             for entry, repeated in _collapse_progress(trail):
                 data = entry["event"]["data"]
@@ -189,17 +218,19 @@ async def main() -> None:
             console.print(table)
             checkpoint = (await api.post("/audit/checkpoints", headers=auditor)).json()
             console.print(
-                f"6. checkpoint signed: head {checkpoint['seq']} hash {checkpoint['hash'][:16]}… "
+                f"7. checkpoint signed: head {checkpoint['seq']} hash {checkpoint['hash'][:16]}… "
                 f"key {checkpoint['key_id']}"
             )
             report = (await api.get("/audit/verify", headers=auditor)).json()
     finally:
         worker.stop()
-        await asyncio.gather(worker_task, return_exceptions=True)
+        evaluator.stop()
+        await asyncio.gather(worker_task, evaluator_task, return_exceptions=True)
         tiny.cancel()
         await asyncio.gather(tiny, return_exceptions=True)
         await runtime.stop()
         await training.stop()
+        await evaluation.stop()
         await datasets.stop()
         await prompts.stop()
         await audit.stop()
@@ -210,13 +241,14 @@ async def main() -> None:
         console.print(f"[red]demo failed: events missing from the trail: {dict(missing)}; verification {report}[/red]")
         raise SystemExit(1)
     console.print(
-        f"7. [green]chain verified[/green]: {report['checked']} entries, "
+        f"8. [green]chain verified[/green]: {report['checked']} entries, "
         f"{report['checkpoints_checked']} signed checkpoint(s) match"
     )
 
 
 #: What this run leaves in the audit trail, by event type (at least this many of each): the probe and two denials,
-#: the dataset and the prompt, then the training step's base model, job (its progress at least once) and model.
+#: the dataset and the prompt, then the training step's base model, job (its progress at least once) and model, and
+#: the evaluation step's suite and its two runs (the one the registration triggered and the base model's).
 EXPECTED_EVENTS = Counter(
     {
         "platform.probe.sent": 1,
@@ -233,11 +265,18 @@ EXPECTED_EVENTS = Counter(
         "training.job.completed": 1,
         "model.version.registered": 1,
         "model.alias.moved": 1,
+        "evaluation.suite.created": 1,
+        "evaluation.run.requested": 2,
+        "evaluation.run.started": 2,
+        "evaluation.run.completed": 2,
+        "evaluation.gate.decided": 2,
     }
 )
 #: The demo's worker pool: a consumer group of its own, so no other worker on the same Kafka (a test's, a compose
 #: one) takes the demo's job, and the demo's worker takes no one else's.
 DEMO_POOL = "demo"
+#: The model the demo trains (and evaluates).
+MODEL_NAME = "support-assistant"
 #: A few dozen steps of the tiny model: seconds on two CPU cores, and the loss visibly falls.
 DEMO_HYPERPARAMETERS = {"max_steps": 30, "batch_size": 4, "learning_rate": 5e-3, "max_seq_length": 128, "seed": 7}
 TERMINAL = ("completed", "failed", "cancelled")
@@ -269,7 +308,8 @@ async def _dataset_step(api: httpx.AsyncClient, run: str) -> dict:
     response = await api.post(
         f"/projects/demo/datasets/{name}/versions",
         content=demo_rows(run),
-        params={"redact_pii": "all"},
+        # a fifth of the rows for the test split, which the evaluation step runs on
+        params={"redact_pii": "all", "train": 0.7, "validation": 0.1, "test": 0.2},
         headers=steward | {"content-type": "application/jsonl"},
     )
     response.raise_for_status()
@@ -342,15 +382,17 @@ async def _prompt_step(api: httpx.AsyncClient, run: str, transport) -> None:
     console.print(table)
 
 
-async def _training_step(api: httpx.AsyncClient, run: str, tiny_dir: Path, dataset: dict) -> None:
+async def _training_step(api: httpx.AsyncClient, run: str, tiny_dir: Path, dataset: dict) -> tuple[str, int]:
+    """Register the tiny base model, train the LoRA version and show its lineage; the base model's name and the
+    version's number."""
     engineer = {**auth(Role.ML_ENGINEER, "ada"), "x-correlation-id": run}
     base_name = f"tiny-{run[-8:]}"
     archive = tiny_dir.parent / "tiny-llama.tar"
-    await asyncio.to_thread(training_cli.pack, tiny_dir, archive)  # what `llmops models base register DIR` sends
+    await asyncio.to_thread(models_cli.pack, tiny_dir, archive)  # what `llmops models base register DIR` sends
     response = await api.post(
         f"/projects/demo/base-models/{base_name}/upload",
         content=archive.read_bytes(),
-        headers=engineer | {"content-type": training_cli.TAR},
+        headers=engineer | {"content-type": models_cli.TAR},
     )
     response.raise_for_status()
     base = response.json()
@@ -359,7 +401,7 @@ async def _training_step(api: httpx.AsyncClient, run: str, tiny_dir: Path, datas
         "dataset": {"name": dataset["name"], "version": dataset["version"]},
         "method": "lora",
         "pool": DEMO_POOL,
-        "model_name": "support-assistant",
+        "model_name": MODEL_NAME,
         "hyperparameters": DEMO_HYPERPARAMETERS,
     }
     job = await _request_job(api, engineer, body)
@@ -389,10 +431,29 @@ async def _training_step(api: httpx.AsyncClient, run: str, tiny_dir: Path, datas
         f"{loss}; registered [bold]support-assistant v{version['version']}[/bold] "
         f"({version['kind']}, sha256 {version['manifest_sha256'][:16]}…), alias candidate -> v{version['version']}"
     )
-    lineage_table = training_cli.lineage_table(
+    lineage_table = training_tables.lineage_table(
         "support-assistant", f"v{version['version']}", lineage.json(), version["metrics"]
     )
     console.print(lineage_table)
+    return base_name, version["version"]
+
+
+async def _evaluation_step(
+    api: httpx.AsyncClient, engineer: dict[str, str], suite: dict, base_name: str, version: int
+) -> None:
+    """The run the registration triggered and the base model's, followed to their end, compared, gated."""
+    tuned = await evaluation_step.triggered_run(api, engineer, MODEL_NAME, version)
+    base = await evaluation_step.request_base_run(api, engineer, base_name, DEMO_POOL)
+    console.print(
+        f"5. suite {suite['name']} v{suite['version']} ({len(suite['spec']['scorers'])} scorers, gate "
+        f"{'; '.join(evaluation_step.GATES)}) is attached to {MODEL_NAME}: its registration started run "
+        f"{tuned['id'][:8]}…; the base model's run {base['id'][:8]}… was requested"
+    )
+    tuned = await evaluation_step.follow(
+        api, engineer, tuned["id"], console, f"{MODEL_NAME} v{tuned['target']['model_version']}"
+    )
+    base = await evaluation_step.follow(api, engineer, base["id"], console, f"base model {base_name}")
+    await evaluation_step.show_results(api, engineer, base, tuned, console)
 
 
 async def _request_job(api: httpx.AsyncClient, headers: dict[str, str], body: dict) -> dict:

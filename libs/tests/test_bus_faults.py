@@ -9,6 +9,7 @@ import uuid
 import asyncpg
 import pytest
 import sqlalchemy.exc
+import urllib3.exceptions
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -47,6 +48,12 @@ class TestOutagesAreToldFromFaults:
     def test_bad_data_a_cancelled_statement_or_a_bug_is_a_fault(self, sqlstate: str) -> None:
         error = asyncpg.PostgresError.new({"C": sqlstate, "M": "refused"})
         assert not is_transient(sqlalchemy.exc.DBAPIError("INSERT", {}, error))
+
+    def test_the_object_store_unreachable_is_an_outage(self) -> None:
+        refused = urllib3.exceptions.NewConnectionError(None, "Connection refused")
+        assert is_transient(urllib3.exceptions.MaxRetryError(None, "/bucket/key", reason=refused))
+        assert is_transient(urllib3.exceptions.ProtocolError("Connection broken"))
+        assert not is_transient(urllib3.exceptions.MaxRetryError(None, "/bucket/key", reason=None))
 
     def test_kafka_unreachable_is_an_outage_and_a_record_too_large_is_not(self) -> None:
         assert is_transient(KafkaConnectionError())

@@ -99,3 +99,52 @@ class TestContentAddressing:
     def test_keys_refuse_what_is_not_a_sha256(self):
         with pytest.raises(ValueError, match="sha256"):
             key_for("../../etc/passwd")
+
+
+class TestStreamsAndUris:
+    async def test_a_stream_reads_the_object_in_chunks_and_its_size_is_known_before(self, store):
+        data = os.urandom(3 * 1024 + 5)
+        stored = await store.put_bytes(data)
+        assert await store.size_of(stored.sha256) == len(data)
+        chunks = [chunk async for chunk in store.stream(stored.sha256, chunk_size=1024)]
+        assert b"".join(chunks) == data and len(chunks) > 1
+
+    async def test_a_missing_object_has_no_size_and_no_stream(self, store):
+        missing = hashlib.sha256(os.urandom(16)).hexdigest()
+        with pytest.raises(ObjectNotFound):
+            await store.size_of(missing)
+        with pytest.raises(ObjectNotFound):
+            [chunk async for chunk in store.stream(missing)]
+
+    async def test_a_corrupted_object_fails_its_stream_at_the_end(self, store):
+        genuine = hashlib.sha256(b"genuine stream").hexdigest()
+        store.client.put_object(store.bucket, key_for(genuine), __import__("io").BytesIO(b"forged"), 6)
+        with pytest.raises(IntegrityError):
+            [chunk async for chunk in store.stream(genuine)]
+
+    def test_the_uri_of_a_stored_object_gives_its_sha256(self, store):
+        sha256 = hashlib.sha256(b"x").hexdigest()
+        uri = f"s3://{store.bucket}/{key_for(sha256)}"
+        assert store.sha256_of_uri(uri) == sha256
+
+    @pytest.mark.parametrize(
+        "uri",
+        [
+            "http://127.0.0.1:8333/{bucket}/{key}",
+            "file:///etc/passwd",
+            "s3://other-bucket/{key}",
+            "s3://{bucket}/sha256/00/{sha}",  # the prefix is not the hash's
+            "s3://{bucket}/sha256/{sha2}/../../{key}",
+            "s3://{bucket}/{key}/",
+            "s3://{bucket}/{key}?versionId=1",
+            "s3://{bucket}/incoming/{sha}",
+            "s3://{bucket}/sha256/{sha2}/{upper}",
+            "s3://{bucket}x/{key}",
+            "",
+        ],
+    )
+    def test_any_other_uri_is_refused(self, store, uri):
+        sha256 = hashlib.sha256(b"x").hexdigest()
+        uri = uri.format(bucket=store.bucket, key=key_for(sha256), sha=sha256, sha2=sha256[:2], upper=sha256.upper())
+        with pytest.raises(ValueError, match="not an object of this store"):
+            store.sha256_of_uri(uri)

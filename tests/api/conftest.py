@@ -27,6 +27,11 @@ OVERRIDES = {
         "consumer_offset_reset": "latest",
         "worker_group": f"training-worker-fuzz-{RUN}",
     },
+    "evaluation": {
+        "consumer_group": f"evaluation-fuzz-{RUN}",
+        "consumer_offset_reset": "latest",
+        "worker_group": f"evaluation-worker-fuzz-{RUN}",
+    },
 }
 
 

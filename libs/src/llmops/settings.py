@@ -209,5 +209,6 @@ class ClientSettings(BaseSettings):
     datasets_url: str = "http://127.0.0.1:8001"
     prompts_url: str = "http://127.0.0.1:8002"
     training_url: str = "http://127.0.0.1:8003"
+    evaluation_url: str = "http://127.0.0.1:8004"
     #: How long the prompts client trusts a fetched prompt before revalidating it (ETag) with the service.
     prompts_cache_ttl_seconds: float = 30.0

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -71,6 +72,9 @@ def key_for(sha256: str) -> str:
     return f"sha256/{sha256[:2]}/{sha256}"
 
 
+_CONTENT_KEY = re.compile(r"sha256/([0-9a-f]{2})/([0-9a-f]{64})")
+
+
 def sha256_of_file(path: Path) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
     with path.open("rb") as handle:
@@ -112,6 +116,16 @@ class ObjectStore:
         """Raise when the store cannot be reached or the bucket is missing (readiness check)."""
         if not await asyncio.to_thread(self.client.bucket_exists, self.bucket):
             raise ObjectNotFound(f"bucket {self.bucket} does not exist")
+
+    def sha256_of_uri(self, uri: str) -> str:
+        """The sha256 of ``uri`` when it is a content address of this store (``s3://<bucket>/sha256/ab/ab...``, as
+        :attr:`StoredObject.uri` writes it); raises ValueError for any other URI, bucket or key, so that a URI a
+        user sends can name nothing but an object of this store."""
+        prefix = f"s3://{self.bucket}/"
+        match = _CONTENT_KEY.fullmatch(uri[len(prefix) :]) if uri.startswith(prefix) else None
+        if match is None or match[2][:2] != match[1]:
+            raise ValueError(f"not an object of this store: expected s3://{self.bucket}/sha256/<xx>/<sha256>")
+        return match[2]
 
     # -- put -----------------------------------------------------------------------------------------------------
     def _put_file(self, path: Path, sha256: str, size: int, content_type: str) -> StoredObject:
@@ -205,6 +219,40 @@ class ObjectStore:
     async def download(self, sha256: str, destination: Path) -> StoredObject:
         """Stream an object to ``destination``, checking its sha256 on the way; a bad copy is never left there."""
         return await asyncio.to_thread(self._download, sha256, destination)
+
+    async def size_of(self, sha256: str) -> int:
+        """The size in bytes of a stored object, read without its bytes."""
+
+        def stat() -> int:
+            return self.client.stat_object(self.bucket, key_for(sha256)).size
+
+        try:
+            return await asyncio.to_thread(stat)
+        except S3Error as exc:
+            if exc.code in {"NoSuchKey", "NoSuchObject", "NotFound"}:
+                raise ObjectNotFound(sha256) from exc
+            raise
+
+    async def stream(self, sha256: str, *, chunk_size: int = CHUNK) -> AsyncIterator[bytes]:
+        """The bytes of an object in chunks, as they are read; the last read raises :class:`IntegrityError` when
+        they do not hash to ``sha256`` (so a consumer that ends with the stream never takes a bad copy whole)."""
+        try:
+            response = await asyncio.to_thread(self.client.get_object, self.bucket, key_for(sha256))
+        except S3Error as exc:
+            if exc.code in {"NoSuchKey", "NoSuchObject", "NotFound"}:
+                raise ObjectNotFound(sha256) from exc
+            raise
+        digest = hashlib.sha256()
+        try:
+            chunks = response.stream(chunk_size)
+            while chunk := await asyncio.to_thread(next, chunks, b""):
+                digest.update(chunk)
+                yield chunk
+        finally:
+            response.close()
+            response.release_conn()
+        if digest.hexdigest() != sha256:
+            raise IntegrityError(f"object {sha256} reads as {digest.hexdigest()}")
 
     async def get_bytes(self, sha256: str) -> bytes:
         """Read a small object whole (for large ones use :meth:`download`)."""

@@ -4,6 +4,7 @@ as the owner role and used through the runtime role."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from functools import partial
 
 import httpx
@@ -19,13 +20,18 @@ from llmops_datasets.settings import DatasetsSettings
 
 @pytest.fixture
 async def datasets_settings(infra_up):
-    async with service_database(
-        "datasets",
-        DatasetsSettings,
-        max_upload_bytes=2 * 1024 * 1024,
-        outbox_poll_interval=0.05,
-        ingest_workers=0,  # uploads cleaned in a thread: tests that want the workers use ``ingest_pool``
-    ) as settings:
+    async with (
+        service_database(
+            "datasets",
+            DatasetsSettings,
+            max_upload_bytes=2 * 1024 * 1024,
+            outbox_poll_interval=0.05,
+            ingest_workers=0,  # uploads cleaned in a thread: tests that want the workers use ``ingest_pool``
+            # The import consumer of this test only, past the shared topic's history (the import tests position it).
+            consumer_group=f"datasets-test-{uuid.uuid4().hex[:12]}",
+            consumer_offset_reset="latest",
+        ) as settings
+    ):
         await asyncio.to_thread(migrate, settings)
         yield settings
 

@@ -13,7 +13,15 @@ from llmops_schemas import new_event
 from llmops_schemas.events import EvaluationRunRequested
 from llmops_schemas.events.evaluation import MetricSummary
 
-from .conftest import create_suite, examples_of, instruction_rows, outbox_events, request_run, run_of, seed_dataset
+from .worker_support import (
+    create_suite,
+    examples_of,
+    instruction_rows,
+    outbox_events,
+    request_run,
+    run_of,
+    seed_dataset,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +73,8 @@ class TestCompleting:
         assert run.metrics["exact_match"]["n"] == 3 and run.examples_done == 3
         assert [r.index for r in await examples_of(evaluation, claimed.run_id)] == [0, 1, 2]
         types = [e["type"] for e in await outbox_events(evaluation, claimed.run_id)]
-        assert types == ["evaluation.run.requested", "evaluation.run.completed"]
+        # the run evaluated an endpoint: the decision's subject is the run (a model version's would be its id)
+        assert types == ["evaluation.run.requested", "evaluation.run.completed", "evaluation.gate.decided"]
 
     async def test_a_worker_that_lost_its_lease_writes_nothing(self, evaluation, claimed):
         async with evaluation.runtime.db.transaction() as session:  # another worker took the run over

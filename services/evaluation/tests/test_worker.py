@@ -18,7 +18,8 @@ from llmops.settings import KafkaSettings
 from llmops_evaluation.worker import EvaluationWorker
 from llmops_schemas import topics
 
-from .conftest import (
+from .openai_server import openai_server
+from .worker_support import (
     create_suite,
     examples_of,
     finished,
@@ -31,7 +32,6 @@ from .conftest import (
     seed_model_version,
     wait_for_run,
 )
-from .openai_server import openai_server
 
 pytestmark = pytest.mark.integration
 
@@ -85,9 +85,10 @@ class TestALocalModelRun:
         events = await outbox_events(evaluation, run_id)
         types = [e["type"] for e in events]
         assert types[:2] == ["evaluation.run.requested", "evaluation.run.started"]
-        assert types[-1] == "evaluation.run.completed" and types.count("evaluation.run.completed") == 1
+        assert types[-2:] == ["evaluation.run.completed", "evaluation.gate.decided"]
+        assert types.count("evaluation.run.completed") == 1
         assert events[1]["data"]["attempt"] == 1 and events[1]["data"]["examples"] == len(suite)
-        completed = events[-1]["data"]
+        completed = events[-2]["data"]
         assert completed["artifact_sha256"] == run.artifact_sha256 and completed["examples"] == len(suite)
         assert completed["metrics"]["bleu"]["high"] is not None
 

@@ -1,12 +1,13 @@
-"""Telling an outage from a fault: an error of the infrastructure (Postgres or Kafka unreachable, a connection
-reset, a timeout, the database shutting down) passes when the infrastructure comes back, so the work is retried for
-as long as it takes; any other error is the event's or the handler's, retried a bounded number of times and then
-dead-lettered.
+"""Telling an outage from a fault: an error of the infrastructure (Postgres, Kafka or the object store unreachable, a
+connection reset, a timeout, the database shutting down) passes when the infrastructure comes back, so the work is
+retried for as long as it takes; any other error is the event's or the handler's, retried a bounded number of times
+and then dead-lettered.
 """
 
 from __future__ import annotations
 
 import asyncpg
+import urllib3.exceptions
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from sqlalchemy import exc as sa_exc
 
@@ -28,6 +29,10 @@ _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     sa_exc.DisconnectionError,
     KafkaConnectionError,
     KafkaTimeoutError,  # aiokafka calls it not retriable: a request that timed out may well succeed later
+    # the object store (the minio SDK speaks urllib3): unreachable, a connection cut mid-transfer, a timeout
+    urllib3.exceptions.NewConnectionError,
+    urllib3.exceptions.ProtocolError,
+    urllib3.exceptions.TimeoutError,
 )
 
 
@@ -52,5 +57,8 @@ def is_transient(error: BaseException) -> bool:
             sqlstate in _TRANSIENT_SQLSTATES or sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
         ):
             return True
+        # ``reason``: what urllib3's MaxRetryError gave up on (the SDK raises it without chaining the cause)
         pending += [current.__cause__, current.__context__, getattr(current, "orig", None)]
+        if isinstance(getattr(current, "reason", None), BaseException):
+            pending.append(current.reason)
     return False

@@ -1,7 +1,13 @@
 """Event payloads by domain. Importing this package registers every payload in :data:`PAYLOADS`."""
 
 from llmops_schemas.events.audit import CheckpointSigned
-from llmops_schemas.events.datasets import DatasetCreated, DatasetVersionCreated, DatasetVersionDeprecated
+from llmops_schemas.events.datasets import (
+    DatasetCreated,
+    DatasetImportFailed,
+    DatasetImportRequested,
+    DatasetVersionCreated,
+    DatasetVersionDeprecated,
+)
 from llmops_schemas.events.dead_letters import DeadLettersReplayed
 from llmops_schemas.events.evaluation import (
     EvaluationGateDecided,
@@ -33,6 +39,8 @@ __all__ = [
     "BaseModelRegistered",
     "CheckpointSigned",
     "DatasetCreated",
+    "DatasetImportFailed",
+    "DatasetImportRequested",
     "DatasetVersionCreated",
     "DatasetVersionDeprecated",
     "DeadLettersReplayed",

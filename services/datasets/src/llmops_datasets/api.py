@@ -13,18 +13,18 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field, Strict, ValidationError, field_validator
+from pydantic import BaseModel, Field, Strict
 from starlette.background import BackgroundTask
 
 from llmops.auth import Permission, ProjectScope, Role, in_project
 from llmops.errors import Problem
 from llmops.http import CurrentRuntime, Session, get_settings
-from llmops.pii import parse_kinds, parse_locales
 from llmops.types import Offset, RequestBody, VersionPath
 from llmops.uploads import checked_upload, upload_body
-from llmops_datasets import queries, service
-from llmops_datasets.formats import CONTENT_TYPES, Format
-from llmops_datasets.ingest import CleaningConfig, split_rows
+from llmops_datasets import imports, queries, service
+from llmops_datasets.formats import CONTENT_TYPES, FileType, Format
+from llmops_datasets.ingest import split_rows
+from llmops_datasets.options import UploadOptions
 from llmops_datasets.parallel import IngestPool
 from llmops_datasets.settings import DatasetsSettings
 from llmops_schemas.splits import SplitConfig, row_digest
@@ -87,68 +87,6 @@ class VersionOut(BaseModel):
 
 class DatasetDetail(DatasetOut):
     versions: list[VersionOut]
-
-
-class UploadOptions(BaseModel):
-    """Cleaning and split settings of an upload (query parameters), recorded with the version."""
-
-    model_config = {"extra": "forbid"}
-
-    normalize: bool = True
-    drop_empty: bool = True
-    dedupe: bool = True
-    min_chars: int | None = Field(default=None, ge=0)
-    max_chars: int | None = Field(default=None, ge=1)
-    redact_pii: str = Field(default="", description="comma-separated kinds, 'all', or empty for none")
-    pii_locales: str = Field(
-        default="", description="comma-separated locales (en_US, de_DE ...) redaction reads; empty or 'all' for all"
-    )
-    train: float = Field(default=0.8, ge=0, le=1)
-    validation: float = Field(default=0.1, ge=0, le=1)
-    test: float = Field(default=0.1, ge=0, le=1, validate_default=True)  # so the sum is checked with defaults too
-    seed: int = Field(default=42, ge=0)
-    keep_valid: bool = Field(default=False, description="store the valid rows when some are invalid")
-    delimiter: Literal[",", ";", "\t", "|"] | None = Field(
-        default=None, description="a CSV file's delimiter (a tab is %09); by default the one its header shows"
-    )
-
-    @field_validator("redact_pii")
-    @classmethod
-    def _kinds(cls, value: str) -> str:
-        return ",".join(sorted(parse_kinds(value)))
-
-    @field_validator("pii_locales")
-    @classmethod
-    def _locales(cls, value: str) -> str:
-        return ",".join(parse_locales(value))
-
-    @field_validator("test")
-    @classmethod
-    def _ratios(cls, value: float, info) -> float:
-        if abs(info.data.get("train", 0) + info.data.get("validation", 0) + value - 1) > 1e-9:
-            raise ValueError("train + validation + test must be 1")
-        return value
-
-    def configs(self) -> tuple[CleaningConfig, SplitConfig]:
-        try:
-            cleaning = CleaningConfig(
-                normalize=self.normalize,
-                drop_empty=self.drop_empty,
-                dedupe=self.dedupe,
-                min_chars=self.min_chars,
-                max_chars=self.max_chars,
-                redact_pii=frozenset(k for k in self.redact_pii.split(",") if k),
-                pii_locales=parse_locales(self.pii_locales),
-            )
-        except ValidationError as exc:
-            # the only rule CleaningConfig adds to the query model's own checks: max_chars >= min_chars
-            raise Problem(
-                422,
-                f"invalid input: max_chars: {exc.errors()[0]['msg']}",
-                type_="urn:llmops:problem:validation",
-                errors=[{"field": "max_chars", "location": "query", "message": e["msg"]} for e in exc.errors()],
-            ) from exc
-        return cleaning, SplitConfig(train=self.train, validation=self.validation, test=self.test, seed=self.seed)
 
 
 def _dataset_out(row, latest: int | None = None) -> DatasetOut:
@@ -228,6 +166,55 @@ async def upload_version(
         actor=scope.actor,
         pool=pool,
         delimiter=options.delimiter,
+    )
+    if not created:
+        response.status_code = 200  # the same content is already a version: nothing new was stored
+    return _version_out(version)
+
+
+class ImportIn(RequestBody, UploadOptions):
+    """An import of an object already in the platform's object store, with the upload's cleaning and split options."""
+
+    uri: str = Field(
+        max_length=2000, description="s3://<the platform's bucket>/sha256/<xx>/<sha256>: a content address of the store"
+    )
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", description="the sha256 the object must have")
+    file_type: Annotated[FileType, Strict(False)] = FileType.JSONL
+    format: Annotated[Format | None, Strict(False)] = Field(
+        default=None, description="creates the dataset with this format when it does not exist"
+    )
+    description: str = Field(default="", max_length=4000, description="of a dataset the import creates")
+    parent: int | None = Field(default=None, ge=1, le=2**31 - 1, description="the parent version (default: latest)")
+
+
+@router.post("/{name}/imports", status_code=201, summary="Import a version from the object store, cleaned as an upload")
+async def import_version(
+    name: Name,
+    body: ImportIn,
+    response: Response,
+    runtime: CurrentRuntime,
+    scope: Writer,
+    settings: SettingsDep,
+    pool: IngestPoolDep,
+) -> VersionOut:
+    source = imports.ImportSource(
+        uri=body.uri,
+        file_type=body.file_type,
+        options=UploadOptions(**body.model_dump(include=set(UploadOptions.model_fields))),
+        sha256=body.sha256,
+        row_format=body.format,
+        description=body.description,
+        parent=body.parent,
+    )
+    version, created = await imports.import_version(
+        runtime,
+        project=scope.project,
+        name=name,
+        source=source,
+        limit=settings.max_upload_bytes,
+        spool_dir=settings.spool_dir,
+        actor=scope.actor,
+        pool=pool,
     )
     if not created:
         response.status_code = 200  # the same content is already a version: nothing new was stored

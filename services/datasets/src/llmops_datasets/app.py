@@ -1,4 +1,4 @@
-"""Composition root of the datasets service: its HTTP API (the service consumes no events yet).
+"""Composition root of the datasets service: its HTTP API and the consumer of import requests, in one process.
 
 ``llmops-datasets serve`` applies the migrations (as the database owner) and serves the API.
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from llmops.bus import make_broker
+from llmops.bus import Consumer, make_broker
 from llmops.db import Database, upgrade
 from llmops.entrypoint import service_cli
 from llmops.http import create_app
@@ -18,6 +18,7 @@ from llmops.memory import tune_malloc
 from llmops.runtime import Runtime
 from llmops.storage import ObjectStore
 from llmops_datasets.api import router
+from llmops_datasets.consumers import imports_consumer
 from llmops_datasets.formats import CONTENT_TYPES
 from llmops_datasets.parallel import IngestPool
 from llmops_datasets.settings import DatasetsSettings
@@ -49,6 +50,9 @@ class DatasetsService:
         )
         self.app.state.settings = self.settings
         self.app.state.ingest_pool = None
+        self.consumer: Consumer = imports_consumer(
+            self.settings, self.runtime, self.runtime.broker, lambda: self.app.state.ingest_pool
+        )
 
     async def start(self) -> None:
         await self.runtime.start()

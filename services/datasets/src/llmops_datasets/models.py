@@ -61,3 +61,16 @@ dataset_versions = Table(
     UniqueConstraint("dataset_id", "version", name="uq_dataset_versions_dataset_id_version"),
     UniqueConstraint("dataset_id", "sha256", name="uq_dataset_versions_dataset_id_sha256"),
 )
+
+#: Imports requested by event, by their idempotency key (in its project, so that no project's keys can block
+#: another's): the answer each got, a version or the reason it failed.
+dataset_imports = Table(
+    "dataset_imports",
+    METADATA,
+    Column("project", Text, primary_key=True),
+    Column("import_id", Text, primary_key=True),
+    Column("dataset", Text, nullable=False),
+    Column("version_id", UUID(as_uuid=False), ForeignKey("dataset_versions.id"), nullable=True),
+    Column("failure", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

@@ -8,7 +8,7 @@ from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from llmops_datasets.models import dataset_versions, datasets
+from llmops_datasets.models import dataset_imports, dataset_versions, datasets
 
 
 async def insert_dataset(session: AsyncSession, values: dict[str, Any]) -> None:
@@ -66,3 +66,14 @@ async def deprecate_version(session: AsyncSession, version_id: str, *, by: str, 
         .where(dataset_versions.c.id == version_id)
         .values(deprecated_at=func.now(), deprecated_by=by, deprecation_reason=reason)
     )
+
+
+async def find_import(session: AsyncSession, project: str, import_id: str) -> Row | None:
+    query = select(dataset_imports).where(
+        dataset_imports.c.project == project, dataset_imports.c.import_id == import_id
+    )
+    return (await session.execute(query)).one_or_none()
+
+
+async def insert_import(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(insert(dataset_imports).values(**values))

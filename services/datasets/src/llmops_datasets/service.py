@@ -113,12 +113,21 @@ async def upload_version(
     actor: Actor,
     pool: IngestPool | None = None,
     delimiter: str | None = None,
+    parent_version: int | None = None,
+    import_id: str | None = None,
 ) -> tuple[Row, bool]:
     """Validate, clean and store an uploaded file as a new version; returns (version, created). The same cleaned
     content as an existing version returns that version (created False) and stores nothing. A CSV file's columns are
-    split at ``delimiter``, by default at the one its header shows."""
+    split at ``delimiter``, by default at the one its header shows. The parent is version ``parent_version``, by
+    default the latest; ``import_id`` (an import requested by event) is recorded with a new version, in its event."""
     async with runtime.db.sessions() as session:
         dataset = await get_dataset(session, project, name)
+        if parent_version is not None and await repository.find_version(session, dataset.id, parent_version) is None:
+            raise Problem(
+                422,
+                f"invalid input: parent: dataset {name!r} has no version {parent_version}",
+                errors=[{"field": "parent", "location": "body", "message": f"no version {parent_version}"}],
+            )
     row_format = Format(dataset.format)
     workdir = Path(tempfile.mkdtemp(prefix="llmops-upload-", dir=spool_dir))
     # The cleaned rows are uploaded while they are written; they are stored only by the commit below.
@@ -133,7 +142,10 @@ async def upload_version(
             raise Problem(422, "no rows are left after cleaning; nothing was stored", cleaning=result.cleaning)
         async with runtime.db.sessions() as session:
             existing = await repository.find_version_by_sha(session, dataset.id, result.sha256)
-            parent = await repository.latest_version(session, dataset.id)
+            if parent_version is not None:
+                parent = await repository.find_version(session, dataset.id, parent_version)
+            else:
+                parent = await repository.latest_version(session, dataset.id)
         if existing is not None:
             return existing, False
         stored, hashes = await asyncio.gather(  # the row hashes are stored while the content is
@@ -141,7 +153,7 @@ async def upload_version(
         )
         changes = await _diff_to(runtime, parent, result, workdir) if parent is not None else None
         return await _record_version(
-            runtime, dataset, result, stored, hashes.sha256, parent, changes, file_type, actor
+            runtime, dataset, result, stored, hashes.sha256, parent, changes, file_type, actor, import_id
         ), True
     finally:
         await asyncio.to_thread(writer.abort)  # a no-op once committed
@@ -279,6 +291,7 @@ async def _record_version(
     changes: dict[str, int] | None,
     file_type: FileType,
     actor: Actor,
+    import_id: str | None,
 ) -> Row:
     try:
         async with runtime.db.transaction() as session:
@@ -308,27 +321,47 @@ async def _record_version(
                 "created_by": actor.subject,
             }
             await repository.insert_version(session, values)
-            event = DatasetVersionCreated(
-                dataset_id=dataset.id,
-                version_id=version_id,
-                version=number,
-                project=dataset.project,
-                name=dataset.name,
-                format=dataset.format,
-                uri=stored.uri,
-                sha256=result.sha256,
-                size_bytes=result.size,
-                row_count=result.rows,
-                stats=result.stats,
-                splits=result.splits,
-                cleaning=result.cleaning,
-                parent_version_id=values["parent_version_id"],
-                diff=changes,
-                invalid_rows_dropped=result.invalid_rows,
-            )
-            await add_to_outbox(session, runtime.event(event, subject=dataset.id, actor=actor, project=dataset.project))
             created = await repository.find_version(session, dataset.id, number)
+            if import_id is not None:
+                await repository.insert_import(
+                    session,
+                    {
+                        "import_id": import_id,
+                        "project": dataset.project,
+                        "dataset": dataset.name,
+                        "version_id": version_id,
+                    },
+                )
+            await add_to_outbox(
+                session,
+                runtime.event(
+                    version_event(dataset, created, import_id), subject=dataset.id, actor=actor, project=dataset.project
+                ),
+            )
     except IntegrityError as exc:
         raise Problem(409, "a concurrent upload stored this dataset's next version first; retry") from exc
     log.info("dataset.version.stored", dataset=dataset.name, version=number, sha256=result.sha256, rows=result.rows)
     return created
+
+
+def version_event(dataset: Row, version: Row, import_id: str | None = None) -> DatasetVersionCreated:
+    """The ``dataset.version.created`` event of a stored version (answering import ``import_id``, if any)."""
+    return DatasetVersionCreated(
+        dataset_id=dataset.id,
+        version_id=version.id,
+        version=version.version,
+        project=dataset.project,
+        name=dataset.name,
+        format=dataset.format,
+        uri=version.uri,
+        sha256=version.sha256,
+        size_bytes=version.size_bytes,
+        row_count=version.row_count,
+        stats=version.stats,
+        splits=version.splits,
+        cleaning=version.cleaning,
+        parent_version_id=version.parent_version_id,
+        diff=version.diff,
+        invalid_rows_dropped=version.invalid_rows_dropped,
+        import_id=import_id,
+    )

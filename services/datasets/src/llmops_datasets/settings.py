@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -25,6 +26,9 @@ class DatasetsSettings(ServiceSettings):
     #: of an upload; a mapping threshold lowers it further but slows the ingest, so it is off.
     malloc_arenas: int = Field(default=2, ge=0)
     malloc_mmap_threshold: int = Field(default=0, ge=0, le=32 * 1024 * 1024)
+    #: The consumer group of the imports consumer (``dataset.import.requested``), and where a new group starts.
+    consumer_group: str = "datasets"
+    consumer_offset_reset: Literal["earliest", "latest"] = "earliest"
     preview_max_rows: int = Field(default=100, ge=1)
     http_host: str = "127.0.0.1"
     http_port: int = 8001

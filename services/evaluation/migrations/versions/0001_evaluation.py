@@ -230,7 +230,7 @@ def upgrade() -> None:
     grant_runtime_role(
         {
             "dataset_versions": "SELECT, INSERT, UPDATE",
-            "dataset_version_deprecations": "SELECT, INSERT",
+            "dataset_version_deprecations": "SELECT, INSERT, UPDATE",
             "prompt_versions": "SELECT, INSERT",
             "base_models": "SELECT, INSERT",
             "model_versions": "SELECT, INSERT",

@@ -21,8 +21,8 @@ from llmops.http import create_app
 from llmops.logging import configure_logging
 from llmops.runtime import Runtime
 from llmops.storage import ObjectStore
-from llmops_evaluation.api import router
-from llmops_evaluation.consumers import projections_consumer
+from llmops_evaluation import api, feedback_api
+from llmops_evaluation.consumers import feedback_consumer, projections_consumer
 from llmops_evaluation.settings import EvaluationSettings
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -40,7 +40,10 @@ class EvaluationService:
             store=ObjectStore(self.settings.s3),
         )
         self.consumer: Consumer = projections_consumer(self.settings, self.runtime)
-        self.app: FastAPI = create_app(self.runtime, title="llmops evaluation", routers=[router])
+        self.feedback_consumer = feedback_consumer(self.settings, self.runtime)
+        self.app: FastAPI = create_app(
+            self.runtime, title="llmops evaluation", routers=[api.router, feedback_api.router]
+        )
         self.app.state.settings = self.settings
 
     async def start(self) -> None:

@@ -31,9 +31,11 @@ async def complete_run(
     artifact: StoredObject,
     seconds: float,
     stamp: Stamp,
+    resamples: int = 2000,
 ) -> bool:
-    """Record the run's end: its examples, metrics and artifact, ``evaluation.run.completed``, the gates' decision.
-    False (nothing written) when ``worker`` no longer holds the run."""
+    """Record the run's end: its examples, metrics and artifact, ``evaluation.run.completed``, the gates' decision
+    (relative rules' intervals bootstrapped ``resamples`` times). False (nothing written) when ``worker`` no longer
+    holds the run."""
     if not await repository.holds_lease(session, request.run_id, worker):
         return False
     await repository.insert_run_examples(session, [_example_row(request.run_id, r) for r in scores.records])
@@ -65,8 +67,11 @@ async def complete_run(
         artifact_sha256=artifact.sha256,
         seconds=max(0.0, seconds),
     )
-    await add_to_outbox(session, stamp(payload))
-    await gating.decide_gates(session, runtime, request.run_id)
+    completed = stamp(payload)
+    await add_to_outbox(session, completed)
+    await gating.decide_gates(
+        session, runtime, request.run_id, resamples=resamples, correlation_id=completed.correlationid
+    )
     return True
 
 

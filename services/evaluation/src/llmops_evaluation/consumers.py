@@ -106,3 +106,30 @@ def projections_consumer(settings: EvaluationSettings, runtime: Runtime) -> Cons
         auto_offset_reset=settings.consumer_offset_reset,
     )
     return consumer
+
+
+def feedback_consumer(settings: EvaluationSettings, runtime: Runtime) -> Consumer:
+    """``feedback.submitted`` from any system, in a consumer group of its own (its inbox counts each event once; the
+    feedback table's key, the event id, is the second guard, and makes the API's own events no-ops here)."""
+    from llmops_evaluation import feedback  # here, so that this consumer is appended whole
+    from llmops_schemas.events import FeedbackSubmitted
+
+    name = f"{settings.consumer_group}-feedback"
+    consumer = Consumer(
+        name,
+        runtime.db,
+        runtime.broker,
+        [topics.FEEDBACK],
+        max_attempts=settings.consumer_max_attempts,
+        backoff_seconds=settings.consumer_backoff_seconds,
+    )
+
+    @consumer.on(FeedbackSubmitted.event_type)
+    async def feedback_submitted(session: AsyncSession, event: CloudEvent, v: FeedbackSubmitted) -> None:
+        await feedback.record_submitted(session, event, v)
+
+    consumer.subscribe(
+        description="evaluation: human feedback (feedback.submitted) from any system, counted once per event id",
+        auto_offset_reset=settings.consumer_offset_reset,
+    )
+    return consumer

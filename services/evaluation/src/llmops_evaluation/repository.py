@@ -323,3 +323,7 @@ async def insert_feedback(session: AsyncSession, values: dict[str, Any]) -> bool
         pg_insert(feedback).values(**values).on_conflict_do_nothing().returning(feedback.c.id)
     )
     return result.first() is not None
+
+
+async def get_override(session: AsyncSession, override_id: str) -> Row | None:
+    return (await session.execute(select(gate_overrides).where(gate_overrides.c.id == override_id))).one_or_none()

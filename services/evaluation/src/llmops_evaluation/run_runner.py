@@ -195,6 +195,7 @@ class RunRunner:
                 artifact=artifact,
                 seconds=time.monotonic() - began,
                 stamp=lambda payload: self.stamp(payload, request, event),
+                resamples=self.settings.bootstrap_resamples,
             )
         if not done:
             raise RunLost(request.run_id)

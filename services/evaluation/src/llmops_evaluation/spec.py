@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from llmops.types import RequestBody, Version
 
@@ -84,18 +84,3 @@ class RunIn(RequestBody):
     base_model: str | None = Field(default=None, pattern=NAME)
     endpoint: EndpointChoice | None = None
     pool: str = Field(default="cpu", pattern=NAME)
-
-
-class StoredSpec(BaseModel):
-    """A suite version as stored: the request with its dataset and prompt versions resolved to ids, and each
-    judge's rubric to its prompt version's template."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    description: str
-    dataset: dict[str, Any]
-    prompt: dict[str, Any] | None
-    generation: dict[str, Any]
-    scorers: list[dict[str, Any]]
-    gates: list[dict[str, Any]]
-    metrics: list[str]

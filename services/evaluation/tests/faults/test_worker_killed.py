@@ -14,7 +14,7 @@ import pytest
 
 from llmops_evaluation.worker import EvaluationWorker
 
-from ..conftest import (
+from ..worker_support import (
     create_suite,
     examples_of,
     finished,
