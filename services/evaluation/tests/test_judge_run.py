@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 RUBRIC = {
     "kind": "chat",
     "messages": [
-        {"role": "system", "content": "Grade the answer from 1 to 5. Reply with JSON: {\"score\": N}."},
+        {"role": "system", "content": 'Grade the answer from 1 to 5. Reply with JSON: {"score": N}.'},
         {"role": "user", "content": "Question: {{ input }}\nReference: {{ reference }}\nAnswer: {{ output }}"},
     ],
     "variables": {"input": {"type": "string"}, "output": {"type": "string"}, "reference": {"type": "string"}},
@@ -51,8 +51,9 @@ def judge_server() -> Iterator[str]:
                     "object": "chat.completion",
                     "created": 0,
                     "model": "judge-7b",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": answer},
-                                 "finish_reason": "stop"}],
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}
+                    ],
                 }
             ).encode()
             self.send_response(200)
@@ -98,8 +99,12 @@ async def test_a_judge_that_returns_garbage_yields_unparseable_counts_not_zeros(
         )
     replies = {row["prompt"]: row["completion"] for row in rows}
     with judge_server() as judge, openai_server(replies) as (served, _):
-        judge_config = {"type": "judge", "endpoint": judge, "model": "judge-7b",
-                        "rubric_prompt": {"name": "grader", "version": 1}}
+        judge_config = {
+            "type": "judge",
+            "endpoint": judge,
+            "model": "judge-7b",
+            "rubric_prompt": {"name": "grader", "version": 1},
+        }
         suite = await create_suite(
             evaluation,
             scorers=[judge_config, {"type": "custom", "entry_point": "word_overlap"}],
