@@ -3,13 +3,10 @@ resuming from checkpoints, cancellation and refused jobs. No infrastructure need
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach a model hub
-
 import hashlib
 import json
 import multiprocessing
+import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +18,16 @@ from llmops.tiny_model import build_tiny_model
 from llmops_training.ml.generate import generate
 from llmops_training.ml.process import TrainingProcessError, train_in_process
 from llmops_training.ml.trainer import Progress, TrainingError, TrainSpec, find_target_modules, train
+
+
+@pytest.fixture(autouse=True)
+def no_model_hub(monkeypatch):
+    """Nothing here may reach a model hub: the hub client's offline switch, for these tests only (set process-wide,
+    as an environment variable read at import, it would also stop other tests' calls to local OpenAI-style servers)."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
 
 PAIRS = [
     ("What is the capital of France?", "Paris"),
