@@ -187,7 +187,12 @@ class ImportIn(RequestBody, UploadOptions):
     parent: int | None = Field(default=None, ge=1, le=2**31 - 1, description="the parent version (default: latest)")
 
 
-@router.post("/{name}/imports", status_code=201, summary="Import a version from the object store, cleaned as an upload")
+@router.post(
+    "/{name}/imports",
+    status_code=201,
+    summary="Import a version from the object store, cleaned as an upload",
+    responses={200: {"model": VersionOut, "description": "the content is already a version: that version"}},
+)
 async def import_version(
     name: Name,
     body: ImportIn,
@@ -246,7 +251,16 @@ async def preview(
     return [orjson.loads(line) for line in await runtime.store.first_lines(found.sha256, rows, keep=keep)]
 
 
-@router.get("/{name}/versions/{version}/download", summary="Download a version or a split (stream or presigned URL)")
+@router.get(
+    "/{name}/versions/{version}/download",
+    summary="Download a version or a split (stream or presigned URL)",
+    responses={
+        200: {
+            "description": "the rows as JSON Lines, or (presigned) a JSON object with the URL and sha256",
+            "content": {"application/x-ndjson": {}, "application/json": {}},
+        }
+    },
+)
 async def download(
     name: Name,
     version: VersionPath,

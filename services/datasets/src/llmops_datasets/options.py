@@ -29,7 +29,7 @@ class UploadOptions(BaseModel):
     train: float = Field(default=0.8, ge=0, le=1)
     validation: float = Field(default=0.1, ge=0, le=1)
     test: float = Field(default=0.1, ge=0, le=1, validate_default=True)  # so the sum is checked with defaults too
-    seed: int = Field(default=42, ge=0)
+    seed: int = Field(default=42, ge=0, le=2**63 - 1)
     keep_valid: bool = Field(default=False, description="store the valid rows when some are invalid")
     delimiter: Literal[",", ";", "\t", "|"] | None = Field(
         default=None, description="a CSV file's delimiter (a tab is %09); by default the one its header shows"
