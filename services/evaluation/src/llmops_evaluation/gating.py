@@ -21,6 +21,7 @@ from llmops.runtime import Actor, Runtime
 from llmops.scoring.gates import GateRule, MetricValue, decide
 from llmops.scoring.stats import Comparison, most_changed, paired_comparison
 from llmops_evaluation import repository
+from llmops_evaluation.suites import unprocessable
 from llmops_schemas.events import EvaluationGateDecided, EvaluationGateOverridden
 from llmops_schemas.events.evaluation import GateRuleResult, SuiteRef, Target
 
@@ -68,7 +69,7 @@ async def compare_runs(
             raise Problem(409, f"the {field} run {run_id} is {run.status}; only completed runs are compared")
         runs[field] = run
     if runs["baseline"].suite_version_id != runs["candidate"].suite_version_id:
-        raise _unprocessable("the runs belong to different suite versions (different examples)", "candidate")
+        raise unprocessable("the runs belong to different suite versions (different examples)", "candidate", "query")
     suite = await repository.get_suite_version(session, runs["candidate"].suite_version_id)
     metrics = list(suite.spec["metrics"])
     baseline = await repository.run_examples_of(session, baseline_id)
@@ -81,15 +82,6 @@ async def compare_runs(
         "examples": len(candidate),
         "metrics": compare_examples(baseline, candidate, metrics, resamples=resamples),
     }
-
-
-def _unprocessable(detail: str, field: str) -> Problem:
-    return Problem(
-        422,
-        detail,
-        type_="urn:llmops:problem:validation",
-        errors=[{"field": field, "location": "query", "message": detail, "type": "value_error"}],
-    )
 
 
 def _suite_ref(suite: Row) -> SuiteRef:

@@ -42,12 +42,12 @@ class StoredSpec(BaseModel):
     metrics: list[str]
 
 
-def unprocessable(detail: str, field: str) -> Problem:
+def unprocessable(detail: str, field: str, location: str = "body") -> Problem:
     return Problem(
         422,
         detail,
         type_="urn:llmops:problem:validation",
-        errors=[{"field": field, "location": "body", "message": detail, "type": "value_error"}],
+        errors=[{"field": field, "location": location, "message": detail, "type": "value_error"}],
     )
 
 
@@ -162,7 +162,7 @@ async def _checked_scorers(
 ) -> tuple[list[dict[str, Any]], set[str]]:
     """The scorers' configurations (each judge's rubric resolved to its prompt version's template) and the metric
     names they compute; 422 naming ``scorers[i]`` for the first that cannot be built."""
-    resolved = []
+    resolved, metrics = [], set()
     for index, config in enumerate(configs):
         field = f"scorers[{index}]"
         if config.get("type") == "judge":
@@ -173,9 +173,6 @@ async def _checked_scorers(
         except (ValidationError, ValueError, LookupError, TypeError) as exc:
             raise unprocessable(f"{field}: {_first_error(exc)}", field) from exc
         resolved.append(parsed.model_dump(mode="json"))
-    metrics: set[str] = set()
-    for config in resolved:
-        (scorer,) = build_scorers(parse_scorer_configs([config]))
         metrics.update(scorer.metrics)
     return resolved, metrics
 
