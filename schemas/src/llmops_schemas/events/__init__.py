@@ -9,6 +9,19 @@ from llmops_schemas.events.datasets import (
     DatasetVersionDeprecated,
 )
 from llmops_schemas.events.dead_letters import DeadLettersReplayed
+from llmops_schemas.events.deployments import (
+    ApiKeyCreated,
+    ApiKeyRevoked,
+    BudgetSet,
+    DeploymentFailed,
+    DeploymentGateOverridden,
+    DeploymentReady,
+    DeploymentRequested,
+    DeploymentRestarted,
+    DeploymentStopped,
+    DeploymentStopRequested,
+    RouteChanged,
+)
 from llmops_schemas.events.evaluation import (
     EvaluationGateDecided,
     EvaluationGateOverridden,
@@ -20,6 +33,7 @@ from llmops_schemas.events.evaluation import (
     EvaluationSuiteCreated,
 )
 from llmops_schemas.events.feedback import FeedbackSubmitted
+from llmops_schemas.events.inference import InferenceCompleted, InferenceFailed
 from llmops_schemas.events.models import BaseModelRegistered, ModelAliasMoved, ModelVersionRegistered
 from llmops_schemas.events.platform import ProbeSent
 from llmops_schemas.events.prompts import PromptCreated, PromptLabelMoved, PromptVersionCreated
@@ -36,7 +50,10 @@ from llmops_schemas.events.training import (
 
 __all__ = [
     "AccessDenied",
+    "ApiKeyCreated",
+    "ApiKeyRevoked",
     "BaseModelRegistered",
+    "BudgetSet",
     "CheckpointSigned",
     "DatasetCreated",
     "DatasetImportFailed",
@@ -44,6 +61,13 @@ __all__ = [
     "DatasetVersionCreated",
     "DatasetVersionDeprecated",
     "DeadLettersReplayed",
+    "DeploymentFailed",
+    "DeploymentGateOverridden",
+    "DeploymentReady",
+    "DeploymentRequested",
+    "DeploymentRestarted",
+    "DeploymentStopRequested",
+    "DeploymentStopped",
     "EvaluationGateDecided",
     "EvaluationGateOverridden",
     "EvaluationRunCompleted",
@@ -53,12 +77,15 @@ __all__ = [
     "EvaluationRunStarted",
     "EvaluationSuiteCreated",
     "FeedbackSubmitted",
+    "InferenceCompleted",
+    "InferenceFailed",
     "ModelAliasMoved",
     "ModelVersionRegistered",
     "ProbeSent",
     "PromptCreated",
     "PromptLabelMoved",
     "PromptVersionCreated",
+    "RouteChanged",
     "TrainingJobCancelled",
     "TrainingJobCompleted",
     "TrainingJobFailed",
