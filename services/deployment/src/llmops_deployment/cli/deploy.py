@@ -1,0 +1,7 @@
+"""``llmops deploy``."""
+
+from __future__ import annotations
+
+import typer
+
+deploy_app = typer.Typer(help="(being built)", no_args_is_help=True)

@@ -1,0 +1,7 @@
+"""``llmops routes``."""
+
+from __future__ import annotations
+
+import typer
+
+routes_app = typer.Typer(help="(being built)", no_args_is_help=True)
