@@ -61,7 +61,7 @@ async def create_database(
     ``owner`` makes a role its owner; ``connect`` names the only other roles allowed to connect.
     """
     settings = settings or PostgresSettings()
-    admin = await asyncpg.connect(_asyncpg_dsn(settings.superuser_url()))
+    admin = await asyncpg.connect(asyncpg_dsn(settings.superuser_url()))
     try:
         if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             await admin.execute(f'CREATE DATABASE "{name}"' + (f' OWNER "{owner}"' if owner else ""))
@@ -77,14 +77,15 @@ async def create_database(
 async def drop_database(name: str, settings: PostgresSettings | None = None) -> None:
     """Drop database ``name`` (closing its connections) if it exists."""
     settings = settings or PostgresSettings()
-    admin = await asyncpg.connect(_asyncpg_dsn(settings.superuser_url()))
+    admin = await asyncpg.connect(asyncpg_dsn(settings.superuser_url()))
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
 
 
-def _asyncpg_dsn(url: str) -> str:
+def asyncpg_dsn(url: str) -> str:
+    """A SQLAlchemy asyncpg URL as a plain asyncpg DSN (for hot paths that use asyncpg directly)."""
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 

@@ -17,6 +17,111 @@ from llmops.migrations import (
     grant_runtime_role,
 )
 
+# Budgets are reserved and settled by the gateway in one round trip each: these functions lock a request's budget
+# usage rows in budget id order (so concurrent requests never deadlock), refuse when any budget would pass its limit
+# (used + reserved + this request > limit: the one place that comparison is made), and otherwise reserve on all.
+BUDGET_FUNCTIONS = (
+    """
+CREATE FUNCTION budget_window(p_period text, p_at timestamptz) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE p_period
+        WHEN 'day' THEN date_trunc('day', p_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+        WHEN 'month' THEN date_trunc('month', p_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+        ELSE timestamptz '1970-01-01 00:00:00+00'
+    END
+$$
+""",
+    """
+CREATE FUNCTION reserve_budget(
+    p_project text, p_user text, p_key text, p_tokens bigint, p_cost double precision, p_ttl_seconds double precision
+) RETURNS TABLE (reservation_id uuid, refused_budget uuid, refused_scope text, refused_subject text,
+                 refused_period text, applied integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    at timestamptz := now();
+    b record;
+    u record;
+    held jsonb := '[]'::jsonb;
+    rid uuid;
+BEGIN
+    FOR b IN
+        SELECT bu.id, bu.scope, bu.subject, bu.period, bu.max_tokens, bu.max_cost,
+               budget_window(bu.period, at) AS ws
+        FROM budgets bu
+        WHERE bu.project = p_project
+          AND ((bu.scope = 'project' AND bu.subject = p_project)
+               OR (bu.scope = 'user' AND bu.subject = p_user)
+               OR (bu.scope = 'key' AND bu.subject = p_key))
+        ORDER BY bu.id
+    LOOP
+        INSERT INTO budget_usage (budget_id, window_start) VALUES (b.id, b.ws) ON CONFLICT DO NOTHING;
+        SELECT used_tokens, reserved_tokens, used_cost, reserved_cost INTO STRICT u
+        FROM budget_usage WHERE budget_id = b.id AND window_start = b.ws FOR UPDATE;
+        IF (b.max_tokens IS NOT NULL AND u.used_tokens + u.reserved_tokens + p_tokens > b.max_tokens)
+           OR (b.max_cost IS NOT NULL AND u.used_cost + u.reserved_cost + p_cost > b.max_cost) THEN
+            RETURN QUERY SELECT NULL::uuid, b.id, b.scope, b.subject, b.period, 0;
+            RETURN;
+        END IF;
+        held := held || jsonb_build_array(jsonb_build_object('budget_id', b.id, 'window_start', b.ws));
+    END LOOP;
+    IF jsonb_array_length(held) = 0 THEN
+        RETURN QUERY SELECT NULL::uuid, NULL::uuid, NULL::text, NULL::text, NULL::text, 0;
+        RETURN;
+    END IF;
+    UPDATE budget_usage bu
+    SET reserved_tokens = bu.reserved_tokens + p_tokens, reserved_cost = bu.reserved_cost + p_cost
+    FROM jsonb_to_recordset(held) AS h(budget_id uuid, window_start timestamptz)
+    WHERE bu.budget_id = h.budget_id AND bu.window_start = h.window_start;
+    rid := gen_random_uuid();
+    INSERT INTO budget_reservations (id, usage, tokens, cost, expires_at)
+    VALUES (rid, held, p_tokens, p_cost, at + make_interval(secs => p_ttl_seconds));
+    RETURN QUERY SELECT rid, NULL::uuid, NULL::text, NULL::text, NULL::text, jsonb_array_length(held);
+END
+$$
+""",
+    """
+CREATE FUNCTION settle_budget(p_id uuid, p_tokens bigint, p_cost double precision) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+BEGIN
+    DELETE FROM budget_reservations WHERE id = p_id RETURNING usage, tokens, cost INTO r;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM 1 FROM budget_usage bu
+    JOIN jsonb_to_recordset(r.usage) AS h(budget_id uuid, window_start timestamptz)
+      ON bu.budget_id = h.budget_id AND bu.window_start = h.window_start
+    ORDER BY bu.budget_id FOR UPDATE OF bu;
+    UPDATE budget_usage bu
+    SET reserved_tokens = greatest(bu.reserved_tokens - r.tokens, 0),
+        reserved_cost = greatest(bu.reserved_cost - r.cost, 0),
+        used_tokens = bu.used_tokens + p_tokens,
+        used_cost = bu.used_cost + p_cost
+    FROM jsonb_to_recordset(r.usage) AS h(budget_id uuid, window_start timestamptz)
+    WHERE bu.budget_id = h.budget_id AND bu.window_start = h.window_start;
+    RETURN true;
+END
+$$
+""",
+    """
+CREATE FUNCTION release_expired_reservations() RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    released integer := 0;
+BEGIN
+    FOR r IN SELECT id FROM budget_reservations WHERE expires_at < now() ORDER BY id LOOP
+        IF settle_budget(r.id, 0, 0) THEN
+            released := released + 1;
+        END IF;
+    END LOOP;
+    RETURN released;
+END
+$$
+""",
+)
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -259,6 +364,8 @@ def upgrade() -> None:
     create_bus_tables()
     add_outbox_parking()
     # ### end Alembic commands ###
+    for statement in BUDGET_FUNCTIONS:
+        op.execute(statement)
     # Decisions, overrides, route versions and inference records are append-only for the runtime role.
     grant_runtime_role(
         {
@@ -283,6 +390,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION release_expired_reservations()")
+    op.execute("DROP FUNCTION settle_budget(uuid, bigint, double precision)")
+    op.execute("DROP FUNCTION reserve_budget(text, text, text, bigint, double precision, double precision)")
+    op.execute("DROP FUNCTION budget_window(text, timestamptz)")
     # ### commands auto generated by Alembic - please adjust! ###
     drop_outbox_parking()
     drop_bus_tables()
