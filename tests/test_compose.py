@@ -25,7 +25,7 @@ def test_the_infrastructure_is_described():
 
 def test_every_service_in_services_has_a_compose_service_and_no_other():
     built = {name for name, spec in COMPOSE["services"].items() if "build" in spec} - INFRASTRUCTURE
-    apps = {name.removesuffix("-worker") for name in built}
+    apps = {re.sub(r"(-gpu)?-(worker|gateway)$", "", name) for name in built}
     assert apps == service_dirs()
 
 
