@@ -16,6 +16,7 @@ PACKAGES = (
     "llmops_prompts",
     "llmops_training",
     "llmops_evaluation",
+    "llmops_deployment",
 )
 MAX_LINES = 450
 

@@ -12,6 +12,7 @@ from llmops.auth import Permission, Principal, ProjectScope, Role, cross_project
 from llmops.routes import OPEN_ROUTES, api_routes, route_problems, route_table
 from llmops_audit.app import AuditService
 from llmops_datasets.app import DatasetsService
+from llmops_deployment.app import DeploymentService
 from llmops_evaluation.app import EvaluationService
 from llmops_prompts.app import PromptsService
 from llmops_training.app import TrainingService
@@ -22,6 +23,7 @@ SERVICES = {
     "prompts": PromptsService,
     "training": TrainingService,
     "evaluation": EvaluationService,
+    "deployment": DeploymentService,
 }
 
 

@@ -32,6 +32,11 @@ OVERRIDES = {
         "consumer_offset_reset": "latest",
         "worker_group": f"evaluation-worker-fuzz-{RUN}",
     },
+    "deployment": {
+        "consumer_group": f"deployment-fuzz-{RUN}",
+        "consumer_offset_reset": "latest",
+        "worker_group": f"deployment-worker-fuzz-{RUN}",
+    },
 }
 
 
