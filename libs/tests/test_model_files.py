@@ -21,6 +21,7 @@ from llmops.model_files import (
     merged_cache_path,
     point_adapter_at,
     presigned_fetch,
+    store_fetch,
     write_hf_directory,
 )
 from llmops.storage import ObjectStore
@@ -83,7 +84,7 @@ class TestWritingADirectory:
     )
     async def test_bytes_that_are_not_the_files_leave_nothing_behind(self, tmp_path, override):
         files = [FILES[0], file_of("sub/model.safetensors", CONTENTS["sub/model.safetensors"], **override)]
-        with pytest.raises(ModelFilesError, match="sub/model.safetensors"):
+        with pytest.raises(ModelFilesError, match=r"sub/model\.safetensors"):
             await write_hf_directory(files, tmp_path / "model", serving(CONTENTS))
         assert leftovers(tmp_path) == []
 
@@ -170,7 +171,13 @@ def store(infra_up):
 
 
 @pytest.mark.integration
-class TestPresignedLinks:
+class TestFetching:
+    async def test_a_worker_fetches_straight_from_the_store(self, store, tmp_path):
+        data = b"stored bytes " * 1000
+        await store.put_bytes(data)
+        await write_hf_directory([file_of("w.bin", data)], tmp_path / "m", store_fetch(store))
+        assert (tmp_path / "m" / "w.bin").read_bytes() == data
+
     async def test_a_file_is_fetched_from_its_link(self, store, tmp_path):
         data = b"presigned bytes " * 1000
         stored = await store.put_bytes(data)

@@ -237,7 +237,7 @@ def _merge(base: str, adapter_dir: Path, out_dir: Path, revision: str | None) ->
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(base, revision=revision, torch_dtype="auto")
+    model = AutoModelForCausalLM.from_pretrained(base, revision=revision, dtype="auto")  # the weights as stored
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     merged.save_pretrained(str(out_dir))
     has_tokenizer = any((adapter_dir / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))

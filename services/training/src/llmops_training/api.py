@@ -19,7 +19,7 @@ from llmops.http import CurrentRuntime, Session, from_row, get_settings
 from llmops.openapi import problems
 from llmops.types import Offset, RequestBody, UUIDPath, Version
 from llmops.uploads import checked_upload, upload_body
-from llmops_training import queries, service
+from llmops_training import downloads, queries, service
 from llmops_training.settings import TrainingSettings
 
 WRITE = Permission("training.write", {Role.ML_ENGINEER})
@@ -367,7 +367,7 @@ class ModelFilesOut(BaseModel):
 async def model_version_files(
     name: Name, version: VersionRef, session: Session, runtime: CurrentRuntime, scope: Reader, settings: SettingsDep
 ) -> ModelFilesOut:
-    found = await service.model_version_files(
+    found = await downloads.model_version_files(
         session,
         runtime,
         project=scope.project,

@@ -38,7 +38,9 @@ BASE = "base"
 def models_download(
     name: ModelName,
     version: Annotated[str, typer.Argument(help="a version number or an alias (e.g. production)", metavar="VERSION")],
-    directory: Annotated[Path, typer.Argument(help="where to write the model (a new or empty directory)", metavar="DIR")],
+    directory: Annotated[
+        Path, typer.Argument(help="where to write the model (a new or empty directory)", metavar="DIR")
+    ],
     project: ProjectOpt,
     merged: Annotated[
         bool, typer.Option("--merged", help="an adapter merged into its base: the stored merge, else merged here")
@@ -105,6 +107,7 @@ def _adapter(found: dict[str, Any], directory: Path, label: str) -> str:
 def _merge_here(found: dict[str, Any], directory: Path, label: str) -> None:
     """Download the adapter (and an uploaded base) beside ``directory``, merge them into it, remove the download."""
     base = found["base_model"]
+    directory.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{directory.name}.merge-", dir=directory.parent))
     try:
         files = model_files(found["files"], prefix="adapter/")
