@@ -6,7 +6,7 @@ is scoped to a project the caller's token names.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -16,9 +16,10 @@ from pydantic import BaseModel, Field, model_validator
 from llmops.auth import Permission, ProjectScope, Role, in_project
 from llmops.errors import Problem
 from llmops.http import CurrentRuntime, Session, from_row, get_settings
+from llmops.openapi import problems
 from llmops.types import Offset, RequestBody, UUIDPath, Version
 from llmops.uploads import checked_upload, upload_body
-from llmops_training import queries, service
+from llmops_training import downloads, queries, service
 from llmops_training.settings import TrainingSettings
 
 WRITE = Permission("training.write", {Role.ML_ENGINEER})
@@ -325,6 +326,56 @@ async def show_model_version(
     row = await service.get_model_version(session, scope.project, name, version)
     manifest = await service.artifact_files(runtime, row.manifest_sha256)
     return ModelVersionDetail(**from_row(ModelVersionOut, row).model_dump(), lineage=row.lineage, files=manifest)
+
+
+class FileOut(BaseModel):
+    path: str = Field(description="relative path in the model directory (POSIX)")
+    sha256: str
+    size: int
+    url: str = Field(description="presigned GET URL, valid until expires_at")
+
+
+class BaseModelFiles(BaseModel):
+    name: str
+    manifest_sha256: str | None = Field(description="an uploaded base's content hash (None for a hub model)")
+    hub_id: str | None
+    revision: str | None = Field(description="a hub model's revision (the commit training resolved, when known)")
+    files: list[FileOut] = Field(description="an uploaded base's files (empty for a hub model)")
+
+
+class MergedFiles(BaseModel):
+    manifest_sha256: str
+    files: list[FileOut]
+
+
+class ModelFilesOut(BaseModel):
+    model: str
+    version: int
+    kind: Literal["adapter", "full"]
+    manifest_sha256: str
+    expires_at: datetime = Field(description="when the URLs stop working")
+    files: list[FileOut]
+    base_model: BaseModelFiles
+    merged: MergedFiles | None = Field(description="the base merged with the adapter, when training stored it")
+
+
+@router.get(
+    "/models/{name}/versions/{version}/files",
+    summary="A model version's files (and its base's, and the merged model's) with short-lived download URLs",
+    responses=problems(404),
+)
+async def model_version_files(
+    name: Name, version: VersionRef, session: Session, runtime: CurrentRuntime, scope: Reader, settings: SettingsDep
+) -> ModelFilesOut:
+    found = await downloads.model_version_files(
+        session,
+        runtime,
+        project=scope.project,
+        name=name,
+        version=version,
+        expires=timedelta(seconds=settings.download_url_seconds),
+    )
+    return ModelFilesOut.model_validate(found)
 
 
 @router.get("/models/{name}/versions/{version}/lineage", summary="Where a model version came from, completely")

@@ -32,6 +32,8 @@ class TrainingSettings(ServiceSettings):
     max_upload_bytes: int = Field(default=21 * 1024**3, ge=1)  # the unpacked cap and room for tar headers
     #: Largest sum of an uploaded base model's file sizes (bytes), checked from the tar's headers before unpacking.
     max_base_model_bytes: int = Field(default=20 * 1024**3, ge=1)
+    #: How long the presigned URLs of a model version's files (``GET .../files``) stay valid, in seconds.
+    download_url_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)  # S3 allows at most seven days
     #: Most files and directories in an uploaded base model's tar.
     max_base_model_files: int = Field(default=10_000, ge=1)
     #: Where uploads are spooled and workers keep their work and cache (None: the system temporary directory).

@@ -14,6 +14,7 @@ from rich.markup import escape
 from llmops.cli_kit import UPLOAD_TIMEOUT, AsJson, api_path, post_file, print_items, when
 from llmops.client import Token, echo_json, err, fail, out, params
 from llmops_training.cli.common import ModelName, ProjectOpt, Url, check, connect
+from llmops_training.cli.download import models_download
 from llmops_training.cli.tables import base_models_table, lineage_table, models_table, versions_table
 
 models_app = typer.Typer(
@@ -211,3 +212,6 @@ def models_alias(
         echo_json(moved)
         return
     out.print(f"{escape(name)}: alias {escape(moved['alias'])} → v{moved['version']}")
+
+
+models_app.command("download")(models_download)
