@@ -1,7 +1,7 @@
 """The serving worker on real Postgres, Kafka and object store, with real ``transformers serve`` backends of the tiny
-model: a full model and a merged adapter served and answering, a backend that crashes at every start failing with
-its log lines, a stop that drains and stops, an external endpoint, a GPU backend refused on a CPU pool, a redelivered
-request served once and a malformed one dead-lettered."""
+model: a full model served and answering (a merged adapter: test_artifacts), a backend that crashes at every start
+failing with its log lines, a stop that drains and stops, an external endpoint, a GPU backend refused on a CPU pool,
+a redelivered request served once and a malformed one dead-lettered."""
 
 from __future__ import annotations
 
@@ -12,17 +12,14 @@ import pytest
 
 from llmops.bus.dead_letters import DeadLetterReader, Selection
 from llmops.testing import caught_up
-from llmops_deployment import artifacts
 from llmops_schemas import topics
 from llmops_schemas.events.deployments import ExternalEndpoint
 
 from .worker_support import (
-    adapter_model,
     chat,
     deployment_of,
     full_model,
     logs_of,
-    make_adapter,
     openai_server,
     outbox_events,
     replicas_of,
@@ -67,34 +64,6 @@ class TestAFullModel:
             "Uvicorn running" in line or "Application startup" in line
             for line in await logs_of(deployment, deployment_id)
         )
-
-
-class TestAnAdapter:
-    async def test_is_merged_into_its_base_once_and_served_by_two_deployments(
-        self, deployment_settings, deployment, tiny_model, tmp_path, monkeypatch
-    ):
-        adapter = make_adapter(tiny_model, tmp_path / "adapter")
-        base_sha, adapter_sha = await upload(deployment, tiny_model), await upload(deployment, adapter)
-        merges = []
-        merge = artifacts.merge_adapter
-
-        def counted(base_dir, adapter_dir, out_dir):
-            merges.append(not (out_dir / artifacts.MARKER).is_file())
-            return merge(base_dir, adapter_dir, out_dir)
-
-        monkeypatch.setattr(artifacts, "merge_adapter", counted)
-        model = adapter_model(adapter_sha, base_sha)
-        async with serving(deployment_settings, **FAST):
-            first = await request_deployment(deployment, model=model)
-            replica = await wait_for(deployment, first, lambda r: r.status == "ready")
-            second = await request_deployment(deployment, model=model)
-            again = await wait_for(deployment, second, lambda r: r.status == "ready")
-            answer = await chat(again.endpoint, again.served_model)
-        assert answer.usage.total_tokens > 0
-        assert merges == [True, False]  # the second deployment found the merge in the cache
-        merged = artifacts.merged_cache_path(deployment_settings.cache_dir, base_sha, adapter_sha)
-        assert replica.served_model == again.served_model == str(merged)
-        assert replica.model_hash == merged.name
 
 
 class TestABackendThatCrashesAtEveryStart:

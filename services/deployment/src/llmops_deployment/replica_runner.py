@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import psutil
+from huggingface_hub import AsyncInferenceClient
 from sqlalchemy.engine import Row
 
 from llmops.bus import add_to_outbox
@@ -267,8 +268,6 @@ class ReplicaRunner:
 
     async def _prove(self, endpoint: str, model: str, api_key: str | None) -> None:
         """One real call as the readiness proof: a one-token chat completion."""
-        from huggingface_hub import AsyncInferenceClient
-
         client = AsyncInferenceClient(
             base_url=endpoint, api_key=api_key, timeout=self.settings.first_token_timeout_seconds
         )

@@ -18,12 +18,21 @@ REPLICA_ENDED = ("failed", "stopped")
 
 
 async def claim_replicas(
-    session: AsyncSession, pool: str, worker: str, lease_seconds: float, limit: int, *, holding: Sequence[str] = ()
+    session: AsyncSession,
+    pool: str,
+    worker: str,
+    lease_seconds: float,
+    limit: int,
+    *,
+    holding: Sequence[str] = (),
+    running: Sequence[str] = (),
 ) -> list[Row]:
     """Take up to ``limit`` replicas of the pool's deployments: pending ones, and ones of any live status whose
     holder's lease expired (it died). At most one replica per deployment per call, and one of a deployment in
     ``holding`` (those this worker already serves) only once it has waited a lease's length for another worker, so
-    a deployment's replicas spread over the pool's workers. Each comes with its deployment's columns (``d_*``)."""
+    a deployment's replicas spread over the pool's workers. ``running`` (``deployment_id:replica``) are the replicas
+    this worker serves: never claimed again by it, even when a late renewal let their lease expire. Each comes with
+    its deployment's columns (``d_*``)."""
     if limit <= 0:
         return []
     query = text(
@@ -33,6 +42,7 @@ async def claim_replicas(
         " AND (NOT (r.deployment_id = ANY(CAST(:holding AS uuid[])))"
         "  OR r.updated_at < now() - make_interval(secs => :lease))"
         " AND ((r.status = 'pending' AND r.lease_until IS NULL) OR r.lease_until < now())"
+        " AND NOT (CAST(r.deployment_id AS text) || ':' || r.replica = ANY(CAST(:running AS text[])))"
         " FOR UPDATE OF r SKIP LOCKED"
         "), taken AS ("
         " SELECT DISTINCT ON (deployment_id) deployment_id, replica FROM claimable"
@@ -46,7 +56,14 @@ async def claim_replicas(
         "RETURNING r.*, d.project AS d_project, d.name AS d_name, d.backend AS d_backend, d.pool AS d_pool,"
         " d.model AS d_model, d.external AS d_external, d.status AS d_status, d.model_version_id AS d_model_version_id"
     )
-    params = {"pool": pool, "worker": worker, "lease": lease_seconds, "limit": limit, "holding": list(holding)}
+    params = {
+        "pool": pool,
+        "worker": worker,
+        "lease": lease_seconds,
+        "limit": limit,
+        "holding": list(holding),
+        "running": list(running),
+    }
     return list((await session.execute(query, params)).all())
 
 

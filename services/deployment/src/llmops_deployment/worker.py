@@ -144,7 +144,13 @@ class ServingWorker:
         holding = sorted({deployment_id for deployment_id, _ in self.runners})
         async with self.runtime.db.transaction() as session:
             rows = await repository.claim_replicas(
-                session, self.pool, self.name, self.settings.lease_seconds, free, holding=holding
+                session,
+                self.pool,
+                self.name,
+                self.settings.lease_seconds,
+                free,
+                holding=holding,
+                running=[f"{deployment_id}:{replica}" for deployment_id, replica in self.runners],
             )
         for row in rows:
             claim = Claim.of(row)
