@@ -55,6 +55,8 @@ class DeploymentSettings(ServiceSettings):
     #: The workers' consumer group (default ``deployment-worker-<pool>``).
     worker_group: str | None = None
     worker_offset_reset: Literal["earliest", "latest"] = "earliest"
+    #: Replicas one worker serves at most (its backends share the machine).
+    worker_capacity: int = Field(default=4, ge=1, le=256)
     #: A worker holds a replica under a lease it renews; another worker of the pool takes it over once expired.
     lease_seconds: float = Field(default=15.0, gt=1)
     session_timeout_ms: int = Field(default=10_000, ge=6_000)
