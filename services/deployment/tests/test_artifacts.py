@@ -4,10 +4,9 @@ adapter served by a worker, the second deployment of it reusing the merge."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
+from llmops.model_files import COMPLETE
 from llmops_deployment import artifacts
 from llmops_deployment.artifacts import ArtifactError, model_files
 
@@ -60,24 +59,6 @@ class TestModelFiles:
             await model_files(deployment.runtime.store, full_model("0" * 64), tmp_path, merged=True)
 
 
-class TestMergeAdapter:
-    async def test_two_merges_at_once_leave_one_complete_model(self, tiny_model, adapter, tmp_path):
-        out = artifacts.merged_cache_path(tmp_path, "a" * 64, "b" * 64)
-        results = await asyncio.gather(
-            asyncio.to_thread(artifacts.merge_adapter, tiny_model, adapter, out),
-            asyncio.to_thread(artifacts.merge_adapter, tiny_model, adapter, out),
-        )
-        assert results == [out, out] and (out / artifacts.MARKER).is_file()
-        assert (out / "config.json").is_file() and (out / "tokenizer.json").is_file()
-        assert not (out / "adapter_config.json").exists()
-        assert [p.name for p in out.parent.iterdir()] == [out.name]  # no partial directory left
-
-    def test_the_cache_path_is_named_by_both_hashes(self, tmp_path):
-        one = artifacts.merged_cache_path(tmp_path, "a" * 64, "b" * 64)
-        assert one == artifacts.merged_cache_path(tmp_path, "a" * 64, "b" * 64)
-        assert one != artifacts.merged_cache_path(tmp_path, "b" * 64, "a" * 64)
-
-
 class TestAnAdapter:
     async def test_is_merged_into_its_base_once_and_served_by_two_deployments(
         self, deployment_settings, deployment, tiny_model, tmp_path, monkeypatch
@@ -87,9 +68,9 @@ class TestAnAdapter:
         merges = []
         merge = artifacts.merge_adapter
 
-        def counted(base_dir, adapter_dir, out_dir):
-            merges.append(not (out_dir / artifacts.MARKER).is_file())
-            return merge(base_dir, adapter_dir, out_dir)
+        def counted(base_dir, adapter_dir, out_dir, **options):
+            merges.append(not (out_dir / COMPLETE).is_file())
+            return merge(base_dir, adapter_dir, out_dir, **options)
 
         monkeypatch.setattr(artifacts, "merge_adapter", counted)
         model = adapter_model(adapter_sha, base_sha)

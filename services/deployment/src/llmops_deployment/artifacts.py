@@ -7,21 +7,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from llmops import artifacts
 from llmops.logging import get_logger
+from llmops.model_files import merge_adapter, merged_cache_path
 from llmops.storage import ObjectStore
 from llmops_schemas.events.deployments import ServedModel
 from llmops_schemas.events.training import BaseModelRef
 
 log = get_logger(__name__)
-
-MARKER = ".complete"
 
 
 class ArtifactError(RuntimeError):
@@ -55,7 +51,7 @@ async def model_files(store: ObjectStore, served: ServedModel, cache_dir: Path, 
             name = f"{served.name}-v{served.version}"
             return ModelFiles(base_dir, served.manifest_sha256, adapter_dir, name, _lora_rank(adapter_dir))
         out = merged_cache_path(cache_dir, base_key, served.manifest_sha256)
-        await asyncio.to_thread(merge_adapter, base_dir, adapter_dir, out)
+        await asyncio.to_thread(merge_adapter, base_dir, adapter_dir, out, marker=out.name)
         return ModelFiles(out, out.name)
     except ArtifactError:
         raise
@@ -96,44 +92,3 @@ def _lora_rank(adapter_dir: Path) -> int | None:
     except (OSError, ValueError):
         return None
     return rank if isinstance(rank, int) else None
-
-
-# moves to llmops.model_files at merge
-def merged_cache_path(cache_root: Path, base_sha: str, adapter_sha: str) -> Path:
-    """Where the merge of adapter ``adapter_sha`` into base ``base_sha`` is cached (named by both hashes)."""
-    key = hashlib.sha256(f"{base_sha}+{adapter_sha}".encode()).hexdigest()
-    return Path(cache_root) / "merged" / key
-
-
-# moves to llmops.model_files at merge
-def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
-    """Merge the LoRA adapter into its base model (peft ``merge_and_unload``) and save the result, with the
-    tokenizer, at ``out_dir``; a merge already there (its marker written) is reused. Safe when several processes
-    merge the same pair at once: each writes a directory of its own and renames it into place; the first wins."""
-    out_dir = Path(out_dir)
-    if (out_dir / MARKER).is_file():
-        return out_dir
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    temporary = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex}.partial")
-    try:
-        base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32, local_files_only=True)
-        merged = PeftModel.from_pretrained(base, adapter_dir, local_files_only=True).merge_and_unload()
-        merged.save_pretrained(temporary, safe_serialization=True)
-        tokenizer_dir = adapter_dir if (Path(adapter_dir) / "tokenizer_config.json").is_file() else base_dir
-        AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True).save_pretrained(temporary)
-        (temporary / MARKER).write_text(out_dir.name)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(temporary, out_dir)
-        except OSError:
-            if not (out_dir / MARKER).is_file():  # not another merge that won: a leftover without its marker
-                shutil.rmtree(out_dir, ignore_errors=True)
-                os.rename(temporary, out_dir)
-        else:
-            log.info("deployment.model.merged", base=str(base_dir), adapter=str(adapter_dir), merged=str(out_dir))
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-    return out_dir

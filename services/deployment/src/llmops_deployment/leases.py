@@ -12,17 +12,50 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlalchemy.engine import Row
 
 from llmops.db import Database
 from llmops.logging import get_logger
 from llmops_deployment import repository
+from llmops_schemas.events.deployments import ExternalEndpoint, ServedModel
 
 log = get_logger(__name__)
 
 #: The first pause before a failed renewal is tried again (doubling up to a third of the lease).
 RETRY_FIRST_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A replica this worker claimed, with what its deployment asks for."""
+
+    deployment_id: str
+    replica: int
+    attempt: int
+    project: str
+    backend: str
+    pool: str
+    status: str  # the deployment's
+    model: ServedModel | None
+    external: ExternalEndpoint | None
+    model_version_id: str | None
+
+    @classmethod
+    def of(cls, row: Row) -> Claim:
+        return cls(
+            deployment_id=str(row.deployment_id),
+            replica=row.replica,
+            attempt=row.attempt,
+            project=row.d_project,
+            backend=row.d_backend,
+            pool=row.d_pool,
+            status=row.d_status,
+            model=None if row.d_model is None else ServedModel.model_validate(row.d_model),
+            external=None if row.d_external is None else ExternalEndpoint.model_validate(row.d_external),
+            model_version_id=row.d_model_version_id,
+        )
 
 
 class Lease:

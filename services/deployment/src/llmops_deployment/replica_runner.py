@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import socket
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -22,17 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 from huggingface_hub import AsyncInferenceClient
 from sqlalchemy.engine import Row
 
 from llmops.bus import add_to_outbox
 from llmops.logging import get_logger
 from llmops.runtime import Runtime
-from llmops_deployment import artifacts, repository
+from llmops_deployment import artifacts, backend_process, repository
 from llmops_deployment.artifacts import ArtifactError, ModelFiles
 from llmops_deployment.backends import Backend, backend_for
-from llmops_deployment.leases import Lease
+from llmops_deployment.leases import Claim, Lease
 from llmops_deployment.settings import DeploymentSettings
 from llmops_schemas import new_event
 from llmops_schemas.events.deployments import (
@@ -41,8 +37,6 @@ from llmops_schemas.events.deployments import (
     DeploymentReady,
     DeploymentRestarted,
     DeploymentStopped,
-    ExternalEndpoint,
-    ServedModel,
 )
 
 log = get_logger(__name__)
@@ -51,41 +45,9 @@ log = get_logger(__name__)
 HEALTHY_RESET_SECONDS = 60.0
 #: How long a stopped backend has after SIGTERM before SIGKILL.
 STOP_GRACE_SECONDS = 10.0
-#: Backend log lines are written to the database this often, and each is cut to this length.
+#: Backend log lines are written to the database this often.
 LOG_FLUSH_SECONDS = 1.0
-MAX_LINE = 2000
 HEALTH_POLL_SECONDS = 0.25
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A replica this worker claimed, with what its deployment asks for."""
-
-    deployment_id: str
-    replica: int
-    attempt: int
-    project: str
-    backend: str
-    pool: str
-    status: str  # the deployment's
-    model: ServedModel | None
-    external: ExternalEndpoint | None
-    model_version_id: str | None
-
-    @classmethod
-    def of(cls, row: Row) -> Claim:
-        return cls(
-            deployment_id=str(row.deployment_id),
-            replica=row.replica,
-            attempt=row.attempt,
-            project=row.d_project,
-            backend=row.d_backend,
-            pool=row.d_pool,
-            status=row.d_status,
-            model=None if row.d_model is None else ServedModel.model_validate(row.d_model),
-            external=None if row.d_external is None else ExternalEndpoint.model_validate(row.d_external),
-            model_version_id=row.d_model_version_id,
-        )
 
 
 @dataclass(frozen=True)
@@ -186,7 +148,7 @@ class ReplicaRunner:
             return
         restarts, host = 0, self.settings.backend_host
         while True:
-            port = _free_port(host) if backend.command(files, host, 0) is not None else 0
+            port = backend_process.free_port(host) if backend.command(files, host, 0) is not None else 0
             outcome = await self._start(backend, files, port)
             served_since = time.monotonic()
             if outcome is None:
@@ -290,24 +252,12 @@ class ReplicaRunner:
     # -- the backend process -------------------------------------------------------------------------------------
     async def _spawn(self, command: list[str], env: dict[str, str]) -> None:
         log.info("deployment.backend.starting", deployment_id=self.claim.deployment_id, command=command[:3])
-        self._process = await asyncio.create_subprocess_exec(
-            *command,
-            env={**os.environ, **env},
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stopped as a whole, not by the worker's terminal
-            preexec_fn=_die_with_parent,
-        )
-        self._pump = asyncio.create_task(self._read_output(self._process))
+        self._process = await backend_process.spawn(command, env)
+        self._pump = asyncio.create_task(backend_process.pump_lines(self._process, self._line))
 
-    async def _read_output(self, process: asyncio.subprocess.Process) -> None:
-        assert process.stdout is not None
-        while line := await process.stdout.readline():
-            text = line.decode("utf-8", "replace").rstrip()[:MAX_LINE]
-            if text:
-                self.logs.append(text)
-                self._unwritten.append(text)
+    def _line(self, text: str) -> None:
+        self.logs.append(text)
+        self._unwritten.append(text)
 
     async def _wait_interrupt(self, seconds: float | None, *, process: bool = False) -> str | None:
         """Wait ``seconds`` (None: for ever), or until interrupted, or (``process``) the backend ends."""
@@ -324,24 +274,16 @@ class ReplicaRunner:
     async def _terminate(self, *, kill: bool = False) -> None:
         """Stop the backend: SIGTERM to its process group, SIGKILL after a grace period (at once when ``kill``)."""
         process, self._process = self._process, None
-        if process is None:
-            return
-        if process.returncode is None:
-            _signal_group(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), STOP_GRACE_SECONDS)
-            except TimeoutError:
-                _signal_group(process.pid, signal.SIGKILL)
-                await process.wait()
-        _signal_group(process.pid, signal.SIGKILL)  # whatever it left behind in its group
-        if self._pump is not None:
-            await asyncio.gather(self._pump, return_exceptions=True)
+        if process is not None:
+            await backend_process.terminate(process, kill=kill, grace=STOP_GRACE_SECONDS)
+            if self._pump is not None:
+                await asyncio.gather(self._pump, return_exceptions=True)
 
     async def _drain(self, port: int) -> None:
         """Wait until the backend holds no established connection on its port, at most ``drain_timeout``."""
         deadline = time.monotonic() + self.settings.drain_timeout_seconds
         while time.monotonic() < deadline and not self.lost.is_set():
-            if not await asyncio.to_thread(_connections_to, port):
+            if not await asyncio.to_thread(backend_process.has_connections, port):
                 return
             await asyncio.sleep(0.2)
         log.warning("deployment.drain.timed_out", deployment_id=self.claim.deployment_id, port=port)
@@ -497,28 +439,3 @@ class ReplicaRunner:
 
 def _auth(api_key: str | None) -> dict[str, str]:
     return {} if api_key is None else {"Authorization": f"Bearer {api_key}"}
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
-
-
-def _connections_to(port: int) -> bool:
-    return any(
-        c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port
-        for c in psutil.net_connections(kind="tcp")
-    )
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
-def _die_with_parent() -> None:
-    """In the backend's child process: die with the worker (a SIGKILLed worker must not leave its backends behind)."""
-    import ctypes
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

@@ -33,7 +33,8 @@ from llmops.logging import get_logger
 from llmops.runtime import Runtime
 from llmops.storage import ObjectStore
 from llmops_deployment import repository
-from llmops_deployment.replica_runner import Claim, ReplicaRunner
+from llmops_deployment.leases import Claim
+from llmops_deployment.replica_runner import ReplicaRunner
 from llmops_deployment.settings import DeploymentSettings
 from llmops_schemas import MalformedEvent, parse_envelope, parse_payload, topics
 from llmops_schemas.events.deployments import DeploymentRequested, DeploymentStopRequested
