@@ -13,7 +13,7 @@ import typer
 from sqlalchemy import insert, update
 
 from llmops import testing
-from llmops.auth import Principal, Role, issue_token
+from llmops.auth import Role, issue_token
 from llmops.runtime import Actor
 from llmops.testing import serve
 from llmops_deployment import service
@@ -142,7 +142,7 @@ async def test_a_refused_gate_and_the_lineage_of_an_answer_from_the_command_line
             project="p1",
             body={"name": "chat", "backend": "transformers", "pool": "cpu", "replicas": 1,
                   "model": {"name": "tiny-lora", "version": 1}},
-            principal=Principal("eve", frozenset({Role.ML_ENGINEER}), frozenset({"p1"})),
+            may_override=False,
             actor=Actor("eve"),
         )  # fmt: skip
     record = completed(deployment_id=deployment_id, model_version_id=model.model_version_id)

@@ -17,7 +17,7 @@ from llmops.http import CurrentRuntime, Session, from_row, get_settings
 from llmops.openapi import problems
 from llmops.types import Offset, RequestBody, UUIDPath, Version
 from llmops_deployment import queries, service
-from llmops_deployment.permissions import Reader, Writer
+from llmops_deployment.permissions import OVERRIDE, Reader, Writer
 from llmops_deployment.settings import DeploymentSettings
 
 router = APIRouter(prefix="/projects/{project}", tags=["deployment"])
@@ -140,7 +140,7 @@ async def create_deployment(
         settings,
         project=scope.project,
         body=body.model_dump(mode="json", exclude={"generation"}) | {"generation": _generation(body)},
-        principal=scope.principal,
+        may_override=OVERRIDE.granted_to(scope.principal.roles),
         actor=scope.actor,
     )
     return await _detail(session, scope.project, deployment_id)

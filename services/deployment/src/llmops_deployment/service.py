@@ -13,12 +13,10 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from llmops.auth import Principal
 from llmops.bus import add_to_outbox
 from llmops.errors import Forbidden, Problem
 from llmops.runtime import Actor, Runtime
 from llmops_deployment import gates, queries, repository
-from llmops_deployment.permissions import OVERRIDE
 from llmops_deployment.settings import DeploymentSettings
 from llmops_schemas import CloudEvent
 from llmops_schemas.events import (
@@ -237,15 +235,16 @@ async def request_deployment(
     *,
     project: str,
     body: dict[str, Any],
-    principal: Principal,
+    may_override: bool,
     actor: Actor,
 ) -> str:
     """Check a deployment request and its gates, record it with its replicas, and publish it to its pool's workers
-    (with ``deployment.gate.overridden`` beside it when an admin deploys past missing or failed gates)."""
+    (with ``deployment.gate.overridden`` beside it when an admin deploys past missing or failed gates;
+    ``may_override``: the caller holds the override permission)."""
     _check_placement(settings, body)
     reason = body.get("override_reason")
-    if reason is not None and not OVERRIDE.granted_to(principal.roles):
-        raise Forbidden("gate_override", f"only an admin may deploy with an override_reason ({OVERRIDE.name})")
+    if reason is not None and not may_override:
+        raise Forbidden("gate_override", "only an admin may deploy with an override_reason")
     model: ServedModel | None = None
     external: ExternalEndpoint | None = None
     checks: list[GateCheck] = []
