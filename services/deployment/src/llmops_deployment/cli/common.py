@@ -17,6 +17,7 @@ from llmops.client import TIMEOUT, url_option
 
 Url = url_option("deployment")
 ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="the project")]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="why (kept in the history and the event)")]
 DeploymentId = Annotated[str, typer.Argument(help="the deployment's id (as `llmops deploy list` prints it)")]
 
 

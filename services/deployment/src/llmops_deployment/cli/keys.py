@@ -11,7 +11,7 @@ from rich.table import Table
 
 from llmops.cli_kit import AsJson, api_path, print_items, when
 from llmops.client import Token, echo_json, err, out, params
-from llmops_deployment.cli.access_common import ProjectOpt, ReasonOpt, Url, check, connect
+from llmops_deployment.cli.common import ProjectOpt, ReasonOpt, Url, check, connect
 
 keys_app = typer.Typer(
     help="API keys for applications: create (the secret is shown once), list, revoke; the project's rate limits "
