@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,9 @@ import pytest
 from . import fakes
 
 fakes.install()
+# Stubs on threads share the GIL with the test's event loop: hand it over often, or each request waits out the
+# default 5 ms switch interval at every turn.
+sys.setswitchinterval(0.0002)
 
 STUB = Path(__file__).with_name("stub_backend.py")
 
@@ -104,7 +108,9 @@ def gateway_overrides() -> dict:
 
 @pytest.fixture
 async def gateway(deployment_settings, gateway_overrides):
-    """The gateway's app, started (its fakes on ``app.state``), on the test's database."""
+    """The gateway's app (its fakes on ``app.state``), on the test's database, started and served on a real port by
+    a thread with an event loop of its own (``app.state.url``): served in the test's own loop, every answer waited
+    out a delayed ACK (about 40 ms) between the test's client and the server."""
     from llmops_deployment.gateway.app import build_gateway
 
     settings = deployment_settings.model_copy(
@@ -113,17 +119,35 @@ async def gateway(deployment_settings, gateway_overrides):
     limiter, budgets = fakes.FakeLimiter(), fakes.FakeBudgets()
     app = build_gateway(settings, limiter=limiter, budgets=lambda pool, s: budgets)
     app.state.limiter, app.state.budgets = limiter, budgets
-    await app.state.gateway.start()
-    yield app
-    await app.state.gateway.stop()
+    with served_in_thread(app) as url:
+        app.state.url = url
+        yield app
+
+
+@contextmanager
+def served_in_thread(app):
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_config=None, access_log=False))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the gateway did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
 
 
 @pytest.fixture
-async def gateway_url(gateway):
-    from llmops.testing import serve
-
-    async with serve(gateway) as url:
-        yield url
+def gateway_url(gateway):
+    return gateway.state.url
 
 
 @pytest.fixture

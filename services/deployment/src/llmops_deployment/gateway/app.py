@@ -6,8 +6,8 @@ it without lifespan call ``app.state.gateway.start()``/``stop()``)."""
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
 from collections.abc import Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
