@@ -13,8 +13,8 @@ from llmops_schemas import topics
 
 
 class RecordReader:
-    def __init__(self, kafka=None, topic: str = topics.INFERENCE) -> None:
-        self.kafka, self.topic = kafka, topic
+    def __init__(self, kafka=None, topic: str = topics.INFERENCE, *, from_start: bool = False) -> None:
+        self.kafka, self.topic, self.from_start = kafka, topic, from_start
 
     async def __aenter__(self) -> RecordReader:
         self.consumer = make_consumer(self.kafka, client_id="gateway-test-reader", enable_auto_commit=False)
@@ -28,9 +28,12 @@ class RecordReader:
         self.partitions = [TopicPartition(self.topic, p["partition"]) for p in described[0]["partitions"]]
         assert self.partitions, f"no partitions of {self.topic}"
         self.consumer.assign(self.partitions)
-        ends = await self.consumer.end_offsets(self.partitions)
-        for tp in self.partitions:
-            self.consumer.seek(tp, ends[tp])
+        if self.from_start:
+            await self.consumer.seek_to_beginning(*self.partitions)
+        else:
+            ends = await self.consumer.end_offsets(self.partitions)
+            for tp in self.partitions:
+                self.consumer.seek(tp, ends[tp])
         return self
 
     async def __aexit__(self, *exc) -> None:
