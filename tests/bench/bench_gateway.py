@@ -135,6 +135,42 @@ async def run_load(port: int, path: str, headers: dict, clients: int, n: int, st
     return times, n / elapsed
 
 
+async def upstream_probe(port: int, n: int = 300) -> dict[str, float]:
+    """p50 ms of one chat call to the stub: the pooled httpx client (the gateway's data path) vs AsyncInferenceClient
+    (which refuses calls under HF_HUB_OFFLINE=1, so the probe clears it for itself)."""
+    import httpx
+    import orjson
+
+    os.environ.pop("HF_HUB_OFFLINE", None)
+    from huggingface_hub import AsyncInferenceClient
+
+    base, messages = f"http://127.0.0.1:{port}/v1", BODY["messages"]
+    hub, http = AsyncInferenceClient(base_url=base), httpx.AsyncClient()
+    body = orjson.dumps({**BODY, "model": "served"})
+
+    async def pooled() -> None:
+        response = await http.post(
+            f"{base}/chat/completions", content=body, headers={"content-type": "application/json"}
+        )
+        orjson.loads(response.content)
+
+    async def inference_client() -> None:
+        await hub.chat_completion(messages, model="served", max_tokens=16)
+
+    result = {}
+    for name, call in (("httpx.AsyncClient", pooled), ("AsyncInferenceClient", inference_client)):
+        for _ in range(20):
+            await call()
+        times = []
+        for _ in range(n):
+            started = time.perf_counter()
+            await call()
+            times.append(time.perf_counter() - started)
+        result[name] = pct(times, 0.5)
+    await http.aclose()
+    return result
+
+
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * p))] * 1000
@@ -237,6 +273,11 @@ async def main(n: int) -> None:
                 f"{pct(d, 0.99):>10.2f}ms{pct(g, 0.99):>8.2f}ms{pct(g, 0.99) - pct(d, 0.99):>9.2f}ms"
                 f"{drps:>12.0f}{grps:>10.0f}"
             )
+        probe = await upstream_probe(stub_port)
+        print(
+            "\nupstream probe, one chat call to the stub, p50: "
+            + ", ".join(f"{k} {v:.2f} ms" for k, v in probe.items())
+        )
         added = pct(rows[0][3], 0.5) - pct(rows[0][2], 0.5)
         print(
             f"\nadded latency at p50, sequential, non-streaming: {added:.2f} ms (target <= 2 ms):"

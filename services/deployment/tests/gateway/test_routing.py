@@ -130,25 +130,26 @@ class TestFallback:
 
 class TestBackendDeath:
     async def test_a_backend_killed_under_load_gives_clean_errors_then_the_fallback_serves(self, rows, backends, http):
-        doomed, spare = backends("doomed", "delay=0.3", process=True), backends("spare")
+        doomed, spare = backends("doomed", "delay=2", process=True), backends("spare")
         spare_id = await rows.deployment(spare.url)
         await rows.route("chat", [(await rows.deployment(doomed.url), 1)], fallbacks=[spare_id])
         in_flight = [asyncio.create_task(ask(http, stream=bool(i % 2))) for i in range(20)]
-        await eventually(lambda: _at_least(doomed, 10), what="requests in flight at the doomed backend")
+        await eventually(lambda: _at_least(doomed, 20), what="requests in flight at the doomed backend")
         doomed.kill()
         started = time.monotonic()
         done = await asyncio.wait_for(asyncio.gather(*in_flight), timeout=10)
         assert time.monotonic() - started < 10
-        for response in done:  # nothing streamed yet when it died: each fell back (or got a clean error)
-            assert response.status_code in (200, 502)
+        for response in done:  # nothing streamed yet when it died: each fell back
+            assert response.status_code == 200
+            assert "spare" in response.text
         after = [await ask(http) for _ in range(5)]
         assert {text_of(r) for r in after} == {"hello from spare"}
 
     async def test_a_backend_killed_without_fallback_ends_every_request_with_an_error(self, rows, backends, http):
-        doomed = backends("doomed", "delay=0.3", process=True)
+        doomed = backends("doomed", "delay=2", process=True)
         await rows.route("chat", [(await rows.deployment(doomed.url), 1)])
         in_flight = [asyncio.create_task(ask(http)) for _ in range(10)]
-        await eventually(lambda: _at_least(doomed, 5), what="requests in flight")
+        await eventually(lambda: _at_least(doomed, 10), what="requests in flight")
         doomed.kill()
         done = await asyncio.wait_for(asyncio.gather(*in_flight), timeout=10)
         assert {r.status_code for r in done} == {502}
