@@ -10,7 +10,7 @@ LLMOPS := $(RUN) llmops
 # Local development: the repository's development secrets are accepted (unset, LLMOPS_ENV means production rules).
 export LLMOPS_ENV ?= local
 
-.PHONY: help install infra-up infra-down infra-status lint format schemas test test-unit demo bench-bus bench-audit bench-datasets bench-pii bench-prompts bench-train bench-eval clean
+.PHONY: help install infra-up infra-down infra-status lint format schemas test test-unit demo bench-bus bench-audit bench-datasets bench-pii bench-prompts bench-train bench-eval bench-gateway clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ bench-train: infra-up ## training tokens/s of the worker vs a plain TRL + peft s
 
 bench-eval: install ## evaluation: scorer pairs/s vs sacrebleu + rouge-score, and worker generation tokens/s vs a model.generate loop
 	$(RUN) python tests/bench/bench_eval.py
+
+bench-gateway: infra-up ## inference gateway: added latency p50/p99 (1 and 32 clients, whole and TTFT) and requests/s vs the backend direct
+	$(RUN) python tests/bench/bench_gateway.py
 
 clean: ## remove the virtual environment (the infrastructure cache stays)
 	rm -rf .venv

@@ -39,6 +39,7 @@ class PromptVersion:
     parameters: dict[str, Any]
     hash: str
     etag: str | None
+    id: str | None = None  # the prompts service's version id (what inference records name)
 
 
 @dataclass
@@ -86,6 +87,7 @@ class _Cache:
             parameters=body["parameters"],
             hash=body["hash"],
             etag=response.headers.get("etag"),
+            id=body.get("id"),
         )
         self.entries[key] = _Cached(value, self.clock())
         return value

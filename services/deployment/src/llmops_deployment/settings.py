@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from llmops.settings import ServiceSettings
@@ -107,3 +107,7 @@ class DeploymentSettings(ServiceSettings):
     #: How long a gateway trusts its cached API keys, deployments and prompts before it looks again. Route changes
     #: are checked on every request (a rollback applies to the next request).
     gateway_cache_seconds: float = Field(default=5.0, ge=0)
+    #: The prompts service the gateway renders prompts by label from (None: the client settings' URL), and the
+    #: token it calls it with (a service token with read access to the projects' prompts).
+    prompts_url: str | None = None
+    prompts_token: SecretStr | None = None

@@ -1,1 +1,1 @@
-"""The inference gateway: the OpenAI-compatible API applications call. Stateless; run any number of replicas."""
+"""The inference gateway: the OpenAI-compatible API applications call (``build_gateway`` in :mod:`.app`)."""
