@@ -1,5 +1,5 @@
 """Fixtures of the gateway's tests: stub backends as processes of their own, the gateway served on a real port (its
-database the test's, its limits and budgets fakes until the real ones land), rows inserted directly, and the
+database the test's, its limits and budgets counted by fakes), rows inserted directly, and the
 official ``openai`` client against it."""
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import pytest
 
 from . import fakes
 
-fakes.install()
 # Stubs on threads share the GIL with the test's event loop: hand it over often, or each request waits out the
 # default 5 ms switch interval at every turn.
 sys.setswitchinterval(0.0002)

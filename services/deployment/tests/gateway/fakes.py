@@ -1,43 +1,10 @@
-"""Stand-ins for the limits and budgets the lead writes (``gateway/limits.py``, ``gateway/budgets.py``), with the
-same interface; installed as those modules only while the real ones are missing. Tests set ``deny`` to refuse."""
+"""Stand-ins for the gateway's rate limiter and budgets (``gateway/limits.py``, ``gateway/budgets.py``, tested on
+their own and end to end in test_budgets_e2e.py), with the same interface, so that the API's tests count what the
+handler asks of them. Tests set ``deny`` to refuse."""
 
 from __future__ import annotations
 
-import sys
-import types
-from dataclasses import dataclass
-
-
-class RateLimited(Exception):
-    def __init__(self, scope: str, retry_after: float) -> None:
-        super().__init__(scope)
-        self.scope, self.retry_after = scope, retry_after
-
-
-class BudgetExceeded(Exception):
-    def __init__(self, scope: str, subject: str, retry_after: float | None = None) -> None:
-        super().__init__(scope)
-        self.scope, self.subject, self.retry_after = scope, subject, retry_after
-
-
-@dataclass(frozen=True)
-class Reservation:
-    id: str | None
-    tokens: int
-    cost: float
-
-
-def install() -> None:
-    """Put these in place of the real modules when those have not landed yet."""
-    try:
-        import llmops_deployment.gateway.budgets
-        import llmops_deployment.gateway.limits  # noqa: F401
-    except ImportError:
-        limits = types.ModuleType("llmops_deployment.gateway.limits")
-        limits.RateLimited, limits.RateLimiter = RateLimited, FakeLimiter
-        budgets = types.ModuleType("llmops_deployment.gateway.budgets")
-        budgets.BudgetExceeded, budgets.Reservation, budgets.Budgets = BudgetExceeded, Reservation, FakeBudgets
-        sys.modules[limits.__name__], sys.modules[budgets.__name__] = limits, budgets
+from llmops_deployment.gateway.budgets import Reservation
 
 
 class FakeLimiter:
@@ -46,13 +13,14 @@ class FakeLimiter:
         self.admitted = 0
         self.tokens = 0
 
-    def admit(self, *, project, key_id, key_rpm, key_tpm, project_rpm, project_tpm, tokens) -> None:
+    def admit(self, *, project, key_id, key_rpm, key_tpm, project_rpm, project_tpm, tokens) -> int:
         if self.deny is not None:
             raise self.deny
         self.admitted += 1
+        return 0
 
-    def record_tokens(self, *, project, key_id, tokens) -> None:
-        self.tokens += tokens
+    def record_tokens(self, *, project, key_id, at, admitted, used) -> None:
+        self.tokens += used
 
 
 class FakeBudgets:
@@ -65,7 +33,7 @@ class FakeBudgets:
         if self.deny is not None:
             raise self.deny
         self.reserved.append((project, user, key_id, tokens))
-        return sys.modules["llmops_deployment.gateway.budgets"].Reservation("r", tokens, cost)
+        return Reservation("r", tokens, cost)
 
     async def settle(self, reservation, *, tokens, cost) -> None:
         self.settled.append((reservation.id, tokens, cost))

@@ -77,7 +77,7 @@ class TestErrors:
     async def test_a_rate_limit_is_429_with_retry_after(self, setup, gateway):
         from llmops_deployment.gateway.limits import RateLimited
 
-        gateway.state.limiter.deny = RateLimited("key", 2.0)
+        gateway.state.limiter.deny = RateLimited("key k1", "requests-per-minute", 2.0)
         with pytest.raises(openai.RateLimitError) as raised:
             await setup["client"].chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}])
         assert raised.value.response.headers["retry-after"] == "2"
@@ -86,6 +86,6 @@ class TestErrors:
     async def test_a_spent_budget_is_429(self, setup, gateway):
         from llmops_deployment.gateway.budgets import BudgetExceeded
 
-        gateway.state.budgets.deny = BudgetExceeded("project", "p1", None)
+        gateway.state.budgets.deny = BudgetExceeded("project", "p1", "total", None)
         with pytest.raises(openai.RateLimitError):
             await setup["client"].chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}])

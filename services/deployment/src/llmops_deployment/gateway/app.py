@@ -69,7 +69,7 @@ class Gateway:
         if self.limiter is None:
             from llmops_deployment.gateway.limits import RateLimiter
 
-            self.limiter = RateLimiter(settings)
+            self.limiter = RateLimiter(settings.default_requests_per_minute, settings.default_tokens_per_minute)
         if self.object_store is None:
             self.object_store = ObjectStore(settings.s3)
         self.upstream = Upstream(settings)

@@ -34,11 +34,13 @@ class BudgetExceeded(Exception):
 
 @dataclass(frozen=True)
 class Reservation:
-    """What a request holds on its budgets; ``id`` is None when no budget applies (nothing to settle)."""
+    """What a request holds on its budgets; ``id`` is None when no budget applies (nothing to settle).
+    ``counted_at`` is the second the rate limiter counted the request in (its tokens are corrected there)."""
 
     id: str | None
     tokens: int
     cost: float
+    counted_at: int = 0
 
 
 def until_next_window(period: str, now: datetime | None = None) -> float | None:

@@ -8,6 +8,7 @@ import asyncio
 import math
 import re
 import time
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -225,14 +226,13 @@ class Handler:
             raise
 
     async def _admit(self, caller: Caller, record: dict, tokens: int, deployment: Deployment) -> Reservation:
-        settings = self.settings
         project_rpm, project_tpm = await self.budgets.project_limits(caller.project)
         try:
-            self.limiter.admit(
+            counted_at = self.limiter.admit(
                 project=caller.project,
                 key_id=caller.key_id,
-                key_rpm=caller.key_rpm or settings.default_requests_per_minute or None,
-                key_tpm=caller.key_tpm or settings.default_tokens_per_minute or None,
+                key_rpm=caller.key_rpm,
+                key_tpm=caller.key_tpm,
                 project_rpm=project_rpm,
                 project_tpm=project_tpm,
                 tokens=tokens,
@@ -245,7 +245,7 @@ class Handler:
                 headers={"retry-after": str(max(1, math.ceil(exc.retry_after)))},
             ) from exc
         try:
-            return await self.budgets.reserve(
+            reservation = await self.budgets.reserve(
                 project=caller.project,
                 user=record["user"],
                 key_id=caller.key_id,
@@ -253,6 +253,9 @@ class Handler:
                 cost=self._cost(deployment, tokens, 0),
             )
         except BudgetExceeded as exc:
+            self.limiter.record_tokens(
+                project=caller.project, key_id=caller.key_id, at=counted_at, admitted=tokens, used=0
+            )
             headers = {"retry-after": str(max(1, math.ceil(exc.retry_after)))} if exc.retry_after else None
             raise GatewayError(
                 429,
@@ -261,6 +264,7 @@ class Handler:
                 type_="insufficient_quota",
                 headers=headers,
             ) from exc
+        return replace(reservation, counted_at=counted_at)
 
     def _cost(self, deployment: Deployment, tokens_in: int, tokens_out: int) -> float:
         price = self.settings.prices.get(deployment.model_name or "", self.settings.default_price)
@@ -412,7 +416,13 @@ class Handler:
             await asyncio.gather(*self._background, return_exceptions=True)
 
     def _settle(self, reservation: Reservation, caller: Caller, tokens: int, cost: float) -> None:
-        self.limiter.record_tokens(project=caller.project, key_id=caller.key_id, tokens=tokens)
+        self.limiter.record_tokens(
+            project=caller.project,
+            key_id=caller.key_id,
+            at=reservation.counted_at,
+            admitted=reservation.tokens,
+            used=tokens,
+        )
         self._spawn(self.budgets.settle(reservation, tokens=tokens, cost=cost))
 
     def _completed(
