@@ -1,7 +1,7 @@
 """Helpers for the services' tests: serve an app over real HTTP inside the test's event loop, and run the installed
 ``llmops`` command against it, and issue the bearer tokens they call with.
 
-Only tests import this module (it needs no pytest itself). A fixture serving a service's app is three lines::
+Only tests and the demo import this module (it needs no pytest itself). A fixture serving an app is three lines::
 
     @pytest.fixture
     async def server(audit):
@@ -15,8 +15,8 @@ import asyncio
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,32 @@ async def serve(app: Any, *, startup_timeout: float = 10) -> AsyncIterator[str]:
     finally:
         served.should_exit = True
         await task
+        sock.close()
+
+
+@contextmanager
+def serve_in_thread(app: Any, *, startup_timeout: float = 20) -> Iterator[str]:
+    """Serve the ASGI ``app`` (its lifespan run) with uvicorn on a free local port, on a thread with an event loop of
+    its own; yields its base URL. For an app that owns its parts (the gateway): served in the caller's own loop, each
+    answer to a client in that loop would wait out a delayed ACK (about 40 ms)."""
+    import threading
+    import time
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_config=None, access_log=False))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the app did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
         sock.close()
 
 

@@ -202,6 +202,7 @@ def upgrade() -> None:
         sa.Column("status", sa.Text(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("requested_by", sa.Text(), nullable=False),
+        sa.Column("correlation_id", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("stopped_at", sa.DateTime(timezone=True), nullable=True),

@@ -41,6 +41,7 @@ class Claim:
     model: ServedModel | None
     external: ExternalEndpoint | None
     model_version_id: str | None
+    correlation_id: str | None = None
 
     @classmethod
     def of(cls, row: Row) -> Claim:
@@ -55,6 +56,7 @@ class Claim:
             model=None if row.d_model is None else ServedModel.model_validate(row.d_model),
             external=None if row.d_external is None else ExternalEndpoint.model_validate(row.d_external),
             model_version_id=row.d_model_version_id,
+            correlation_id=row.d_correlation_id,
         )
 
 

@@ -129,6 +129,8 @@ deployments = Table(
     Column("status", Text, nullable=False),
     Column("last_error", Text),
     Column("requested_by", Text, nullable=False),
+    #: The request's correlation id: the serving workers' events carry it, so a deployment's trail reads as one.
+    Column("correlation_id", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("stopped_at", DateTime(timezone=True)),

@@ -296,6 +296,7 @@ class ReplicaRunner:
             source=f"/llmops/deployment/worker/{self.settings.pool}",
             actor=f"worker:{self.worker}",
             project=self.claim.project,
+            correlation_id=self.claim.correlation_id,
         )
 
     async def _report(self, payload, **replica: Any) -> bool:

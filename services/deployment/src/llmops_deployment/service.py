@@ -293,6 +293,7 @@ async def request_deployment(
             "override_reason": reason if overridden else None,
             "status": "requested",
             "requested_by": actor.subject,
+            "correlation_id": actor.correlation_id,
         },
     )
     if overridden:
