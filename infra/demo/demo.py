@@ -26,7 +26,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
-import evaluation_step  # infra/demo, beside this script
+import deployment_step  # infra/demo, beside this script
+import evaluation_step
 import httpx
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -43,10 +44,17 @@ from llmops.prompt_client import PromptClient
 from llmops.runtime import Runtime
 from llmops.settings import ServiceSettings
 from llmops.storage import ObjectStore
+from llmops.testing import serve_in_thread
 from llmops_audit.app import AuditService
 from llmops_audit.app import migrate as migrate_audit
 from llmops_datasets.app import DatasetsService
 from llmops_datasets.app import migrate as migrate_datasets
+from llmops_deployment.app import DeploymentService
+from llmops_deployment.app import migrate as migrate_deployment
+from llmops_deployment.gateway.app import build_gateway
+from llmops_deployment.settings import DeploymentSettings
+from llmops_deployment.settings import Pool as ServingPool
+from llmops_deployment.worker import ServingWorker
 from llmops_evaluation.app import EvaluationService
 from llmops_evaluation.app import migrate as migrate_evaluation
 from llmops_evaluation.settings import EvaluationSettings
@@ -128,6 +136,7 @@ async def main() -> None:
     await asyncio.to_thread(migrate_prompts)
     await asyncio.to_thread(migrate_training)
     await asyncio.to_thread(migrate_evaluation)
+    await asyncio.to_thread(migrate_deployment)
     audit = AuditService()
     await audit.start()
     datasets = DatasetsService()
@@ -156,6 +165,17 @@ async def main() -> None:
     await evaluation.start()
     evaluator = EvaluationWorker(evaluation_settings, name="demo-evaluator")
     evaluator_task = asyncio.create_task(evaluator.run())
+    deployment_settings = DeploymentSettings(
+        pools={DEMO_POOL: ServingPool(backends=["transformers"], description="the demo's in-process serving worker")},
+        pool=DEMO_POOL,
+        gateway_cache_seconds=1.0,
+        work_dir=scratch / "serving",
+        cache_dir=scratch / "serving-cache",
+    )
+    deployment = DeploymentService(deployment_settings)
+    await deployment.start()
+    server = ServingWorker(deployment_settings, name="demo-server")
+    server_task = asyncio.create_task(server.run())
     url = await _demo_database()
     runtime = Runtime(
         DemoSettings(database_url=url, outbox_poll_interval=0.05),
@@ -197,7 +217,26 @@ async def main() -> None:
                 transport=httpx.ASGITransport(app=training.app), base_url="http://tr", timeout=120
             ) as api:
                 base_name, version = await _training_step(api, run, await tiny, dataset)
-            await _evaluation_step(evaluation_api, engineer, suite, base_name, version)
+                await _evaluation_step(evaluation_api, engineer, suite, base_name, version)
+
+                async def second_version() -> int:
+                    return await _train_again(api, run, base_name, dataset)
+
+                async with httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=deployment.app), base_url="http://dp", timeout=120
+                ) as deployment_api:
+                    with serve_in_thread(build_gateway(deployment_settings)) as gateway_url:
+                        await deployment_step.run(
+                            deployment_api,
+                            gateway_url,
+                            console,
+                            engineer=engineer,
+                            admin={**auth(Role.ADMIN, "ava"), "x-correlation-id": run},
+                            model=MODEL_NAME,
+                            version=version,
+                            second_version=second_version,
+                            pool=DEMO_POOL,
+                        )
 
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=audit.app), base_url="http://audit") as api:
             auditor = auth(Role.AUDITOR, "olivia")
@@ -208,7 +247,7 @@ async def main() -> None:
                 "subject",
                 "actor / outcome",
                 "chain hash",
-                title="6. the audit trail of this run (outbox -> Kafka -> audit log)",
+                title="7. the audit trail of this run (outbox -> Kafka -> audit log)",
             )
             for entry, repeated in _collapse_progress(trail):
                 data = entry["event"]["data"]
@@ -218,19 +257,21 @@ async def main() -> None:
             console.print(table)
             checkpoint = (await api.post("/audit/checkpoints", headers=auditor)).json()
             console.print(
-                f"7. checkpoint signed: head {checkpoint['seq']} hash {checkpoint['hash'][:16]}… "
+                f"8. checkpoint signed: head {checkpoint['seq']} hash {checkpoint['hash'][:16]}… "
                 f"key {checkpoint['key_id']}"
             )
             report = (await api.get("/audit/verify", headers=auditor)).json()
     finally:
         worker.stop()
         evaluator.stop()
-        await asyncio.gather(worker_task, evaluator_task, return_exceptions=True)
+        server.stop()
+        await asyncio.gather(worker_task, evaluator_task, server_task, return_exceptions=True)
         tiny.cancel()
         await asyncio.gather(tiny, return_exceptions=True)
         await runtime.stop()
         await training.stop()
         await evaluation.stop()
+        await deployment.stop()
         await datasets.stop()
         await prompts.stop()
         await audit.stop()
@@ -241,7 +282,7 @@ async def main() -> None:
         console.print(f"[red]demo failed: events missing from the trail: {dict(missing)}; verification {report}[/red]")
         raise SystemExit(1)
     console.print(
-        f"8. [green]chain verified[/green]: {report['checked']} entries, "
+        f"9. [green]chain verified[/green]: {report['checked']} entries, "
         f"{report['checkpoints_checked']} signed checkpoint(s) match"
     )
 
@@ -270,6 +311,10 @@ EXPECTED_EVENTS = Counter(
         "evaluation.run.started": 2,
         "evaluation.run.completed": 2,
         "evaluation.gate.decided": 2,
+        "deployment.requested": 2,
+        "deployment.ready": 2,
+        "route.changed": 3,
+        "api_key.created": 1,
     }
 )
 #: The demo's worker pool: a consumer group of its own, so no other worker on the same Kafka (a test's, a compose
@@ -454,6 +499,25 @@ async def _evaluation_step(
     )
     base = await evaluation_step.follow(api, engineer, base["id"], console, f"base model {base_name}")
     await evaluation_step.show_results(api, engineer, base, tuned, console)
+
+
+async def _train_again(api: httpx.AsyncClient, run: str, base_name: str, dataset: dict) -> int:
+    """A second LoRA version of the model (another seed): the canary of the deployment step."""
+    engineer = {**auth(Role.ML_ENGINEER, "ada"), "x-correlation-id": run}
+    body = {
+        "base_model": base_name,
+        "dataset": {"name": dataset["name"], "version": dataset["version"]},
+        "method": "lora",
+        "pool": DEMO_POOL,
+        "model_name": MODEL_NAME,
+        "hyperparameters": {**DEMO_HYPERPARAMETERS, "seed": 8},
+    }
+    job = await _follow(api, engineer, (await _request_job(api, engineer, body))["id"])
+    if job["status"] != "completed":
+        console.print(f"[red]demo failed: the second training job ended {job['status']}: {job.get('error')}[/red]")
+        raise SystemExit(1)
+    model = (await api.get(f"/projects/demo/models/{MODEL_NAME}", headers=engineer)).json()
+    return next(v for v in model["versions"] if v["id"] == job["model_version_id"])["version"]
 
 
 async def _request_job(api: httpx.AsyncClient, headers: dict[str, str], body: dict) -> dict:

@@ -156,9 +156,11 @@ async def run(
         newer = await second_version()
         refused = await deploy(api, engineer, model, newer, pool)
         gate = refused.json().get("detail", refused.text) if refused.status_code == 409 else "passed"
-        second = await deploy(
-            api, admin, model, newer, pool, override="canary while its evaluation runs (demo)"
-        ) if refused.status_code == 409 else refused
+        second = (
+            await deploy(api, admin, model, newer, pool, override="canary while its evaluation runs (demo)")
+            if refused.status_code == 409
+            else refused
+        )
         second = await wait_ready(api, engineer, _checked(second)["id"], console)
         names[second["id"]] = second["name"]
         console.print(
