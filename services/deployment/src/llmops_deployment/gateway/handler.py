@@ -37,6 +37,10 @@ MAX_SHADOWS = 256
 DONE = b"data: [DONE]\n\n"
 
 
+#: The response header naming the deployment that answered (canaries and fallbacks are visible to the client).
+DEPLOYMENT_HEADER = "x-llmops-deployment"
+
+
 def _request_id(given: str | None) -> str:
     return given if given and _REQUEST_ID.match(given) else new_event_id()
 
@@ -292,7 +296,11 @@ class Handler:
                         return StreamingResponse(
                             events,
                             media_type="text/event-stream",
-                            headers={"x-request-id": rid, "cache-control": "no-cache"},
+                            headers={
+                                "x-request-id": rid,
+                                DEPLOYMENT_HEADER: deployment.id,
+                                "cache-control": "no-cache",
+                            },
                         )
                     answer = opened.error
                 else:
@@ -305,7 +313,8 @@ class Handler:
             if answer.status >= 400:  # the backend refused the request itself: its answer, as it gave it
                 self._settle(reservation, caller, 0, 0.0)
                 self._failed(record, started, answer.status, answer.body[:2000].decode(errors="replace"))
-                return Response(answer.body, answer.status, {"x-request-id": rid}, media_type="application/json")
+                served = {"x-request-id": rid, DEPLOYMENT_HEADER: deployment.id}
+                return Response(answer.body, answer.status, served, media_type="application/json")
             return await self._whole(api, answer.body, deployment, record, reservation, caller, started)
         raise GatewayError(last.status, last.message, code="backend_unavailable", type_="api_error")
 
@@ -329,7 +338,8 @@ class Handler:
         self._completed(
             record, started, deployment, reservation, caller, usage, source, output, choice.get("finish_reason"), None
         )
-        return Response(raw, 200, {"x-request-id": record["request_id"]}, media_type="application/json")
+        served = {"x-request-id": record["request_id"], DEPLOYMENT_HEADER: deployment.id}
+        return Response(raw, 200, served, media_type="application/json")
 
     async def _relay(self, api, opened, deployment, record, reservation, caller, started, wants_usage):
         usage, parts, finish, first_token, forwarded_usage = None, [], None, None, False
