@@ -9,7 +9,6 @@ non-streaming (whole answer) and streaming (time to first token, TTFT), it times
 gateway (alternating rounds, after a warm-up) and prints p50/p99 of each and the gateway's added p50/p99, plus
 requests/s at 32 clients. Target: <= 2 ms added at p50 sequentially (LiteLLM ~4.3 ms, Portkey ~2.4 ms on one machine).
 On a 2-core machine the three processes compete for the cores: at 32 clients the figures are a floor.
-Until the lead's ``gateway/limits.py``/``budgets.py`` land, the gateway process uses the tests' stand-ins for them.
 Usage: python tests/bench/bench_gateway.py [--requests N]
 """
 
@@ -19,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import socket
 import sys
 import time
@@ -46,14 +44,6 @@ def free_port() -> int:
 def serve_gateway(port: int) -> None:
     import uvicorn
 
-    sys.path.insert(0, str(TESTS.parent))
-    try:
-        import llmops_deployment.gateway.budgets
-        import llmops_deployment.gateway.limits  # noqa: F401
-    except ImportError:
-        from gateway import fakes  # the tests' stand-ins (same interface)
-
-        fakes.install()
     from llmops_deployment.gateway.app import build_gateway
     from llmops_deployment.settings import DeploymentSettings
 
@@ -180,9 +170,10 @@ def pct(values: list[float], p: float) -> float:
 async def prepare(stub_port: int) -> tuple[object, str, object]:
     import asyncpg
 
+    from llmops.db import asyncpg_dsn
     from llmops.testing import service_database
+    from llmops_deployment.access import hash_api_key, new_api_key
     from llmops_deployment.app import migrate
-    from llmops_deployment.gateway.store import asyncpg_dsn
     from llmops_deployment.settings import DeploymentSettings
 
     database = service_database("deployment", DeploymentSettings)
@@ -207,17 +198,25 @@ async def prepare(stub_port: int) -> tuple[object, str, object]:
         str(uuid.uuid4()),
         json.dumps([{"deployment_id": deployment, "weight": 1}]),
     )
-    key = "llmk_" + secrets.token_urlsafe(24)
-    import hashlib
-
+    key = new_api_key()
+    key_id = str(uuid.uuid4())
     await db.execute(
         "INSERT INTO api_keys (id, project, name, prefix, key_hash, requests_per_minute,"
         " tokens_per_minute, created_by) VALUES ($1, 'bench', 'bench', $2, $3, 10000000, 1000000000,"
         " 'bench')",
-        str(uuid.uuid4()),
-        key[:9],
-        hashlib.sha256(key.encode()).hexdigest(),
+        key_id,
+        key[:12],
+        hash_api_key(key),
     )
+    # Budgets that never run out, of the project and of the key: each request reserves on both and settles both.
+    for scope, subject in (("project", "bench"), ("key", key_id)):
+        await db.execute(
+            "INSERT INTO budgets (id, project, scope, subject, period, max_tokens, max_cost, updated_by)"
+            " VALUES ($1, 'bench', $2, $3, 'day', 1000000000000, 1000000000, 'bench')",
+            str(uuid.uuid4()),
+            scope,
+            subject,
+        )
     await db.close()
     return database, key, settings
 

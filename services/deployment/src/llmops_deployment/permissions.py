@@ -10,6 +10,8 @@ from llmops.auth import Permission, ProjectScope, Role, in_project
 
 WRITE = Permission("deployment.write", {Role.ML_ENGINEER})
 READ = Permission("deployment.read", {Role.ML_ENGINEER, Role.VIEWER})
+#: Calling models through the gateway with a platform token (API keys hold it for their project).
+INFER = Permission("deployment.infer", {Role.ML_ENGINEER, Role.VIEWER})
 #: Deploying a version whose gates are missing or failed: admins only.
 OVERRIDE = Permission("deployment.gate.override", set())
 

@@ -12,12 +12,13 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
+
+from llmops.testing import serve_in_thread
 
 from . import fakes
 
@@ -118,30 +119,9 @@ async def gateway(deployment_settings, gateway_overrides):
     limiter, budgets = fakes.FakeLimiter(), fakes.FakeBudgets()
     app = build_gateway(settings, limiter=limiter, budgets=lambda pool, s: budgets)
     app.state.limiter, app.state.budgets = limiter, budgets
-    with served_in_thread(app) as url:
+    with serve_in_thread(app) as url:
         app.state.url = url
         yield app
-
-
-@contextmanager
-def served_in_thread(app):
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_config=None, access_log=False))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the gateway did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import uuid
 
 import asyncpg
 
-from llmops_deployment.gateway.auth import hash_api_key
-from llmops_deployment.gateway.store import asyncpg_dsn
+from llmops.db import asyncpg_dsn
+from llmops_deployment.access import hash_api_key
 
 
 class Rows:

@@ -118,7 +118,8 @@ class TestEveryBudgetIsChecked:
             await budgets.reserve(project="p1", user="u1", key_id=None, tokens=60, cost=0.0)
 
         assert refused.value.scope == "user"
-        assert (await usage(pools[0], generous))["reserved_tokens"] == 0
+        row = await usage(pools[0], generous)  # no row when the refusal came first in budget order
+        assert row is None or row["reserved_tokens"] == 0
 
     async def test_a_cost_budget_refuses_on_cost(self, pools, deployment_settings):
         budgets = Budgets(pools[0], deployment_settings)

@@ -11,9 +11,10 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
+from llmops.testing import serve_in_thread
 from llmops_deployment.gateway.app import build_gateway
 
-from .conftest import eventually, served_in_thread
+from .conftest import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -29,7 +30,7 @@ def replicas(deployment_settings):
     """Two gateway replicas on the test's database, each a server of its own."""
     settings = deployment_settings.model_copy(update={"gateway_cache_seconds": 0.5})
     with ExitStack() as stack:
-        yield [stack.enter_context(served_in_thread(build_gateway(settings))) for _ in range(2)]
+        yield [stack.enter_context(serve_in_thread(build_gateway(settings))) for _ in range(2)]
 
 
 @pytest.fixture

@@ -7,25 +7,18 @@ time on every gateway replica, without a query per request. A JWT's project is i
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from llmops.auth import AuthError, Permission, Principal, Role, TokenVerifier
+from llmops.auth import AuthError, Principal, TokenVerifier
 from llmops.tokens import ALL_PROJECTS
+from llmops_deployment.access import hash_api_key, is_api_key
 from llmops_deployment.gateway.store import Store
+from llmops_deployment.permissions import INFER
 
-#: Calling models through the gateway with a platform token (API keys hold it for their project).
-INFER = Permission("deployment.infer", {Role.ML_ENGINEER, Role.VIEWER})
-KEY_PREFIX = "llmk_"
 #: Keys cached at most (least recently used go first).
 MAX_CACHED_KEYS = 50_000
-
-
-def hash_api_key(secret: str) -> str:
-    """The stored hash of an API key: sha256 hex of the whole key."""
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -48,7 +41,7 @@ class Authenticator:
         if not authorization or not authorization[:7].lower() == "bearer ":
             raise AuthError(401, "missing_token", "a bearer token (an API key or a platform token) is required")
         token = authorization[7:].strip()
-        if token.startswith(KEY_PREFIX):
+        if is_api_key(token):
             caller = await self._key(token)
             if caller is None:
                 raise AuthError(401, "invalid_api_key", "the API key is not valid (unknown or revoked)")

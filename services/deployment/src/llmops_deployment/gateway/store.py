@@ -8,10 +8,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-
-def asyncpg_dsn(url: str) -> str:
-    """The settings' SQLAlchemy URL (``postgresql+asyncpg://``) as an asyncpg DSN."""
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+from llmops.db import asyncpg_dsn
 
 
 async def _init(connection: asyncpg.Connection) -> None:
