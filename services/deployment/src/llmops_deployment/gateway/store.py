@@ -17,7 +17,16 @@ async def _init(connection: asyncpg.Connection) -> None:
 
 
 async def create_pool(url: str, *, max_size: int = 10) -> asyncpg.Pool:
-    return await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=max_size, init=_init)
+    """The gateway's connections. Its only writes are budget reservations and settlements, committed without waiting
+    for the WAL flush (``synchronous_commit=off``): the locks that keep budgets exact across replicas are the same,
+    and a crash of Postgres itself loses at most its last fraction of a second of usage counts, never consistency."""
+    return await asyncpg.create_pool(
+        asyncpg_dsn(url),
+        min_size=1,
+        max_size=max_size,
+        init=_init,
+        server_settings={"synchronous_commit": "off"},
+    )
 
 
 _KEY = """
