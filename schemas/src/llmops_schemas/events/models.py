@@ -8,6 +8,7 @@ from pydantic import Field
 
 from llmops_schemas import topics
 from llmops_schemas.envelope import EventPayload
+from llmops_schemas.events.training import BaseModelRef
 
 SHA256 = r"^[0-9a-f]{64}$"
 
@@ -49,6 +50,12 @@ class ModelVersionRegistered(EventPayload):
     merged_manifest_sha256: str | None = Field(default=None, pattern=SHA256)
     lineage: dict[str, Any]
     metrics: dict[str, Any]
+
+    def base_model_fields(self) -> dict[str, Any]:
+        """The base model reference the lineage holds (``BaseModelRef``'s fields; empty when it holds none). Not
+        validated here: a projection keeps what was published, and whoever needs the base checks it then."""
+        base = self.lineage.get("base_model")
+        return {k: base.get(k) for k in BaseModelRef.model_fields} if isinstance(base, dict) else {}
 
 
 class ModelAliasMoved(EventPayload):

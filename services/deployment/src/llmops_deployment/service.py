@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from sqlalchemy.engine import Row
@@ -15,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import add_to_outbox
 from llmops.errors import Forbidden, Problem
+from llmops.outbound import OutboundURLError, check_outbound_url
 from llmops.runtime import Actor, Runtime
 from llmops_deployment import gates, queries, repository
 from llmops_deployment.settings import DeploymentSettings
@@ -51,13 +51,6 @@ def unprocessable(detail: str, field: str, location: str = "body") -> Problem:
 
 
 # -- projections of other services' events (any order, any number of times: each converges) -----------------------
-def _base_model_of(lineage: dict[str, Any]) -> dict[str, Any]:
-    """The base model reference a version's lineage holds (checked when it is deployed, not here: a projection
-    keeps what was published)."""
-    base = lineage.get("base_model")
-    return {k: base.get(k) for k in BaseModelRef.model_fields} if isinstance(base, dict) else {}
-
-
 async def project_model_version(session: AsyncSession, event: CloudEvent, v: ModelVersionRegistered) -> None:
     await repository.insert_model_version(
         session,
@@ -69,7 +62,7 @@ async def project_model_version(session: AsyncSession, event: CloudEvent, v: Mod
             "kind": v.kind,
             "manifest_sha256": v.manifest_sha256,
             "merged_manifest_sha256": v.merged_manifest_sha256,
-            "base_model": _base_model_of(v.lineage),
+            "base_model": v.base_model_fields(),
             "lineage": v.lineage,
             "job_id": v.job_id,
             "registered_at": event.time,
@@ -157,16 +150,12 @@ async def record_inference(session: AsyncSession, event: CloudEvent, v: Inferenc
 # -- deployments -------------------------------------------------------------------------------------------------
 def check_external_url(settings: DeploymentSettings, url: str, field: str = "external.url") -> str:
     """An external backend's URL: http(s), no credentials in it, and a host the settings allow (when they list any)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise unprocessable(f"{field} must be an http(s) URL", field)
-    if parts.username or parts.password:
-        raise unprocessable(f"{field} must not carry credentials (name a secret_ref instead)", field)
-    allowed = settings.allowed_external_hosts
-    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-    if allowed and host not in allowed and parts.hostname not in allowed:
-        raise unprocessable(f"{field}: host {host!r} is not among the allowed external hosts", field)
-    return url
+    try:
+        return check_outbound_url(
+            url, settings.allowed_external_hosts, field, credentials_hint="name a secret_ref instead"
+        )
+    except OutboundURLError as exc:
+        raise unprocessable(str(exc), field) from exc
 
 
 def _check_placement(settings: DeploymentSettings, body: dict[str, Any]) -> None:

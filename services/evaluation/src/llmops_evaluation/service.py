@@ -45,13 +45,6 @@ def _base_model_ref(values: dict[str, Any]) -> BaseModelRef:
     return BaseModelRef(**{k: values.get(k) for k in BaseModelRef.model_fields})
 
 
-def _base_model_of(lineage: dict[str, Any]) -> dict[str, Any]:
-    """The base model reference a version's lineage holds (checked when a run needs it, not here: a projection
-    keeps what was published)."""
-    base = lineage.get("base_model")
-    return {k: base.get(k) for k in BaseModelRef.model_fields} if isinstance(base, dict) else {}
-
-
 async def project_model_version(
     session: AsyncSession, runtime: Runtime, settings: EvaluationSettings, event: CloudEvent, v: ModelVersionRegistered
 ) -> None:
@@ -65,7 +58,7 @@ async def project_model_version(
             "version": v.version,
             "kind": v.kind,
             "manifest_sha256": v.manifest_sha256,
-            "base_model": _base_model_of(v.lineage),
+            "base_model": v.base_model_fields(),
             "registered_at": event.time,
         },
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.engine import Row
@@ -14,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import add_to_outbox
 from llmops.errors import Problem
+from llmops.outbound import OutboundURLError, check_outbound_url
 from llmops.runtime import Actor, Runtime
 from llmops.scoring import build_scorers, parse_scorer_configs
 from llmops.scoring.gates import check_gates, parse_gate
@@ -223,16 +223,12 @@ def _checked_gates(gates: list[Any], metrics: set[str]) -> list[dict[str, Any]]:
 
 def check_endpoint(settings: EvaluationSettings, url: str, field: str) -> str:
     """An endpoint a run or judge may call: http(s), no credentials in it, and a host the settings allow."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise unprocessable(f"{field} must be an http(s) URL", field)
-    if parts.username or parts.password:
-        raise unprocessable(f"{field} must not carry credentials (name an api_key_env instead)", field)
-    allowed = settings.allowed_endpoint_hosts
-    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-    if allowed and host not in allowed and parts.hostname not in allowed:
-        raise unprocessable(f"{field}: host {host!r} is not among the allowed endpoint hosts", field)
-    return url
+    try:
+        return check_outbound_url(
+            url, settings.allowed_endpoint_hosts, field, credentials_hint="name an api_key_env instead"
+        )
+    except OutboundURLError as exc:
+        raise unprocessable(str(exc), field) from exc
 
 
 def _dataset_ref(dataset: Row, split: str) -> DatasetRef:
