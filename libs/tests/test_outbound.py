@@ -23,7 +23,7 @@ def test_credentials_in_a_url_are_refused_with_the_hint():
 
 
 def test_a_host_outside_the_allowed_list_is_refused():
-    with pytest.raises(OutboundURLError, match="'169.254.169.254' is not among the allowed hosts"):
+    with pytest.raises(OutboundURLError, match=r"'169\.254\.169\.254' is not among the allowed hosts"):
         check("http://169.254.169.254/latest", ["api.example.com"])
 
 
