@@ -42,8 +42,9 @@ class _InferenceRecord(EventPayload):
 
 
 class InferenceCompleted(_InferenceRecord):
-    """A request was answered. ``usage_source`` says where the token counts came from: the backend's ``usage``, or
-    the model's tokenizer when the backend sent none."""
+    """A request was answered. ``usage_source`` says where the token counts came from: the backend's ``usage``, the
+    model's tokenizer when the backend sent none, or an estimate (four characters a token) when the model's tokenizer
+    is not the platform's to read (an external server)."""
 
     event_type: ClassVar[str] = "inference.completed"
     topic: ClassVar[str] = topics.INFERENCE
@@ -51,7 +52,7 @@ class InferenceCompleted(_InferenceRecord):
     time_to_first_token_ms: float | None = Field(default=None, ge=0)
     tokens_in: int = Field(ge=0)
     tokens_out: int = Field(ge=0)
-    usage_source: Literal["backend", "tokenizer"] = "backend"
+    usage_source: Literal["backend", "tokenizer", "estimate"] = "backend"
     cost: float = Field(ge=0)
     finish_reason: str | None = None
     output: str | None = Field(default=None, max_length=MAX_RECORD_TEXT, json_schema_extra=SENSITIVE)
