@@ -257,12 +257,13 @@ class Handler:
         route, reserved = await asyncio.gather(
             self.router.route(caller.project, model), reserve, return_exceptions=True
         )
-        if route is cached:
+        # The same version (another request may have cached an equal copy meanwhile): the reservation stands.
+        if not isinstance(route, BaseException) and route.version == cached.version and route.id == cached.id:
             if isinstance(reserved, BaseException):
                 self._refused(caller, counted_at, tokens, reserved)
             return route, found, candidates, replace(reserved, counted_at=counted_at)
-        if isinstance(reserved, Reservation):  # held for a route that changed or is gone: released at once
-            self._spawn(self.budgets.settle(reserved, tokens=0, cost=0.0))
+        if isinstance(reserved, Reservation):  # held for a route that changed or is gone: released before anything
+            await self.budgets.settle(reserved, tokens=0, cost=0.0)  # else, never counted twice (a rare path)
         if isinstance(route, BaseException):
             self.limiter.record_tokens(
                 project=caller.project, key_id=caller.key_id, at=counted_at, admitted=tokens, used=0
