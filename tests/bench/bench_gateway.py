@@ -47,6 +47,21 @@ def serve_gateway(port: int) -> None:
     from llmops_deployment.gateway.app import build_gateway
     from llmops_deployment.settings import DeploymentSettings
 
+    profile = os.environ.get("BENCH_GATEWAY_PROFILE")  # a path: cProfile the gateway process, stats written there
+    profiler = None
+    if profile:
+        import cProfile
+        import signal
+
+        profiler = cProfile.Profile()
+
+        def dump(*_: object) -> None:  # uvicorn re-raises SIGTERM after its shutdown: write the stats then
+            profiler.disable()
+            profiler.dump_stats(profile)
+            os._exit(0)
+
+        signal.signal(signal.SIGTERM, dump)
+        profiler.enable()
     uvicorn.run(
         build_gateway(DeploymentSettings()),
         host="127.0.0.1",

@@ -138,6 +138,10 @@ class Router:
         self._routes: dict[tuple[str, str], Route] = {}
         self._deployments: dict[str, tuple[float, Deployment | None]] = {}
 
+    def cached(self, project: str, name: str) -> Route | None:
+        """The route as last seen (not checked: :meth:`route` says whether it is still current)."""
+        return self._routes.get((project, name))
+
     async def route(self, project: str, name: str) -> Route:
         """The route as it is now (one query: its version, and its body only when that changed)."""
         key = (project, name)
