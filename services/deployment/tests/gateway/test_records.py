@@ -63,14 +63,34 @@ class TestCompleted:
         assert data["input_sha256"] == hashlib.sha256(f"write to {EMAIL}".encode()).hexdigest()
         assert data["output_sha256"] == hashlib.sha256(b"hello from a").hexdigest()
 
-    async def test_without_usage_from_the_backend_the_tokens_are_counted(self, served):
+    async def test_without_usage_from_the_backend_the_models_tokenizer_counts(
+        self, served, tiny_model, deployment_settings
+    ):
+        from tokenizers import Tokenizer
+
+        from llmops.artifacts import put_directory
+        from llmops.storage import ObjectStore
+
+        http, reader, _, rows, backends = served
+        manifest = (await put_directory(ObjectStore(deployment_settings.s3), tiny_model)).sha256
+        quiet = backends("quiet", "no-usage")
+        model = {"name": "tiny", "kind": "full", "manifest_sha256": manifest}
+        await rows.change_route("chat", [(await rows.deployment(quiet.url, model=model), 1)])
+        response = await http.post("/v1/chat/completions", json=ask("count these tokens"))
+        tokenizer = Tokenizer.from_file(str(tiny_model / "tokenizer.json"))
+        expected = len(tokenizer.encode("hello from quiet", add_special_tokens=False).ids)
+        assert response.json()["usage"]["completion_tokens"] == expected
+        rid = response.headers["x-request-id"]
+        assert (await reader.read({rid}))[rid][0]["data"]["usage_source"] == "tokenizer"
+
+    async def test_without_usage_or_a_tokenizer_the_tokens_are_estimated_and_said_so(self, served):
         http, reader, _, rows, backends = served
         quiet = backends("quiet", "no-usage")
         await rows.change_route("chat", [(await rows.deployment(quiet.url), 1)])
         response = await http.post("/v1/chat/completions", json=ask("count these tokens"))
-        assert response.json()["usage"]["completion_tokens"] > 0
+        assert response.json()["usage"]["completion_tokens"] == (len("hello from quiet") + 3) // 4
         rid = response.headers["x-request-id"]
-        assert (await reader.read({rid}))[rid][0]["data"]["usage_source"] == "tokenizer"
+        assert (await reader.read({rid}))[rid][0]["data"]["usage_source"] == "estimate"
 
 
 class TestFailed:

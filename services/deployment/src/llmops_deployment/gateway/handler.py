@@ -5,10 +5,8 @@ response path), usage, the answer, then settlement and the record (both off the 
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 import time
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -16,60 +14,29 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from llmops.auth import AuthError
+from llmops_deployment.gateway.admission import Admission
 from llmops_deployment.gateway.auth import Authenticator, Caller
-from llmops_deployment.gateway.budgets import BudgetExceeded, Budgets, Reservation
+from llmops_deployment.gateway.budgets import Budgets
 from llmops_deployment.gateway.errors import GatewayError, UpstreamError
-from llmops_deployment.gateway.limits import RateLimited, RateLimiter
+from llmops_deployment.gateway.limits import RateLimiter
 from llmops_deployment.gateway.metrics import Metrics
 from llmops_deployment.gateway.prompts import Prompts
 from llmops_deployment.gateway.records import Records
-from llmops_deployment.gateway.routing import Deployment, Router
+from llmops_deployment.gateway.routing import Router
+from llmops_deployment.gateway.shadows import Shadows
+from llmops_deployment.gateway.shapes import input_text_of, output_of, request_id_of
 from llmops_deployment.gateway.store import Store
 from llmops_deployment.gateway.upstream import Upstream, backend_body, headers_of, url_of
-from llmops_deployment.gateway.usage import Tokenizers, rough_count, usage_of
+from llmops_deployment.gateway.usage import Tokenizers, counted, rough_count, usage_of
 from llmops_deployment.settings import DeploymentSettings
-from llmops_schemas.envelope import new_event_id
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 #: Shadow copies in flight at most: beyond it a copy is skipped (shadows must never slow the served traffic).
-MAX_SHADOWS = 256
 DONE = b"data: [DONE]\n\n"
 
 
 #: The response header naming the deployment that answered (canaries and fallbacks are visible to the client).
 DEPLOYMENT_HEADER = "x-llmops-deployment"
-
-
-def _request_id(given: str | None) -> str:
-    return given if given and _REQUEST_ID.match(given) else new_event_id()
-
-
-def _input_text(api: str, body: dict) -> str:
-    if api == "completions":
-        prompt = body.get("prompt")
-        if isinstance(prompt, str):
-            return prompt
-        if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
-            return "\n".join(prompt)
-        raise GatewayError(400, "prompt must be a string or a list of strings", param="prompt")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-        raise GatewayError(400, "messages must be a non-empty list of messages", param="messages")
-    texts = []
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, str):
-            texts.append(content)
-        elif isinstance(content, list):
-            texts += [p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
-    return "\n".join(texts)
-
-
-def _output(api: str, choice: dict, *, delta: bool) -> str | None:
-    if api == "completions":
-        return choice.get("text")
-    return (choice.get("delta" if delta else "message") or {}).get("content")
 
 
 class Handler:
@@ -93,7 +60,8 @@ class Handler:
         self.limiter, self.budgets, self.prompts, self.tokenizers = limiter, budgets, prompts, tokenizers
         self.records, self.metrics, self.on_denied, self.store = records, metrics, on_denied, store
         self._background: set[asyncio.Task] = set()
-        self._shadows = 0
+        self.admission = Admission(settings, router, limiter, budgets, self._spawn)
+        self.shadows = Shadows(upstream, tokenizers, records, self.admission.cost, self._spawn)
 
     # --- edges ---------------------------------------------------------------------------------------------------
 
@@ -107,7 +75,7 @@ class Handler:
             raise GatewayError(error.status, error.detail, code=error.reason, headers=headers) from error
 
     async def models(self, request: Request) -> Response:
-        request.state.request_id = rid = _request_id(request.headers.get("x-request-id"))
+        request.state.request_id = rid = request_id_of(request.headers.get("x-request-id"))
         try:
             caller = await self._caller(request)
         except GatewayError as error:
@@ -127,7 +95,7 @@ class Handler:
 
     async def complete(self, request: Request, api: str) -> Response:
         started = time.perf_counter()
-        request.state.request_id = rid = _request_id(request.headers.get("x-request-id"))
+        request.state.request_id = rid = request_id_of(request.headers.get("x-request-id"))
         try:
             caller = await self._caller(request)
         except GatewayError as error:
@@ -198,143 +166,23 @@ class Handler:
                 given = body.get("messages") or []
                 prefix = [{"role": "user", "content": rendered}] if isinstance(rendered, str) else rendered
                 body["messages"] = [*prefix, *given] if isinstance(given, list) else prefix
-        input_text = _input_text(api, body)
+        input_text = input_text_of(api, body)
         record["input_text"] = input_text
 
         tokens_max = rough_count(input_text) + max_tokens
-        route, found, candidates, reservation = await self._fast_admit(caller, record, model, tokens_max)
+        route, found, candidates, reservation = await self.admission.fast(caller, record, model, tokens_max)
         if reservation is None:
             route = await self.router.route(caller.project, model)
-            found, candidates = await self._targets(route, record, caller, model, tokens_max)
-            reservation = await self._admit(caller, record, tokens_max, candidates[0])
+            found, candidates = await self.admission.targets(route, record, caller, model, tokens_max)
+            reservation = await self.admission.admit(caller, record, tokens_max, candidates[0])
         for shadow_id in route.shadows:
             if shadow_id in found and found[shadow_id].replicas:
-                self._shadow(found[shadow_id], body, api, record)
+                self.shadows.send(found[shadow_id], body, api, record)
         try:
             return await self._call(api, body, stream, candidates, record, reservation, caller, started)
         except BaseException:
-            self._settle(reservation, caller, 0, 0.0)
+            self.admission.settle(reservation, caller, 0, 0.0)
             raise
-
-    async def _targets(self, route, record: dict, caller: Caller, model: str, tokens: int):
-        """The route's deployments (found) and those to try in order (candidates), or the request's 503/400."""
-        plan = route.plan(record["user"] or caller.subject)
-        found = await self.router.deployments([*plan, *route.shadows])
-        candidates = [found[d] for d in plan if d in found and found[d].replicas]
-        if not candidates:
-            raise GatewayError(
-                503, f"no deployment of {model!r} is ready", code="no_ready_deployment", type_="api_error"
-            )
-        context = candidates[0].context_length
-        if context is not None and tokens > context:
-            raise GatewayError(
-                400,
-                f"the prompt and max_tokens pass the model's context of {context} tokens",
-                param="max_tokens",
-                code="context_length_exceeded",
-            )
-        return found, candidates
-
-    async def _fast_admit(self, caller: Caller, record: dict, model: str, tokens: int):
-        """With the route cached: the limits, then its version check and the budget's reservation concurrently (one
-        round trip's wait instead of two). The reservation counts only when the version is still the cached one;
-        otherwise it is released and the caller takes the ordinary path (``reservation`` None)."""
-        cached = self.router.cached(caller.project, model)
-        if cached is None:
-            return None, None, None, None
-        try:
-            found, candidates = await self._targets(cached, record, caller, model, tokens)
-        except GatewayError:
-            return None, None, None, None  # the route may have changed: the ordinary path says
-        counted_at = await self._limit(caller, tokens)
-        reserve = self.budgets.reserve(
-            project=caller.project,
-            user=record["user"],
-            key_id=caller.key_id,
-            tokens=tokens,
-            cost=self._cost(candidates[0], tokens, 0),
-        )
-        route, reserved = await asyncio.gather(
-            self.router.route(caller.project, model), reserve, return_exceptions=True
-        )
-        # The same version (another request may have cached an equal copy meanwhile): the reservation stands.
-        if not isinstance(route, BaseException) and route.version == cached.version and route.id == cached.id:
-            if isinstance(reserved, BaseException):
-                self._refused(caller, counted_at, tokens, reserved)
-            return route, found, candidates, replace(reserved, counted_at=counted_at)
-        if isinstance(reserved, Reservation):  # held for a route that changed or is gone: released before anything
-            await self.budgets.settle(reserved, tokens=0, cost=0.0)  # else, never counted twice (a rare path)
-        if isinstance(route, BaseException):
-            self.limiter.record_tokens(
-                project=caller.project, key_id=caller.key_id, at=counted_at, admitted=tokens, used=0
-            )
-            raise route
-        try:
-            found, candidates = await self._targets(route, record, caller, model, tokens)
-        except GatewayError:
-            self.limiter.record_tokens(
-                project=caller.project, key_id=caller.key_id, at=counted_at, admitted=tokens, used=0
-            )
-            raise
-        return route, found, candidates, await self._reserve(caller, record, tokens, candidates[0], counted_at)
-
-    async def _admit(self, caller: Caller, record: dict, tokens: int, deployment: Deployment) -> Reservation:
-        counted_at = await self._limit(caller, tokens)
-        return await self._reserve(caller, record, tokens, deployment, counted_at)
-
-    async def _limit(self, caller: Caller, tokens: int) -> int:
-        project_rpm, project_tpm = await self.budgets.project_limits(caller.project)
-        try:
-            counted_at = self.limiter.admit(
-                project=caller.project,
-                key_id=caller.key_id,
-                key_rpm=caller.key_rpm,
-                key_tpm=caller.key_tpm,
-                project_rpm=project_rpm,
-                project_tpm=project_tpm,
-                tokens=tokens,
-            )
-        except RateLimited as exc:
-            raise GatewayError(
-                429,
-                f"rate limit of the {exc.scope} reached",
-                code="rate_limit_exceeded",
-                headers={"retry-after": str(max(1, math.ceil(exc.retry_after)))},
-            ) from exc
-        return counted_at
-
-    async def _reserve(
-        self, caller: Caller, record: dict, tokens: int, deployment: Deployment, counted_at: int
-    ) -> Reservation:
-        try:
-            reservation = await self.budgets.reserve(
-                project=caller.project,
-                user=record["user"],
-                key_id=caller.key_id,
-                tokens=tokens,
-                cost=self._cost(deployment, tokens, 0),
-            )
-        except BudgetExceeded as exc:
-            self._refused(caller, counted_at, tokens, exc)
-        return replace(reservation, counted_at=counted_at)
-
-    def _refused(self, caller: Caller, counted_at: int, tokens: int, exc: BaseException):
-        """A reservation refused (or failed): the limiter's tokens are given back, and the budget's 429 raised."""
-        self.limiter.record_tokens(project=caller.project, key_id=caller.key_id, at=counted_at, admitted=tokens, used=0)
-        if not isinstance(exc, BudgetExceeded):
-            raise exc
-        headers = {"retry-after": str(max(1, math.ceil(exc.retry_after)))} if exc.retry_after else None
-        raise GatewayError(
-            429,
-            f"the {exc.scope} budget of {exc.subject} is spent",
-            code="budget_exceeded",
-            type_="insufficient_quota",
-            headers=headers,
-        ) from exc
-
-    def _cost(self, deployment: Deployment, tokens_in: int, tokens_out: int) -> float:
-        price = self.settings.prices.get(deployment.model_name or "", self.settings.default_price)
-        return tokens_in / 1000 * price.input_per_1k + tokens_out / 1000 * price.output_per_1k
 
     async def _call(self, api, body, stream, candidates, record, reservation, caller, started) -> Response:
         rid = record["request_id"]
@@ -373,7 +221,7 @@ class Handler:
                     self.router.forget(deployment.id)
                 continue
             if answer.status >= 400:  # the backend refused the request itself: its answer, as it gave it
-                self._settle(reservation, caller, 0, 0.0)
+                self.admission.settle(reservation, caller, 0, 0.0)
                 self._failed(record, started, answer.status, answer.body[:2000].decode(errors="replace"))
                 served = {"x-request-id": rid, DEPLOYMENT_HEADER: deployment.id}
                 return Response(answer.body, answer.status, served, media_type="application/json")
@@ -386,11 +234,10 @@ class Handler:
             choice = (data.get("choices") or [{}])[0]
         except (orjson.JSONDecodeError, AttributeError, IndexError, TypeError) as exc:
             raise GatewayError(502, "the backend's answer is not an OpenAI answer", type_="api_error") from exc
-        output = _output(api, choice, delta=False) or ""
-        usage, source = usage_of(data.get("usage")), "backend"
-        if usage is None:
-            count = await self.tokenizers.counter(deployment)
-            usage, source = (count(record["input_text"]), count(output)), "tokenizer"
+        output = output_of(api, choice, delta=False) or ""
+        given = usage_of(data.get("usage"))
+        usage, source = await counted(self.tokenizers, deployment, given, record["input_text"], output)
+        if given is None:
             data["usage"] = {
                 "prompt_tokens": usage[0],
                 "completion_tokens": usage[1],
@@ -429,7 +276,7 @@ class Handler:
                     forwarded_usage = True
                 if choices:
                     choice = choices[0]
-                    text = _output(api, choice, delta=True)
+                    text = output_of(api, choice, delta=True)
                     if text:
                         parts.append(text)
                         if first_token is None:
@@ -437,10 +284,7 @@ class Handler:
                     finish = choice.get("finish_reason") or finish
                 yield b"data: " + data + b"\n\n"
             output = "".join(parts)
-            source = "backend"
-            if usage is None:
-                count = await self.tokenizers.counter(deployment)
-                usage, source = (count(record["input_text"]), count(output)), "tokenizer"
+            usage, source = await counted(self.tokenizers, deployment, usage, record["input_text"], output)
             if wants_usage and not forwarded_usage:
                 yield (
                     b"data: "
@@ -467,13 +311,13 @@ class Handler:
             )
         except UpstreamError as exc:
             finished = True
-            self._settle(reservation, caller, usage[0] if usage else 0, 0.0)
+            self.admission.settle(reservation, caller, usage[0] if usage else 0, 0.0)
             self._failed(record, started, exc.status, exc.message)
             error = {"message": exc.message, "type": "api_error", "param": None, "code": "backend_failed"}
             yield b"data: " + orjson.dumps({"error": error}) + b"\n\n"
         finally:
             if not finished:  # the client went away mid-stream
-                self._settle(reservation, caller, 0, 0.0)
+                self.admission.settle(reservation, caller, 0, 0.0)
                 self._failed(record, started, 499, "the client closed the stream")
 
     # --- off the response path -----------------------------------------------------------------------------------
@@ -487,22 +331,12 @@ class Handler:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 
-    def _settle(self, reservation: Reservation, caller: Caller, tokens: int, cost: float) -> None:
-        self.limiter.record_tokens(
-            project=caller.project,
-            key_id=caller.key_id,
-            at=reservation.counted_at,
-            admitted=reservation.tokens,
-            used=tokens,
-        )
-        self._spawn(self.budgets.settle(reservation, tokens=tokens, cost=cost))
-
     def _completed(
         self, record, started, deployment, reservation, caller, usage, source, output, finish, first_token
     ) -> None:
         tokens_in, tokens_out = usage
-        cost = self._cost(deployment, tokens_in, tokens_out)
-        self._settle(reservation, caller, tokens_in + tokens_out, cost)
+        cost = self.admission.cost(deployment, tokens_in, tokens_out)
+        self.admission.settle(reservation, caller, tokens_in + tokens_out, cost)
         now = time.perf_counter()
         self.metrics.observe(now - started, error=False)
         self.records.submit(
@@ -530,69 +364,3 @@ class Handler:
         self.records.submit(
             ("failed", {**record, "latency_ms": elapsed * 1000, "status": status, "error": error[:2000] or "error"})
         )
-
-    def _shadow(self, deployment: Deployment, body: dict, api: str, record: dict) -> None:
-        if self._shadows >= MAX_SHADOWS:
-            return
-        self._shadows += 1
-        self._spawn(self._shadow_call(deployment, {**body, "stream": False}, api, record))
-
-    async def _shadow_call(self, deployment: Deployment, body: dict, api: str, record: dict) -> None:
-        started = time.perf_counter()
-        replica = deployment.replica()
-        body.pop("stream_options", None)
-        shadow = {
-            **record,
-            "request_id": f"{record['request_id']}.shadow-{deployment.id[:8]}",
-            "shadow": True,
-            "stream": False,
-            "deployment_id": deployment.id,
-            "model_version_id": deployment.model_version_id,
-            "attempts": 1,
-        }
-        try:
-            answer = await self.upstream.complete(
-                url_of(replica, api),
-                backend_body(body, deployment, replica, stream=False),
-                headers_of(deployment, shadow["request_id"]),
-            )
-            if answer.status >= 400:
-                raise UpstreamError(answer.status, answer.body[:2000].decode(errors="replace"), retryable=False)
-            data = orjson.loads(answer.body)
-            choice = (data.get("choices") or [{}])[0]
-            output = _output(api, choice, delta=False) or ""
-            usage, source = usage_of(data.get("usage")), "backend"
-            if usage is None:
-                count = await self.tokenizers.counter(deployment)
-                usage, source = (count(record.get("input_text") or ""), count(output)), "tokenizer"
-            elapsed = time.perf_counter() - started
-            self.records.submit(
-                (
-                    "completed",
-                    {
-                        **shadow,
-                        "latency_ms": elapsed * 1000,
-                        "tokens_in": usage[0],
-                        "tokens_out": usage[1],
-                        "usage_source": source,
-                        "cost": self._cost(deployment, *usage),
-                        "output_text": output,
-                        "finish_reason": choice.get("finish_reason"),
-                    },
-                )
-            )
-        except Exception as exc:  # a shadow's failure is recorded, never the client's
-            status = exc.status if isinstance(exc, UpstreamError) and exc.status >= 400 else 502
-            self.records.submit(
-                (
-                    "failed",
-                    {
-                        **shadow,
-                        "latency_ms": (time.perf_counter() - started) * 1000,
-                        "status": status,
-                        "error": str(exc)[:2000] or "error",
-                    },
-                )
-            )
-        finally:
-            self._shadows -= 1

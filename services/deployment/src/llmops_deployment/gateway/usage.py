@@ -30,6 +30,17 @@ def usage_of(usage: object) -> tuple[int, int] | None:
     return None
 
 
+async def counted(
+    tokenizers: Tokenizers, deployment: Deployment, usage: tuple[int, int] | None, input_text: str, output: str
+) -> tuple[tuple[int, int], str]:
+    """The request's (tokens in, tokens out) and where they come from: the backend's usage, else the model's
+    tokenizer, else an estimate."""
+    if usage is not None:
+        return usage, "backend"
+    count = await tokenizers.counter(deployment)
+    return (count(input_text), count(output)), "estimate" if count is rough_count else "tokenizer"
+
+
 class Tokenizers:
     def __init__(self, store: ObjectStore | None) -> None:
         self.store = store
