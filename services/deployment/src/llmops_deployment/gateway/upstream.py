@@ -81,50 +81,12 @@ class Answer:
 _ERRORS = (httpcore.NetworkError, httpcore.ProtocolError)
 
 
-class _Pool(httpcore.AsyncConnectionPool):
-    """httpcore's pool with its bookkeeping made cheap (a profile at 32 clients put a fifth of the gateway's CPU in
-    it): it asked every connection ``has_expired`` (a poll syscall each), and for every idle one it built a list of
-    all connections to count them (quadratic). Same decisions: only an idle connection can expire (its keep-alive
-    deadline and the server's close are checked only when idle), and the surplus check counts all connections,
-    as httpcore's does."""
-
-    def _assign_requests_to_connections(self) -> list:
-        closing = []
-        connections = self._connections
-        for connection in list(connections):
-            if connection.is_closed():
-                connections.remove(connection)
-            elif connection.is_idle() and (
-                connection.has_expired() or len(connections) > self._max_keepalive_connections
-            ):
-                connections.remove(connection)
-                closing.append(connection)
-        for pool_request in [request for request in self._requests if request.is_queued()]:
-            origin = pool_request.request.url.origin
-            available = next((c for c in connections if c.can_handle_request(origin) and c.is_available()), None)
-            if available is not None:
-                pool_request.assign_to_connection(available)
-            elif len(connections) < self._max_connections:
-                connection = self.create_connection(origin)
-                connections.append(connection)
-                pool_request.assign_to_connection(connection)
-            else:
-                idle = next((c for c in connections if c.is_idle()), None)
-                if idle is not None:
-                    connections.remove(idle)
-                    closing.append(idle)
-                    connection = self.create_connection(origin)
-                    connections.append(connection)
-                    pool_request.assign_to_connection(connection)
-        return closing
-
-
 class Upstream:
     def __init__(self, settings: DeploymentSettings) -> None:
         self.settings = settings
         # Few idle connections kept: the pool looks at each of them on every request (with a syscall), so hundreds
         # left over from a burst made every later request slower (a profile of the benchmark found it).
-        self.pool = _Pool(max_connections=512, max_keepalive_connections=32, keepalive_expiry=30)
+        self.pool = httpcore.AsyncConnectionPool(max_connections=512, max_keepalive_connections=32, keepalive_expiry=30)
         self.timeouts = {
             "connect": settings.connect_timeout_seconds,
             "read": settings.first_token_timeout_seconds,
