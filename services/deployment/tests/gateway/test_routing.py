@@ -39,6 +39,7 @@ async def ask(http: httpx.AsyncClient, model: str = "chat", **extra) -> httpx.Re
 
 
 def text_of(response: httpx.Response) -> str:
+    assert response.status_code == 200, f"{response.status_code}: {response.text}"
     return response.json()["choices"][0]["message"]["content"]
 
 
