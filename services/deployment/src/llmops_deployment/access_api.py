@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from llmops.http import CurrentRuntime, Session, from_row
 from llmops.openapi import problems
-from llmops.types import INT32_MAX, INT64_MAX, UUID_PATTERN, Offset, RequestBody, UUIDPath, Version
+from llmops.types import INT32_MAX, INT64_MAX, UUID_PATTERN, JsonInt, Offset, RequestBody, UUIDPath, Version
 from llmops_deployment import access, access_queries, routing
 from llmops_deployment.permissions import Reader, Writer
 from llmops_deployment.routing import ROUTE_NAME, RouteConfig
@@ -26,7 +26,7 @@ RouteName = Annotated[str, PathParam(pattern=ROUTE_NAME, description="the route:
 #: A deployment's id in a body, in its canonical lower-case form.
 DeploymentId = Annotated[str, Field(pattern=UUID_PATTERN), AfterValidator(lambda value: str(uuid.UUID(value)))]
 Reason = Annotated[str, Field(max_length=2000, description="why (kept in the route's history and its event)")]
-PerMinute = Annotated[int, Field(ge=1, le=INT32_MAX)]
+PerMinute = Annotated[JsonInt, Field(ge=1, le=INT32_MAX)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
@@ -144,7 +144,7 @@ class BudgetIn(RequestBody):
         default=None, min_length=1, max_length=256, description="the user or key id (a project budget's: the project)"
     )
     period: Literal["day", "month", "total"]
-    max_tokens: int | None = Field(default=None, ge=0, le=INT64_MAX)
+    max_tokens: JsonInt | None = Field(default=None, ge=0, le=INT64_MAX)
     max_cost: float | None = Field(default=None, ge=0, le=1e15, allow_inf_nan=False)
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from llmops.http import CurrentRuntime, Session, from_row, get_settings
 from llmops.openapi import problems
-from llmops.types import Offset, RequestBody, UUIDPath, Version
+from llmops.types import JsonInt, Offset, RequestBody, UUIDPath, Version
 from llmops_deployment import queries, service
 from llmops_deployment.permissions import OVERRIDE, Reader, Writer
 from llmops_deployment.settings import DeploymentSettings
@@ -53,12 +53,12 @@ class GenerationIn(RequestBody):
     """Defaults for requests that set none (a request's own values win)."""
 
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(default=None, ge=1, le=131_072)
+    max_tokens: JsonInt | None = Field(default=None, ge=1, le=131_072)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     stop: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(default=None, max_length=8)
-    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    seed: JsonInt | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
 class DeploymentIn(RequestBody):
@@ -69,7 +69,7 @@ class DeploymentIn(RequestBody):
     external: ExternalChoice | None = Field(default=None, description="the server of an external backend")
     backend: Literal["transformers", "vllm", "tgi", "external"] = "transformers"
     pool: str = Field(default="cpu", pattern=NAME)
-    replicas: int = Field(default=1, ge=1, le=64, description="at most the service's max_replicas")
+    replicas: JsonInt = Field(default=1, ge=1, le=64, description="at most the service's max_replicas")
     generation: GenerationIn = Field(default_factory=GenerationIn)
     override_reason: str | None = Field(
         default=None,

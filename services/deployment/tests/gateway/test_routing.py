@@ -29,7 +29,9 @@ async def http(gateway_url, key):
         base_url=gateway_url,
         headers={"authorization": f"Bearer {key}"},
         timeout=30,
-        limits=httpx.Limits(max_connections=64),
+        # Idle connections are let go well before uvicorn closes them (5 s): a request sent on a connection the
+        # server is closing meanwhile fails with a ReadError, a client-side race that a loaded machine makes likely.
+        limits=httpx.Limits(max_connections=64, keepalive_expiry=1.0),
     ) as client:
         yield client
 
