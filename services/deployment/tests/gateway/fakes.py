@@ -40,3 +40,6 @@ class FakeBudgets:
 
     async def project_limits(self, project):
         return None, None
+
+    async def release_expired(self) -> int:
+        return 0

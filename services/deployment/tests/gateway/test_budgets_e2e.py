@@ -8,9 +8,11 @@ import asyncio
 import uuid
 from contextlib import ExitStack
 
+import asyncpg
 import httpx
 import pytest
 
+from llmops.db import asyncpg_dsn
 from llmops.testing import serve_in_thread
 from llmops_deployment.gateway.app import build_gateway
 
@@ -103,3 +105,24 @@ async def test_each_budget_is_enforced(replicas, rows, served, scope):
 
     assert [a.status_code for a in answers].count(200) == 5
     assert all(a.json()["error"]["code"] == "budget_exceeded" for a in answers if a.status_code != 200)
+
+
+async def test_a_reservation_no_gateway_settles_is_released_by_a_running_gateway(deployment_settings, rows):
+    # A replica killed mid-request leaves its reservation: any running gateway releases it once expired.
+    from llmops_deployment.gateway.budgets import Budgets
+
+    settings = deployment_settings.model_copy(update={"reservation_ttl_seconds": 1.0})
+    budget_id = await set_budget(rows, scope="project", subject="p1", max_tokens=100)
+    pool = await asyncpg.create_pool(asyncpg_dsn(settings.db_url), min_size=1, max_size=2)
+    try:
+        await Budgets(pool, settings).reserve(project="p1", user=None, key_id=None, tokens=100, cost=0.0)
+    finally:
+        await pool.close()
+    assert (await usage(rows, budget_id))["reserved_tokens"] == 100
+
+    with serve_in_thread(build_gateway(settings)):
+
+        async def released():
+            return (await usage(rows, budget_id))["reserved_tokens"] == 0
+
+        await eventually(released, within=30, what="the expired reservation released")

@@ -37,6 +37,21 @@ from llmops_schemas.events import AccessDenied
 log = get_logger(__name__)
 
 
+async def _release_expired(budgets: Any, settings: DeploymentSettings) -> None:
+    """Release, now and then, the reservations a gateway never settled (a replica killed mid-request): any replica
+    may, the database function takes each once."""
+    every = max(1.0, min(60.0, settings.reservation_ttl_seconds / 4))
+    while True:
+        await asyncio.sleep(every)
+        try:
+            released = await budgets.release_expired()
+        except Exception as exc:  # Postgres away for a moment: the next round tries again
+            log.warning("gateway.reservations.release_failed", error=repr(exc))
+            continue
+        if released:
+            log.info("gateway.reservations.released", count=released)
+
+
 class Gateway:
     """What a gateway process holds for its lifetime."""
 
@@ -80,7 +95,7 @@ class Gateway:
             router=Router(db, settings.gateway_cache_seconds),
             upstream=self.upstream,
             limiter=self.limiter,
-            budgets=self._budgets_factory(self.pool, settings),
+            budgets=(budgets := self._budgets_factory(self.pool, settings)),
             prompts=self.prompts,
             tokenizers=Tokenizers(self.object_store),
             records=self.records,
@@ -90,6 +105,7 @@ class Gateway:
         )
         self.records.start()
         self._tasks.append(asyncio.create_task(self.denials.run(), name="gateway-denials"))
+        self._tasks.append(asyncio.create_task(_release_expired(budgets, settings), name="gateway-reservations"))
 
     async def stop(self) -> None:
         for task in self._tasks:
