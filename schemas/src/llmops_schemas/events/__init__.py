@@ -35,6 +35,15 @@ from llmops_schemas.events.evaluation import (
 from llmops_schemas.events.feedback import FeedbackSubmitted
 from llmops_schemas.events.inference import InferenceCompleted, InferenceFailed
 from llmops_schemas.events.models import BaseModelRegistered, ModelAliasMoved, ModelVersionRegistered
+from llmops_schemas.events.monitoring import (
+    MonitoringAlertFired,
+    MonitoringAlertResolved,
+    MonitoringAnomalyDetected,
+    MonitoringDriftDetected,
+    MonitoringPolicySet,
+    MonitoringPolicyTriggered,
+    MonitoringRuleSet,
+)
 from llmops_schemas.events.platform import ProbeSent
 from llmops_schemas.events.prompts import PromptCreated, PromptLabelMoved, PromptVersionCreated
 from llmops_schemas.events.security import AccessDenied
@@ -81,6 +90,13 @@ __all__ = [
     "InferenceFailed",
     "ModelAliasMoved",
     "ModelVersionRegistered",
+    "MonitoringAlertFired",
+    "MonitoringAlertResolved",
+    "MonitoringAnomalyDetected",
+    "MonitoringDriftDetected",
+    "MonitoringPolicySet",
+    "MonitoringPolicyTriggered",
+    "MonitoringRuleSet",
     "ProbeSent",
     "PromptCreated",
     "PromptLabelMoved",

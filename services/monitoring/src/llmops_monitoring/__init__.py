@@ -1,0 +1,1 @@
+"""The monitoring service: inference records, metrics, unusual outputs, drift, alerts and policies."""
