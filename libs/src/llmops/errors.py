@@ -33,3 +33,13 @@ class Forbidden(Problem):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(403, detail, type_=f"urn:llmops:problem:{reason}")
         self.reason = reason
+
+
+def unprocessable(detail: str, field: str, location: str = "body") -> Problem:
+    """A 422 naming the one field at fault, in the same shape as the edge's validation problems."""
+    return Problem(
+        422,
+        detail,
+        type_="urn:llmops:problem:validation",
+        errors=[{"field": field, "location": location, "message": detail, "type": "value_error"}],
+    )

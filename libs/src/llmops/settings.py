@@ -211,6 +211,7 @@ class ClientSettings(BaseSettings):
     training_url: str = "http://127.0.0.1:8003"
     evaluation_url: str = "http://127.0.0.1:8004"
     deployment_url: str = "http://127.0.0.1:8005"
+    monitoring_url: str = "http://127.0.0.1:8006"
     #: The inference gateway (OpenAI-compatible), for ``llmops chat``.
     gateway_url: str = "http://127.0.0.1:8080"
     #: How long the prompts client trusts a fetched prompt before revalidating it (ETag) with the service.

@@ -308,3 +308,62 @@ class ObjectStore:
     async def presigned_url(self, sha256: str, *, expires: timedelta = timedelta(hours=1)) -> str:
         """A time-limited URL anyone holding it can download the object from."""
         return await asyncio.to_thread(self.client.presigned_get_object, self.bucket, key_for(sha256), expires)
+
+    # -- named objects -------------------------------------------------------------------------------------------
+    # Layouts other tools read by path (the monitoring record store's hive-partitioned Parquet files) need keys of
+    # their own. They live beside the content-addressed area and never inside it.
+
+    def _named(self, key: str) -> str:
+        if not key or key.startswith(("sha256/", INCOMING, "/")) or ".." in key.split("/"):
+            raise ValueError(f"not a key for a named object: {key!r}")
+        return key
+
+    async def put_named(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
+        """Store small ``data`` whole under ``key`` (replacing what was there)."""
+        from io import BytesIO
+
+        await asyncio.to_thread(
+            self.client.put_object, self.bucket, self._named(key), BytesIO(data), len(data), content_type
+        )
+
+    async def get_named(self, key: str) -> bytes:
+        def read() -> bytes:
+            response = self.client.get_object(self.bucket, self._named(key))
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+
+        try:
+            return await asyncio.to_thread(read)
+        except S3Error as exc:
+            if exc.code in {"NoSuchKey", "NoSuchObject", "NotFound"}:
+                raise ObjectNotFound(key) from exc
+            raise
+
+    async def copy_named(self, source: str, destination: str) -> None:
+        """Copy ``source`` to ``destination`` inside the store (server side)."""
+        from minio.commonconfig import CopySource
+
+        await asyncio.to_thread(
+            self.client.copy_object,
+            self.bucket,
+            self._named(destination),
+            CopySource(self.bucket, self._named(source)),
+        )
+
+    async def remove_named(self, key: str) -> None:
+        """Remove ``key``; a missing key is not an error."""
+        await asyncio.to_thread(self.client.remove_object, self.bucket, self._named(key))
+
+    async def list_named(self, prefix: str) -> list[tuple[str, int, object]]:
+        """(key, size, last modified) of every object under ``prefix``."""
+
+        def listing() -> list[tuple[str, int, object]]:
+            return [
+                (o.object_name, o.size or 0, o.last_modified)
+                for o in self.client.list_objects(self.bucket, prefix=self._named(prefix), recursive=True)
+            ]
+
+        return await asyncio.to_thread(listing)

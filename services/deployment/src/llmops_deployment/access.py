@@ -18,10 +18,9 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import add_to_outbox
-from llmops.errors import Problem
+from llmops.errors import Problem, unprocessable
 from llmops.runtime import Actor, Runtime
 from llmops_deployment import access_queries, access_repository
-from llmops_deployment.routing import unprocessable
 from llmops_schemas.events.deployments import ApiKeyCreated, ApiKeyRevoked, BudgetSet
 
 #: Every API key starts so (a bearer token that does is looked up as a key, never verified as a JWT).

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import add_to_outbox
-from llmops.errors import Problem
+from llmops.errors import Problem, unprocessable
 from llmops.runtime import Actor, Runtime
 from llmops_deployment import access_queries, access_repository
 from llmops_schemas.events.deployments import RouteChanged, RouteTarget
@@ -44,16 +44,6 @@ class RouteConfig:
 
     def values(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def unprocessable(detail: str, field_name: str, location: str = "body") -> Problem:
-    """A 422 validation problem naming the field it is about."""
-    return Problem(
-        422,
-        detail,
-        type_="urn:llmops:problem:validation",
-        errors=[{"field": field_name, "location": location, "message": detail, "type": "value_error"}],
-    )
 
 
 def route_not_found(name: str) -> Problem:

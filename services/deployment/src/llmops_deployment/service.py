@@ -13,7 +13,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import add_to_outbox
-from llmops.errors import Forbidden, Problem
+from llmops.errors import Forbidden, Problem, unprocessable
 from llmops.outbound import OutboundURLError, check_outbound_url
 from llmops.runtime import Actor, Runtime
 from llmops_deployment import gates, queries, repository
@@ -39,15 +39,6 @@ from llmops_schemas.events.training import BaseModelRef
 
 #: A deployment in these states is stopping or stopped already.
 STOPPED = ("stopping", "stopped")
-
-
-def unprocessable(detail: str, field: str, location: str = "body") -> Problem:
-    return Problem(
-        422,
-        detail,
-        type_="urn:llmops:problem:validation",
-        errors=[{"field": field, "location": location, "message": detail, "type": "value_error"}],
-    )
 
 
 # -- projections of other services' events (any order, any number of times: each converges) -----------------------

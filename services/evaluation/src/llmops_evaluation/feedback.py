@@ -19,11 +19,10 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import add_to_outbox
-from llmops.errors import Problem
+from llmops.errors import Problem, unprocessable
 from llmops.runtime import Actor, Runtime
 from llmops.scoring.stats import bootstrap_ci
 from llmops_evaluation import queries, repository
-from llmops_evaluation.suites import unprocessable
 from llmops_schemas import CloudEvent
 from llmops_schemas.envelope import new_event_id
 from llmops_schemas.events import DatasetImportRequested, FeedbackSubmitted

@@ -16,12 +16,11 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import add_to_outbox
-from llmops.errors import Problem
+from llmops.errors import Problem, unprocessable
 from llmops.runtime import Actor, Runtime
 from llmops.scoring.gates import GateRule, MetricValue, decide
 from llmops.scoring.stats import Comparison, most_changed, paired_comparison
 from llmops_evaluation import repository
-from llmops_evaluation.suites import unprocessable
 from llmops_schemas.events import EvaluationGateDecided, EvaluationGateOverridden
 from llmops_schemas.events.evaluation import GateRuleResult, SuiteRef, Target
 

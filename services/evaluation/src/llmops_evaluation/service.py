@@ -12,11 +12,11 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import add_to_outbox
-from llmops.errors import Problem
+from llmops.errors import Problem, unprocessable
 from llmops.runtime import Actor, Runtime
 from llmops_evaluation import repository
 from llmops_evaluation.settings import EvaluationSettings
-from llmops_evaluation.suites import StoredSpec, check_endpoint, unprocessable
+from llmops_evaluation.suites import StoredSpec, check_endpoint
 from llmops_evaluation.triggers import TRIGGERS, NoBaseModel, target_of_model_version
 from llmops_schemas import CloudEvent
 from llmops_schemas.events import EvaluationRunRequested, ModelVersionRegistered

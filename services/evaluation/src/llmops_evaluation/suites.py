@@ -12,7 +12,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import add_to_outbox
-from llmops.errors import Problem
+from llmops.errors import Problem, unprocessable
 from llmops.outbound import OutboundURLError, check_outbound_url
 from llmops.runtime import Actor, Runtime
 from llmops.scoring import build_scorers, parse_scorer_configs
@@ -40,15 +40,6 @@ class StoredSpec(BaseModel):
     scorers: list[dict[str, Any]]
     gates: list[dict[str, Any]]
     metrics: list[str]
-
-
-def unprocessable(detail: str, field: str, location: str = "body") -> Problem:
-    return Problem(
-        422,
-        detail,
-        type_="urn:llmops:problem:validation",
-        errors=[{"field": field, "location": location, "message": detail, "type": "value_error"}],
-    )
 
 
 # -- suites ------------------------------------------------------------------------------------------------------

@@ -1,0 +1,92 @@
+"""Composition root of the monitoring service: HTTP API (metrics, records, anomalies, drift reports, alert rules,
+policies) and its consumers in one process, with the record store's publisher and maintenance loops.
+
+``llmops-monitoring serve`` applies the migrations (as the database owner) and serves the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from llmops.bus import Consumer, make_broker
+from llmops.bus.faults import is_transient
+from llmops.db import Database, upgrade
+from llmops.entrypoint import service_cli
+from llmops.http import create_app
+from llmops.logging import get_logger
+from llmops.runtime import Runtime
+from llmops.storage import ObjectStore
+from llmops_monitoring import api, record_store
+from llmops_monitoring.consumers import projections_consumer, records_consumer
+from llmops_monitoring.settings import MonitoringSettings
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+log = get_logger(__name__)
+
+
+class MonitoringService:
+    """The parts of a running monitoring service, for `serve`, the demo and the tests."""
+
+    def __init__(self, settings: MonitoringSettings | None = None) -> None:
+        self.settings = settings or MonitoringSettings()
+        self.store = ObjectStore(self.settings.s3)
+        self.runtime = Runtime(
+            self.settings,
+            Database(self.settings.db_url),
+            make_broker(self.settings.kafka, client_id="monitoring"),
+            store=self.store,
+        )
+        self.records_consumer: Consumer = records_consumer(self.settings, self.runtime)
+        self.consumer: Consumer = projections_consumer(self.settings, self.runtime)
+        self.app: FastAPI = create_app(self.runtime, title="llmops monitoring", routers=[api.router])
+        self.app.state.settings = self.settings
+
+    async def start(self) -> None:
+        await self.runtime.start()
+        self.runtime.spawn(self._every(self.settings.publish_interval_seconds, self.publish), name="records-publish")
+        self.runtime.spawn(
+            self._every(self.settings.maintenance_interval_seconds, self.maintain), name="records-maintenance"
+        )
+
+    async def stop(self) -> None:
+        await self.runtime.stop()
+
+    async def publish(self) -> int:
+        """Copy the committed record files from staging to their final keys."""
+        return await record_store.publish_pending(self.runtime.db, self.store)
+
+    async def maintain(self) -> None:
+        """Retention of old date partitions, and the sweep of staging files no transaction registered."""
+        await record_store.apply_retention(self.runtime.db, self.store, days=self.settings.retention_days)
+        await record_store.sweep_staging(
+            self.runtime.db, self.store, self.settings.records_prefix, older_than=timedelta(hours=1)
+        )
+
+    @staticmethod
+    async def _every(seconds: float, work) -> None:
+        while True:
+            try:
+                await work()
+            except Exception as exc:
+                (log.warning if is_transient(exc) else log.exception)(
+                    "monitoring.background_failed", work=work.__name__, error=repr(exc)
+                )
+            await asyncio.sleep(seconds)
+
+
+def migrate(settings: MonitoringSettings | None = None) -> None:
+    upgrade(MIGRATIONS, (settings or MonitoringSettings()).migrations_db_url)
+
+
+cli = service_cli(
+    "monitoring", settings=MonitoringSettings, build=MonitoringService, migrate=migrate, runs_without_http=True
+)
+main = cli
+
+if __name__ == "__main__":
+    main()

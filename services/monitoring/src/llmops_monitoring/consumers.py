@@ -1,0 +1,72 @@
+"""The monitoring service's Kafka subscribers: the inference records (ours and other systems', the same JSON Schema),
+taken in batches, each batch stored as Parquet, counted in the metrics and checked for unusual outputs in one
+transaction with its inbox rows; and the projection of deployments (what may be watched).
+
+Malformed records go to the dead-letter topic with their reason (the shared consumer's decoding); a redelivered
+batch counts once (the inbox).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llmops.bus import Consumer, Delivery
+from llmops.runtime import Runtime
+from llmops_monitoring import ingest, repository
+from llmops_monitoring.settings import MonitoringSettings
+from llmops_schemas import CloudEvent, topics
+from llmops_schemas.events import (
+    DeploymentFailed,
+    DeploymentReady,
+    DeploymentRequested,
+    DeploymentStopped,
+)
+
+
+def records_consumer(settings: MonitoringSettings, runtime: Runtime) -> Consumer:
+    consumer = Consumer(
+        settings.records_group,
+        runtime.db,
+        runtime.broker,
+        settings.records_topics,
+        max_attempts=settings.consumer_max_attempts,
+        backoff_seconds=settings.consumer_backoff_seconds,
+        max_records=settings.records_batch_max,
+    )
+
+    @consumer.on_batch
+    async def records(session: AsyncSession, deliveries: Sequence[Delivery]) -> None:
+        await ingest.ingest(session, runtime, settings, deliveries)
+
+    consumer.subscribe(
+        description="monitoring: inference records into the record store, the metrics and the anomaly counts",
+        auto_offset_reset=settings.records_offset_reset,
+    )
+    return consumer
+
+
+def projections_consumer(settings: MonitoringSettings, runtime: Runtime) -> Consumer:
+    consumer = Consumer(
+        settings.consumer_group,
+        runtime.db,
+        runtime.broker,
+        [topics.DEPLOYMENTS],
+        max_attempts=settings.consumer_max_attempts,
+        backoff_seconds=settings.consumer_backoff_seconds,
+    )
+
+    @consumer.on(DeploymentRequested.event_type)
+    async def requested(session: AsyncSession, event: CloudEvent, v: DeploymentRequested) -> None:
+        await repository.deployment_requested(session, event, v)
+
+    @consumer.on(DeploymentReady.event_type, DeploymentFailed.event_type, DeploymentStopped.event_type)
+    async def status(session: AsyncSession, event: CloudEvent, v) -> None:
+        status = {"deployment.ready": "ready", "deployment.failed": "failed", "deployment.stopped": "stopped"}
+        await repository.deployment_status(session, v.deployment_id, status[event.type], event.time)
+
+    consumer.subscribe(
+        description="monitoring: projection of deployments", auto_offset_reset=settings.consumer_offset_reset
+    )
+    return consumer

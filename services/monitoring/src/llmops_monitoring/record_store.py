@@ -1,0 +1,228 @@
+"""The record store: every inference record as Parquet in the object store, hive-partitioned by date and deployment
+(``<prefix>/date=2026-12-01/deployment=<id>/part-<sha256>.parquet``), so DuckDB reads it here and Spark, Trino or
+Athena read it when a team outgrows one machine.
+
+Exactly once, without a distributed transaction: the consumer writes a batch's files under ``<prefix>/_staging/``
+(readers of a hive layout skip paths that start with ``_``), registers them in ``record_files`` in the same
+transaction as the batch's inbox rows and metrics, and only then copies each to its final key (``publish``). A
+process killed before its commit leaves unregistered staging objects (swept later) and its events unapplied (they
+come again); one killed after the commit leaves registered, unpublished files, which the next maintenance pass
+publishes (the copy is idempotent). A final key is its content's hash: the same file published twice is one file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llmops.db import Database
+from llmops.logging import get_logger
+from llmops.storage import ObjectNotFound, ObjectStore
+from llmops_monitoring.models import record_files
+from llmops_monitoring.records import NO_DEPLOYMENT, SCHEMA
+
+log = get_logger(__name__)
+
+STAGING = "_staging"
+
+
+@dataclass(frozen=True)
+class RecordFile:
+    id: str
+    key: str
+    staging_key: str
+    date: str
+    deployment: str
+    rows: int
+    bytes: int
+    sha256: str
+    min_time: datetime
+    max_time: datetime
+
+
+def partition_value(value: str | None) -> str:
+    """A deployment id as a path segment: escaped as hive escapes partition values (an external publisher's id may
+    hold any character); a leading dot too, so no segment reads as ``.`` or ``..``."""
+    escaped = quote(value or NO_DEPLOYMENT, safe="-_.")
+    return "%2E" + escaped[1:] if escaped.startswith(".") else escaped
+
+
+def parquet_bytes(records: Sequence[dict[str, Any]]) -> bytes:
+    table = pa.Table.from_pylist(list(records), schema=SCHEMA)
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+async def stage(store: ObjectStore, prefix: str, records: Iterable[dict[str, Any]]) -> list[RecordFile]:
+    """Write ``records`` as one staged Parquet file per (date, deployment); returns what to register."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        groups[(record["time"].astimezone(UTC).date().isoformat(), partition_value(record["deployment_id"]))].append(
+            record
+        )
+    files = []
+    for (day, deployment), rows in sorted(groups.items()):
+        rows.sort(key=lambda r: (r["time"], r["event_id"]))
+        data = parquet_bytes(rows)
+        sha = hashlib.sha256(data).hexdigest()
+        staging_key = f"{prefix}/{STAGING}/{sha}.parquet"
+        await store.put_named(staging_key, data, content_type="application/vnd.apache.parquet")
+        files.append(
+            RecordFile(
+                id=str(uuid.uuid4()),
+                key=f"{prefix}/date={day}/deployment={deployment}/part-{sha}.parquet",
+                staging_key=staging_key,
+                date=day,
+                deployment=deployment,
+                rows=len(rows),
+                bytes=len(data),
+                sha256=sha,
+                min_time=rows[0]["time"],
+                max_time=rows[-1]["time"],
+            )
+        )
+    return files
+
+
+async def register(session: AsyncSession, files: Sequence[RecordFile]) -> None:
+    if files:
+        await session.execute(
+            insert(record_files).values([asdict(f) for f in files]).on_conflict_do_nothing(index_elements=["key"])
+        )
+
+
+async def publish_pending(db: Database, store: ObjectStore, *, limit: int = 500) -> int:
+    """Copy registered, unpublished files to their final keys; returns how many were published."""
+    async with db.sessions() as session:
+        pending = (
+            await session.execute(
+                select(record_files.c.id, record_files.c.key, record_files.c.staging_key)
+                .where(~record_files.c.published)
+                .order_by(record_files.c.created_at)
+                .limit(limit)
+            )
+        ).all()
+    published = 0
+    for file_id, key, staging_key in pending:
+        try:
+            await store.copy_named(staging_key, key)
+        except Exception as exc:
+            if not _missing(exc):
+                raise
+            # The staging object is gone: an earlier pass copied it, then died before marking the row.
+            log.info("monitoring.records.staging_gone", key=key)
+        async with db.transaction() as session:
+            await session.execute(update(record_files).where(record_files.c.id == file_id).values(published=True))
+        await store.remove_named(staging_key)
+        published += 1
+    return published
+
+
+async def sweep_staging(db: Database, store: ObjectStore, prefix: str, *, older_than: timedelta) -> int:
+    """Remove staged objects no transaction registered (their batch rolled back), once older than ``older_than``."""
+    staged = await store.list_named(f"{prefix}/{STAGING}/")
+    if not staged:
+        return 0
+    cutoff = datetime.now(UTC) - older_than
+    async with db.sessions() as session:
+        registered = set(
+            (
+                await session.execute(
+                    select(record_files.c.staging_key).where(
+                        record_files.c.staging_key.in_([key for key, _, _ in staged])
+                    )
+                )
+            ).scalars()
+        )
+    removed = 0
+    for key, _, modified in staged:
+        if key not in registered and isinstance(modified, datetime) and modified < cutoff:
+            await store.remove_named(key)
+            removed += 1
+    return removed
+
+
+async def apply_retention(db: Database, store: ObjectStore, *, days: int, today: date | None = None) -> int:
+    """Remove the date partitions older than ``days`` (their files, then their manifest rows); returns files removed."""
+    cutoff = ((today or datetime.now(UTC).date()) - timedelta(days=days)).isoformat()
+    async with db.sessions() as session:
+        old = (
+            await session.execute(
+                select(record_files.c.id, record_files.c.key, record_files.c.staging_key).where(
+                    record_files.c.date < cutoff
+                )
+            )
+        ).all()
+    for _, key, staging_key in old:
+        await store.remove_named(key)
+        await store.remove_named(staging_key)
+    if old:
+        async with db.transaction() as session:
+            await session.execute(delete(record_files).where(record_files.c.id.in_([row.id for row in old])))
+        log.info("monitoring.records.retention", files=len(old), before=cutoff)
+    return len(old)
+
+
+async def files_between(
+    session: AsyncSession, start: datetime, end: datetime, deployment_id: str | None = None
+) -> list[Any]:
+    """The registered files that may hold records of ``[start, end)`` (of one deployment)."""
+    query = select(record_files).where(record_files.c.min_time < end, record_files.c.max_time >= start)
+    if deployment_id is not None:
+        query = query.where(record_files.c.deployment == partition_value(deployment_id))
+    return list((await session.execute(query.order_by(record_files.c.min_time))).all())
+
+
+async def read_table(
+    db: Database,
+    store: ObjectStore,
+    start: datetime,
+    end: datetime,
+    *,
+    project: str | None = None,
+    deployment_id: str | None = None,
+) -> pa.Table:
+    """Every record of ``[start, end)`` (of one project, of one deployment) as one Arrow table, read from the
+    manifest's files (their staging copy when not yet published), filtered with DuckDB."""
+    import duckdb
+
+    async with db.sessions() as session:
+        files = await files_between(session, start, end, deployment_id)
+    tables = []
+    for f in files:
+        try:
+            data = await store.get_named(f.key if f.published else f.staging_key)
+        except ObjectNotFound:
+            data = await store.get_named(f.key)  # published meanwhile
+        tables.append(pq.read_table(io.BytesIO(data)))
+    records = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    connection = duckdb.connect()
+    try:
+        connection.register("records", records)
+        query = 'SELECT * FROM records WHERE "time" >= ? AND "time" < ?'
+        parameters: list[Any] = [start, end]
+        if project is not None:
+            query, parameters = query + " AND project = ?", [*parameters, project]
+        if deployment_id is not None:
+            query, parameters = query + " AND deployment_id = ?", [*parameters, deployment_id]
+        return connection.sql(query + ' ORDER BY "time", event_id', params=parameters).to_arrow_table()
+    finally:
+        connection.close()
+
+
+def _missing(error: Exception) -> bool:
+    return getattr(error, "code", None) in {"NoSuchKey", "NoSuchObject", "NotFound"}

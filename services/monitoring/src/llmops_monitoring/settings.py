@@ -1,0 +1,54 @@
+"""The monitoring service's settings (prefix ``LLMOPS_MONITORING_``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from llmops.settings import ServiceSettings
+from llmops_schemas import topics
+
+
+class MonitoringSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_MONITORING_", env_nested_delimiter="__", extra="ignore")
+
+    service: str = "monitoring"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8006
+    #: The consumer group of the projections (deployments, feedback, rules) and of the records.
+    consumer_group: str = "monitoring"
+    records_group: str = "monitoring-records"
+    #: Where a new consumer group starts: earliest (the whole history) or latest.
+    consumer_offset_reset: Literal["earliest", "latest"] = "earliest"
+    #: The topics of inference records (the platform's; tests give their own).
+    records_topics: list[str] = Field(default_factory=lambda: [topics.INFERENCE])
+    #: Where a new records consumer group starts.
+    records_offset_reset: Literal["earliest", "latest"] = "earliest"
+    #: Most records taken in one batch (one Parquet file per date and deployment, one metrics transaction).
+    records_batch_max: int = Field(default=5_000, ge=1, le=100_000)
+
+    # --- the record store ---
+    #: The object store prefix of the record store (hive layout: ``<prefix>/date=YYYY-MM-DD/deployment=ID/...``).
+    records_prefix: str = "monitoring/records"
+    #: Days of records kept; older date partitions are removed (files and manifest rows) by the retention task.
+    retention_days: int = Field(default=30, ge=1, le=3650)
+    #: How often committed files are published from staging to their final keys (seconds).
+    publish_interval_seconds: float = Field(default=1.0, gt=0)
+    #: How often retention is applied and orphaned staging files are swept (seconds).
+    maintenance_interval_seconds: float = Field(default=60.0, gt=0)
+
+    # --- metrics ---
+    #: Minute buckets older than this are rolled up into hours (and removed); hour buckets live as long as records.
+    minute_buckets_days: int = Field(default=2, ge=1, le=60)
+    #: Most buckets one metrics query may read (bounded work per request).
+    max_query_buckets: int = Field(default=200_000, ge=1)
+
+    # --- drift ---
+    #: Scheduled drift reports: every this many seconds, for each ready deployment (0: only on request).
+    drift_interval_seconds: float = Field(default=3600.0, ge=0)
+    #: The current window of a scheduled report (seconds back from now).
+    drift_window_seconds: int = Field(default=3600, ge=60)
+    #: The object store prefix of drift reports.
+    reports_prefix: str = "monitoring/drift"
