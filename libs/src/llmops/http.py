@@ -67,10 +67,12 @@ def create_app(
     on_start: Sequence[Callable[[Runtime], Awaitable[None]]] = (),
     on_stop: Sequence[Callable[[Runtime], Awaitable[None]]] = (),
     upload_media_types: Iterable[str] = (),
+    extra_metrics: Callable[[], Awaitable[str]] | None = None,
 ) -> FastAPI:
     """A FastAPI app for one service, with the platform's cross-cutting routes, errors and lifecycle (``on_start``
     hooks run after the runtime starts, ``on_stop`` hooks before it stops). Every request body is capped at
-    ``http_max_body_bytes`` (413), except uploads of ``upload_media_types``, which the routes stream and cap."""
+    ``http_max_body_bytes`` (413), except uploads of ``upload_media_types``, which the routes stream and cap.
+    ``extra_metrics`` returns more Prometheus text for ``/metrics`` (the monitoring service's inference metrics)."""
     service = runtime.settings.service
 
     @asynccontextmanager
@@ -117,7 +119,10 @@ def create_app(
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=False)
     async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        body = generate_latest()
+        if extra_metrics is not None:
+            body += (await extra_metrics()).encode()
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     for router in routers:
         app.include_router(router)

@@ -54,7 +54,14 @@ def upgrade() -> None:
         sa.Column("count", sa.Integer(), nullable=False),
         sa.Column("examples", postgresql.JSONB(astext_type=sa.Text()), server_default="[]", nullable=False),
         sa.Column("notified", sa.Boolean(), server_default="false", nullable=False),
-        sa.PrimaryKeyConstraint("deployment_id", "window_start", "kind", name=op.f("pk_anomaly_counts")),
+        sa.PrimaryKeyConstraint("project", "deployment_id", "window_start", "kind", name=op.f("pk_anomaly_counts")),
+    )
+    op.create_index(
+        "ix_anomaly_counts_open",
+        "anomaly_counts",
+        ["window_start"],
+        unique=False,
+        postgresql_where="NOT notified AND kind = ''",
     )
     op.create_table(
         "anomaly_notices",
@@ -64,7 +71,7 @@ def upgrade() -> None:
         sa.Column("last_window_start", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_sent_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("event_id", sa.UUID(as_uuid=False), nullable=False),
-        sa.PrimaryKeyConstraint("deployment_id", "kind", name=op.f("pk_anomaly_notices")),
+        sa.PrimaryKeyConstraint("project", "deployment_id", "kind", name=op.f("pk_anomaly_notices")),
     )
     op.create_table(
         "deployments",
@@ -238,6 +245,7 @@ def downgrade() -> None:
     op.drop_table("drift_baselines")
     op.drop_table("deployments")
     op.drop_table("anomaly_notices")
+    op.drop_index("ix_anomaly_counts_open", table_name="anomaly_counts")
     op.drop_table("anomaly_counts")
     op.drop_table("alert_rules")
     # ### end Alembic commands ###

@@ -7,7 +7,8 @@ policies) and its consumers in one process, with the record store's publisher an
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -20,8 +21,9 @@ from llmops.http import create_app
 from llmops.logging import get_logger
 from llmops.runtime import Runtime
 from llmops.storage import ObjectStore
-from llmops_monitoring import api, record_store
+from llmops_monitoring import anomaly_store, api, metrics_api, metrics_store, prometheus, record_store
 from llmops_monitoring.consumers import projections_consumer, records_consumer
+from llmops_monitoring.metrics import summarise
 from llmops_monitoring.settings import MonitoringSettings
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -43,7 +45,13 @@ class MonitoringService:
         )
         self.records_consumer: Consumer = records_consumer(self.settings, self.runtime)
         self.consumer: Consumer = projections_consumer(self.settings, self.runtime)
-        self.app: FastAPI = create_app(self.runtime, title="llmops monitoring", routers=[api.router])
+        self.app: FastAPI = create_app(
+            self.runtime,
+            title="llmops monitoring",
+            routers=[api.router, metrics_api.router],
+            extra_metrics=self.prometheus_text,
+        )
+        self._prometheus: tuple[float, str] = (0.0, "")
         self.app.state.settings = self.settings
 
     async def start(self) -> None:
@@ -51,6 +59,9 @@ class MonitoringService:
         self.runtime.spawn(self._every(self.settings.publish_interval_seconds, self.publish), name="records-publish")
         self.runtime.spawn(
             self._every(self.settings.maintenance_interval_seconds, self.maintain), name="records-maintenance"
+        )
+        self.runtime.spawn(
+            self._every(self.settings.anomaly_assess_interval_seconds, self.assess_anomalies), name="anomalies-assess"
         )
 
     async def stop(self) -> None:
@@ -60,9 +71,35 @@ class MonitoringService:
         """Copy the committed record files from staging to their final keys."""
         return await record_store.publish_pending(self.runtime.db, self.store)
 
+    async def assess_anomalies(self) -> int:
+        """Announce the unusual outputs of the windows that closed (throttled); returns how many notices."""
+        async with self.runtime.db.transaction() as session:
+            return await anomaly_store.assess_closed_windows(
+                session,
+                self.runtime,
+                self.settings.anomalies,
+                window_seconds=self.settings.anomaly_window_seconds,
+                grace_seconds=self.settings.anomaly_grace_seconds,
+            )
+
+    async def prometheus_text(self) -> str:
+        """The inference metrics for ``/metrics`` (read again at most every 15 seconds)."""
+        made_at, text = self._prometheus
+        if time.monotonic() - made_at > 15:
+            async with self.runtime.db.sessions() as session:
+                groups = await metrics_store.prometheus_groups(session, limit=self.settings.max_query_buckets)
+            text = prometheus.render({prometheus.Group(*key): summarise([bucket]) for key, bucket in groups.items()})
+            self._prometheus = (time.monotonic(), text)
+        return text
+
     async def maintain(self) -> None:
-        """Retention of old date partitions, and the sweep of staging files no transaction registered."""
+        """Retention of old date partitions and minute buckets, and the sweep of staging files no transaction
+        registered."""
         await record_store.apply_retention(self.runtime.db, self.store, days=self.settings.retention_days)
+        async with self.runtime.db.transaction() as session:
+            await metrics_store.drop_minutes_before(
+                session, datetime.now(UTC) - timedelta(days=self.settings.minute_buckets_days)
+            )
         await record_store.sweep_staging(
             self.runtime.db, self.store, self.settings.records_prefix, older_than=timedelta(hours=1)
         )

@@ -8,13 +8,12 @@ batch counts once (the inbox).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from llmops.bus import Consumer, Delivery
+from llmops.bus import Consumer
 from llmops.runtime import Runtime
-from llmops_monitoring import ingest, repository
+from llmops_monitoring import repository
+from llmops_monitoring.ingest import Ingest
 from llmops_monitoring.settings import MonitoringSettings
 from llmops_schemas import CloudEvent, topics
 from llmops_schemas.events import (
@@ -36,9 +35,7 @@ def records_consumer(settings: MonitoringSettings, runtime: Runtime) -> Consumer
         max_records=settings.records_batch_max,
     )
 
-    @consumer.on_batch
-    async def records(session: AsyncSession, deliveries: Sequence[Delivery]) -> None:
-        await ingest.ingest(session, runtime, settings, deliveries)
+    consumer.on_batch(Ingest(runtime, settings))
 
     consumer.subscribe(
         description="monitoring: inference records into the record store, the metrics and the anomaly counts",

@@ -97,7 +97,7 @@ def truncate(moment: datetime, resolution: Resolution) -> datetime:
     return moment.replace(minute=0) if resolution == "hour" else moment
 
 
-_SKETCHES = ("latency", "ttft", "input_chars", "output_chars")
+_SKETCHES = ("latency", "ttft", "input_chars", "output_chars", "output_tokens_dist")
 _COUNTERS = ("errors_by_kind", "flags")
 
 
@@ -122,6 +122,8 @@ class Bucket:
     flags: dict[str, int] = field(default_factory=dict)
     input_chars: Sketch = field(default_factory=Sketch)
     output_chars: Sketch = field(default_factory=Sketch)
+    #: tokens out of the completed records that produced some (the outlier reference of ``tokens_out``)
+    output_tokens_dist: Sketch = field(default_factory=Sketch)
 
     def add(self, record: Mapping[str, Any]) -> None:
         """Count one inference record."""
@@ -140,6 +142,8 @@ class Bucket:
         if record["outcome"] == "completed" and tokens_out > 0 and record.get("latency_ms") is not None:
             self.output_tokens += tokens_out
             self.output_tokens_seconds += record["latency_ms"] / 1000
+        if record["outcome"] == "completed" and tokens_out > 0:
+            self.output_tokens_dist.add(tokens_out)
         self.cost += record.get("cost") or 0.0
         for flag in record.get("flags") or ():
             self.flags[flag] = self.flags.get(flag, 0) + 1

@@ -90,7 +90,8 @@ metric_buckets = Table(
 
 # --- unusual outputs -----------------------------------------------------------------------------------------------
 
-#: Flagged records counted per deployment, kind and window (the window's record total under kind "").
+#: Flagged records counted per project, deployment, kind and window; the window's completed records under kind "",
+#: whose ``notified`` says the window was assessed.
 anomaly_counts = Table(
     "anomaly_counts",
     METADATA,
@@ -101,7 +102,8 @@ anomaly_counts = Table(
     Column("count", Integer, nullable=False),
     Column("examples", JSONB, nullable=False, server_default="[]"),
     Column("notified", Boolean, nullable=False, server_default="false"),
-    PrimaryKeyConstraint("deployment_id", "window_start", "kind"),
+    PrimaryKeyConstraint("project", "deployment_id", "window_start", "kind"),
+    Index("ix_anomaly_counts_open", "window_start", postgresql_where="NOT notified AND kind = ''"),
 )
 
 #: The last notice per deployment and kind: a kind is not announced again within the throttle period.
@@ -114,7 +116,7 @@ anomaly_notices = Table(
     Column("last_window_start", DateTime(timezone=True), nullable=False),
     Column("last_sent_at", DateTime(timezone=True), nullable=False),
     Column("event_id", UUID(as_uuid=False), nullable=False),
-    PrimaryKeyConstraint("deployment_id", "kind"),
+    PrimaryKeyConstraint("project", "deployment_id", "kind"),
 )
 
 # --- drift ---------------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from llmops.settings import ServiceSettings
+from llmops_monitoring.anomalies import AnomalySettings
 from llmops_schemas import topics
 
 
@@ -44,6 +45,20 @@ class MonitoringSettings(ServiceSettings):
     minute_buckets_days: int = Field(default=2, ge=1, le=60)
     #: Most buckets one metrics query may read (bounded work per request).
     max_query_buckets: int = Field(default=200_000, ge=1)
+
+    # --- unusual outputs ---
+    #: What counts as unusual and when a window's share of it is announced (env: LLMOPS_MONITORING_ANOMALIES__...).
+    anomalies: AnomalySettings = Field(default_factory=AnomalySettings)
+    #: The windows flagged records are counted and assessed in (seconds).
+    anomaly_window_seconds: int = Field(default=300, ge=10, le=86_400)
+    #: How long after its end a window waits for late records before it is assessed (seconds).
+    anomaly_grace_seconds: float = Field(default=60.0, ge=0)
+    #: How often closed windows are assessed (seconds).
+    anomaly_assess_interval_seconds: float = Field(default=15.0, gt=0)
+    #: The outlier reference of a deployment: its hour buckets of this many hours before the current hour.
+    reference_hours: int = Field(default=24, ge=1, le=24 * 30)
+    #: How long a deployment's reference is reused before it is read again (seconds).
+    reference_refresh_seconds: float = Field(default=300.0, ge=0)
 
     # --- drift ---
     #: Scheduled drift reports: every this many seconds, for each ready deployment (0: only on request).

@@ -1,0 +1,188 @@
+"""Unusual outputs in Postgres: flagged records counted per project, deployment, kind and window in the ingest
+transaction; closed windows assessed (``anomalies.assess``) by a periodic pass that publishes one
+``monitoring.anomaly.detected`` per (deployment, kind) past its threshold, unless the same pair was announced within
+the throttle period. A window is closed once its end plus a grace period (for late records) has passed."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llmops.bus import add_to_outbox
+from llmops.runtime import Actor, Runtime
+from llmops_monitoring.anomalies import AnomalySettings, Group, Throttle, WindowCounter, assess
+from llmops_monitoring.models import anomaly_counts, anomaly_notices
+from llmops_schemas.events.monitoring import Window
+
+#: The kind under which a window's completed records are counted.
+TOTAL = ""
+ACTOR = Actor("monitoring")
+
+
+def window_of(moment: datetime, seconds: int) -> datetime:
+    epoch = int(moment.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
+
+
+async def count(session: AsyncSession, records: Iterable[Mapping[str, Any]], *, window_seconds: int) -> None:
+    """Count completed records and their flags into their windows."""
+    counters: dict[datetime, WindowCounter] = defaultdict(WindowCounter)
+    for record in records:
+        counters[window_of(record["time"], window_seconds)].add(record)
+    rows = []
+    for start, counter in counters.items():
+        for group, total in counter.records.items():
+            rows.append(_row(group, start, TOTAL, total, []))
+        for (group, kind), flagged in counter.counts.items():
+            rows.append(_row(group, start, kind, flagged, counter.examples.get((group, kind), [])))
+    if not rows:
+        return
+    rows.sort(key=lambda r: (r["project"], r["deployment_id"], r["window_start"], r["kind"]))
+    statement = insert(anomaly_counts).values(rows)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["project", "deployment_id", "window_start", "kind"],
+            set_={
+                "count": anomaly_counts.c.count + statement.excluded.count,
+                "examples": text("jsonb_path_query_array(anomaly_counts.examples || excluded.examples, '$[0 to 9]')"),
+            },
+        )
+    )
+
+
+def _row(group: Group, start: datetime, kind: str, n: int, examples: list[str]) -> dict[str, Any]:
+    return {
+        "project": group.project,
+        "deployment_id": group.deployment_id,
+        "window_start": start,
+        "kind": kind,
+        "count": n,
+        "examples": examples,
+    }
+
+
+async def assess_closed_windows(
+    session: AsyncSession,
+    runtime: Runtime,
+    settings: AnomalySettings,
+    *,
+    window_seconds: int,
+    grace_seconds: float,
+    now: datetime | None = None,
+) -> int:
+    """Assess every closed, unassessed window: publish its notices (throttled), mark it assessed; returns how many
+    notices were published. Runs in the caller's transaction (rows locked: two passes never announce twice)."""
+    now = now or datetime.now(UTC)
+    closed_before = now - timedelta(seconds=window_seconds + grace_seconds)
+    totals = (
+        await session.execute(
+            select(anomaly_counts.c.project, anomaly_counts.c.deployment_id, anomaly_counts.c.window_start)
+            .where(~anomaly_counts.c.notified, anomaly_counts.c.kind == TOTAL)
+            .where(anomaly_counts.c.window_start <= closed_before)
+            .order_by(anomaly_counts.c.window_start)
+            .limit(1000)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    published = 0
+    throttle = Throttle(settings.throttle_seconds)
+    by_window: dict[datetime, list[Any]] = defaultdict(list)
+    for row in totals:
+        by_window[row.window_start].append(row)
+    for start, groups in sorted(by_window.items()):
+        keys = [(g.project, g.deployment_id) for g in groups]
+        rows = (
+            await session.execute(
+                select(anomaly_counts).where(
+                    anomaly_counts.c.window_start == start,
+                    tuple_(anomaly_counts.c.project, anomaly_counts.c.deployment_id).in_(keys),
+                )
+            )
+        ).all()
+        counts, records, examples = {}, {}, {}
+        for row in rows:
+            group = Group(row.project, row.deployment_id)
+            if row.kind == TOTAL:
+                records[group] = row.count
+            else:
+                counts[group, row.kind] = row.count
+                examples[group, row.kind] = row.examples
+        end = start + timedelta(seconds=window_seconds)
+        notices = assess(counts, records, settings, examples=examples)
+        last_sent = await _last_sent(session, [n.key for n in notices])
+        for notice in throttle.select(notices, last_sent, end):
+            payload = notice.event(Window(start=start, end=end))
+            event = runtime.event(
+                payload, subject=notice.group.deployment_id, actor=ACTOR, project=notice.group.project
+            )
+            await add_to_outbox(session, event)
+            statement = insert(anomaly_notices).values(
+                project=notice.group.project,
+                deployment_id=notice.group.deployment_id,
+                kind=notice.kind,
+                last_window_start=start,
+                last_sent_at=end,
+                event_id=event.id,
+            )
+            await session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["project", "deployment_id", "kind"],
+                    set_={"last_window_start": start, "last_sent_at": end, "event_id": event.id},
+                )
+            )
+            published += 1
+        await session.execute(
+            update(anomaly_counts)
+            .where(
+                anomaly_counts.c.window_start == start,
+                anomaly_counts.c.kind == TOTAL,
+                tuple_(anomaly_counts.c.project, anomaly_counts.c.deployment_id).in_(keys),
+            )
+            .values(notified=True)
+        )
+    return published
+
+
+async def _last_sent(session: AsyncSession, keys: list[tuple[Group, str]]) -> dict[tuple[Group, str], datetime]:
+    if not keys:
+        return {}
+    rows = (
+        await session.execute(
+            select(anomaly_notices).where(
+                tuple_(anomaly_notices.c.project, anomaly_notices.c.deployment_id, anomaly_notices.c.kind).in_(
+                    [(g.project, g.deployment_id, kind) for g, kind in keys]
+                )
+            )
+        )
+    ).all()
+    return {(Group(r.project, r.deployment_id), r.kind): r.last_sent_at for r in rows}
+
+
+async def windows(
+    session: AsyncSession, project: str, start: datetime, end: datetime, deployment_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Flag counts per window and deployment of a project (what the anomalies API lists)."""
+    query = select(anomaly_counts).where(
+        anomaly_counts.c.project == project,
+        anomaly_counts.c.window_start >= start,
+        anomaly_counts.c.window_start < end,
+    )
+    if deployment_id is not None:
+        query = query.where(anomaly_counts.c.deployment_id == deployment_id)
+    out: dict[tuple[str, datetime], dict[str, Any]] = {}
+    for row in (await session.execute(query.order_by(anomaly_counts.c.window_start))).all():
+        entry = out.setdefault(
+            (row.deployment_id, row.window_start),
+            {"deployment_id": row.deployment_id, "window_start": row.window_start, "records": 0, "flags": {}},
+        )
+        if row.kind == TOTAL:
+            entry["records"], entry["assessed"] = row.count, row.notified
+        else:
+            entry["flags"][row.kind] = {"count": row.count, "examples": row.examples}
+    return list(out.values())

@@ -1,0 +1,172 @@
+"""Metric buckets in Postgres: each batch of records is counted into its minute and its hour buckets (both written
+directly: an hour bucket is exactly the merge of its minutes, so no roll-up job can fall behind), merged into the
+stored rows under row locks taken in key order (several consumers may share a bucket; none waits on another in a
+cycle). Queries read the buckets of a range, group them, and summarise each group (``metrics.summarise``)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llmops.errors import Problem
+from llmops_monitoring.metrics import RESOLUTIONS, Bucket, BucketKey, Resolution, aggregate, summarise
+from llmops_monitoring.models import metric_buckets
+
+DIMENSIONS: tuple[str, ...] = ("project", "route", "deployment_id", "model_version_id", "user")
+_KEY_COLUMNS = ("resolution", "start", *DIMENSIONS)
+_EMPTY = Bucket().to_row()
+
+
+def _key_of(row: Any) -> BucketKey:
+    return BucketKey(**{name: getattr(row, name) for name in _KEY_COLUMNS})
+
+
+def _sort_key(key: BucketKey) -> tuple:
+    return (key.resolution, key.start, key.project, key.route, key.deployment_id, key.model_version_id, key.user)
+
+
+async def add_records(session: AsyncSession, records: Iterable[Mapping[str, Any]]) -> None:
+    """Count ``records`` into their minute and hour buckets."""
+    records = list(records)
+    buckets: dict[BucketKey, Bucket] = {}
+    for resolution in RESOLUTIONS:
+        buckets.update(aggregate(records, resolution))
+    await merge_buckets(session, buckets)
+
+
+async def merge_buckets(session: AsyncSession, buckets: Mapping[BucketKey, Bucket]) -> None:
+    """Add ``buckets`` to the stored ones (made when missing)."""
+    if not buckets:
+        return
+    keys = sorted(buckets, key=_sort_key)
+    columns = [metric_buckets.c[name] for name in _KEY_COLUMNS]
+    for chunk in _chunks(keys, 2_000):
+        await session.execute(
+            insert(metric_buckets).values([{**key.to_row(), "data": _EMPTY} for key in chunk]).on_conflict_do_nothing()
+        )
+        stored = (
+            await session.execute(
+                select(*columns, metric_buckets.c.data)
+                .where(tuple_(*columns).in_([tuple(key.to_row()[c] for c in _KEY_COLUMNS) for key in chunk]))
+                .order_by(*columns)
+                .with_for_update()
+            )
+        ).all()
+        changes = []
+        for row in stored:
+            key = _key_of(row)
+            bucket = Bucket.from_row(row.data)
+            bucket.merge(buckets[key])
+            changes.append({**{f"k_{c}": getattr(row, c) for c in _KEY_COLUMNS}, "new_data": bucket.to_row()})
+        await session.execute(
+            update(metric_buckets)
+            .where(*(metric_buckets.c[c] == bindparam(f"k_{c}") for c in _KEY_COLUMNS))
+            .values(data=bindparam("new_data"), updated_at=func.now())
+            .execution_options(synchronize_session=False),
+            changes,
+        )
+
+
+def resolution_for(start: datetime, end: datetime, *, minute_days: int, requested: str = "auto") -> Resolution:
+    """``minute`` for ranges of up to six hours inside the minute buckets' life, else ``hour`` (or as asked)."""
+    if requested in RESOLUTIONS:
+        if requested == "minute" and start < datetime.now(UTC) - timedelta(days=minute_days):
+            raise Problem(
+                422,
+                f"minute buckets are kept {minute_days} days: ask for resolution=hour",
+                type_="urn:llmops:problem:validation",
+                errors=[{"field": "resolution", "location": "query", "message": "minute buckets expired"}],
+            )
+        return requested  # type: ignore[return-value]
+    recent = start >= datetime.now(UTC) - timedelta(days=minute_days)
+    return "minute" if recent and end - start <= timedelta(hours=6) else "hour"
+
+
+async def read_buckets(
+    session: AsyncSession,
+    *,
+    project: str,
+    start: datetime,
+    end: datetime,
+    resolution: Resolution,
+    filters: Mapping[str, str] | None = None,
+    limit: int,
+) -> list[tuple[BucketKey, Bucket]]:
+    """The buckets of ``project`` whose start is in ``[start, end)`` (at the resolution's boundaries), filtered."""
+    columns = [metric_buckets.c[name] for name in _KEY_COLUMNS]
+    query = select(*columns, metric_buckets.c.data).where(
+        metric_buckets.c.resolution == resolution,
+        metric_buckets.c.project == project,
+        metric_buckets.c.start
+        >= start.replace(second=0, microsecond=0, **({"minute": 0} if resolution == "hour" else {})),
+        metric_buckets.c.start < end,
+    )
+    for name, value in (filters or {}).items():
+        query = query.where(metric_buckets.c[name] == value)
+    rows = (await session.execute(query.order_by(metric_buckets.c.start).limit(limit + 1))).all()
+    if len(rows) > limit:
+        raise Problem(
+            422,
+            f"the range holds more than {limit} buckets: narrow it, filter it, or ask for resolution=hour",
+            type_="urn:llmops:problem:validation",
+            errors=[{"field": "start", "location": "query", "message": "too many buckets in range"}],
+        )
+    return [(_key_of(row), Bucket.from_row(row.data)) for row in rows]
+
+
+def group(
+    buckets: Iterable[tuple[BucketKey, Bucket]], by: Sequence[str], *, step: bool = False
+) -> list[dict[str, Any]]:
+    """One summary per distinct value of the ``by`` dimensions (and bucket start, with ``step``), in order."""
+    groups: dict[tuple, list[Bucket]] = defaultdict(list)
+    for key, bucket in buckets:
+        groups[(key.start if step else None, *(getattr(key, name) for name in by))].append(bucket)
+    out = []
+    for values, members in sorted(groups.items(), key=lambda item: tuple(str(v) for v in item[0])):
+        entry: dict[str, Any] = {name: value or None for name, value in zip(by, values[1:], strict=True)}
+        if step:
+            entry["start"] = values[0]
+        entry.update(summarise(members))
+        out.append(entry)
+    return out
+
+
+async def drop_minutes_before(session: AsyncSession, before: datetime) -> int:
+    result = await session.execute(
+        delete(metric_buckets).where(metric_buckets.c.resolution == "minute", metric_buckets.c.start < before)
+    )
+    return result.rowcount or 0
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+async def prometheus_groups(session: AsyncSession, *, limit: int) -> dict[tuple[str, str, str, str], Bucket]:
+    """Every hour bucket kept, merged per (project, route, deployment, model version): cumulative over the
+    retention, as Prometheus counters must be (a partition leaving the retention reads as a counter reset)."""
+    columns = [metric_buckets.c[name] for name in ("project", "route", "deployment_id", "model_version_id")]
+    rows = (
+        await session.execute(
+            select(*columns, metric_buckets.c.data)
+            .where(metric_buckets.c.resolution == "hour")
+            .order_by(metric_buckets.c.start.desc())
+            .limit(limit)
+        )
+    ).all()
+    groups: dict[tuple[str, str, str, str], Bucket] = {}
+    for row in rows:
+        key = (row.project, row.route, row.deployment_id, row.model_version_id)
+        bucket = Bucket.from_row(row.data)
+        if key in groups:
+            groups[key].merge(bucket)
+        else:
+            groups[key] = bucket
+    return groups
