@@ -21,7 +21,7 @@ from llmops.http import create_app
 from llmops.logging import get_logger
 from llmops.runtime import Runtime
 from llmops.storage import ObjectStore
-from llmops_monitoring import anomaly_store, api, metrics_api, metrics_store, prometheus, record_store
+from llmops_monitoring import anomaly_store, api, metrics_api, metrics_store, prometheus, record_store, repository
 from llmops_monitoring.consumers import projections_consumer, records_consumer
 from llmops_monitoring.metrics import summarise
 from llmops_monitoring.settings import MonitoringSettings
@@ -97,9 +97,9 @@ class MonitoringService:
         registered."""
         await record_store.apply_retention(self.runtime.db, self.store, days=self.settings.retention_days)
         async with self.runtime.db.transaction() as session:
-            await metrics_store.drop_minutes_before(
-                session, datetime.now(UTC) - timedelta(days=self.settings.minute_buckets_days)
-            )
+            before = datetime.now(UTC) - timedelta(days=self.settings.minute_buckets_days)
+            await metrics_store.drop_minutes_before(session, before)
+            await repository.drop_requests_before(session, before)
         await record_store.sweep_staging(
             self.runtime.db, self.store, self.settings.records_prefix, older_than=timedelta(hours=1)
         )

@@ -1,6 +1,7 @@
 """The monitoring service's Kafka subscribers: the inference records (ours and other systems', the same JSON Schema),
 taken in batches, each batch stored as Parquet, counted in the metrics and checked for unusual outputs in one
-transaction with its inbox rows; and the projection of deployments (what may be watched).
+transaction with its inbox rows; the projections of deployments (what may be watched) and budgets (alerts at a
+share of them); and feedback, counted in the metrics of the request it is about.
 
 Malformed records go to the dead-letter topic with their reason (the shared consumer's decoding); a redelivered
 batch counts once (the inbox).
@@ -12,15 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import Consumer
 from llmops.runtime import Runtime
-from llmops_monitoring import repository
+from llmops_monitoring import feedback_metrics, repository
 from llmops_monitoring.ingest import Ingest
 from llmops_monitoring.settings import MonitoringSettings
 from llmops_schemas import CloudEvent, topics
 from llmops_schemas.events import (
+    BudgetSet,
     DeploymentFailed,
     DeploymentReady,
     DeploymentRequested,
     DeploymentStopped,
+    FeedbackSubmitted,
 )
 
 
@@ -49,7 +52,7 @@ def projections_consumer(settings: MonitoringSettings, runtime: Runtime) -> Cons
         settings.consumer_group,
         runtime.db,
         runtime.broker,
-        [topics.DEPLOYMENTS],
+        [topics.DEPLOYMENTS, topics.FEEDBACK],
         max_attempts=settings.consumer_max_attempts,
         backoff_seconds=settings.consumer_backoff_seconds,
     )
@@ -63,7 +66,16 @@ def projections_consumer(settings: MonitoringSettings, runtime: Runtime) -> Cons
         status = {"deployment.ready": "ready", "deployment.failed": "failed", "deployment.stopped": "stopped"}
         await repository.deployment_status(session, v.deployment_id, status[event.type], event.time)
 
+    @consumer.on(BudgetSet.event_type)
+    async def budget_set(session: AsyncSession, event: CloudEvent, v: BudgetSet) -> None:
+        await repository.set_budget(session, event, v)
+
+    @consumer.on(FeedbackSubmitted.event_type)
+    async def feedback(session: AsyncSession, event: CloudEvent, v: FeedbackSubmitted) -> None:
+        await feedback_metrics.count(session, event, v)
+
     consumer.subscribe(
-        description="monitoring: projection of deployments", auto_offset_reset=settings.consumer_offset_reset
+        description="monitoring: projections of deployments and budgets; feedback into the metrics",
+        auto_offset_reset=settings.consumer_offset_reset,
     )
     return consumer

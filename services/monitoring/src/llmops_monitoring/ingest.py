@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import Delivery
 from llmops.runtime import Runtime
-from llmops_monitoring import anomaly_store, metrics_store, record_store
+from llmops_monitoring import anomaly_store, metrics_store, record_store, repository
 from llmops_monitoring.anomalies import Detector, Reference
 from llmops_monitoring.metrics import merged
 from llmops_monitoring.records import record_of
@@ -44,6 +44,7 @@ class Ingest:
         files = await record_store.stage(self.runtime.store, self.settings.records_prefix, records)
         await record_store.register(session, files)
         await metrics_store.add_records(session, records)
+        await repository.index_requests(session, records)
         await anomaly_store.count(session, records, window_seconds=self.settings.anomaly_window_seconds)
 
     async def reference(self, session: AsyncSession, project: str, deployment_id: str | None) -> Reference | None:

@@ -43,6 +43,21 @@ deployments = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+#: ``budget.set``: the token and cost budgets of projects, users and keys (alerts fire at a share of them).
+budgets = Table(
+    "budgets",
+    METADATA,
+    Column("budget_id", Text, primary_key=True),
+    Column("project", Text, nullable=False),
+    Column("scope", Text, nullable=False),  # project | user | key
+    Column("subject", Text, nullable=False),
+    Column("period", Text, nullable=False),  # day | month | total
+    Column("max_tokens", BigInteger),
+    Column("max_cost", Float),
+    Column("state", Text, nullable=False, server_default="ok"),  # ok | firing (the budget alert)
+    Column("set_at", DateTime(timezone=True), nullable=False),
+)
+
 # --- the record store ----------------------------------------------------------------------------------------------
 
 #: One Parquet file of records, written under a staging key first (``_staging/...``: readers of the hive layout skip
@@ -86,6 +101,22 @@ metric_buckets = Table(
     PrimaryKeyConstraint("resolution", "start", "project", "route", "deployment_id", "model_version_id", "user"),
     Index("ix_metric_buckets_project_start", "project", "resolution", "start"),
     Index("ix_metric_buckets_deployment_start", "deployment_id", "resolution", "start"),
+)
+
+#: Where each recent request was counted (its dimensions), so that feedback on it (``feedback.submitted`` with
+#: ``inference_id``) lands in the same metrics; kept as long as the minute buckets.
+request_index = Table(
+    "request_index",
+    METADATA,
+    Column("request_id", Text, nullable=False),
+    Column("project", Text, nullable=False),
+    Column("route", Text, nullable=False),
+    Column("deployment_id", Text, nullable=False),
+    Column("model_version_id", Text, nullable=False),
+    Column("user", Text, nullable=False),
+    Column("time", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("project", "request_id"),
+    Index("ix_request_index_time", "time"),
 )
 
 # --- unusual outputs -----------------------------------------------------------------------------------------------

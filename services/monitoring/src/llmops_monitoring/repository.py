@@ -1,16 +1,18 @@
-"""The monitoring service's writes: the deployments projection and metric buckets."""
+"""The monitoring service's writes: the projections of deployments and budgets, and the request index."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from llmops_monitoring.models import deployments
+from llmops_monitoring.models import budgets, deployments, request_index
 from llmops_schemas import CloudEvent
-from llmops_schemas.events import DeploymentRequested
+from llmops_schemas.events import BudgetSet, DeploymentRequested
 
 
 async def deployment_requested(session: AsyncSession, event: CloudEvent, v: DeploymentRequested) -> None:
@@ -39,3 +41,56 @@ async def deployment_status(session: AsyncSession, deployment_id: str, status: s
         .where(deployments.c.deployment_id == deployment_id, deployments.c.updated_at <= at)
         .values(status=status, updated_at=at)
     )
+
+
+async def set_budget(session: AsyncSession, event: CloudEvent, v: BudgetSet) -> None:
+    """The budget's latest definition by event time."""
+    values = {
+        "project": v.project,
+        "scope": v.scope,
+        "subject": v.subject,
+        "period": v.period,
+        "max_tokens": v.max_tokens,
+        "max_cost": v.max_cost,
+        "set_at": event.time,
+    }
+    statement = insert(budgets).values(budget_id=v.budget_id, **values)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["budget_id"], set_=values, where=budgets.c.set_at <= statement.excluded.set_at
+        )
+    )
+
+
+async def index_requests(session: AsyncSession, records: Sequence[Mapping[str, Any]]) -> None:
+    """Remember where each record was counted, for feedback on it."""
+    rows = [
+        {
+            "request_id": r["request_id"],
+            "project": r["project"],
+            "route": r["route"] or "",
+            "deployment_id": r["deployment_id"] or "",
+            "model_version_id": r["model_version_id"] or "",
+            "user": r["user"] or "",
+            "time": r["time"],
+        }
+        for r in records
+        if not r["shadow"]
+    ]
+    for i in range(0, len(rows), 5_000):
+        await session.execute(insert(request_index).values(rows[i : i + 5_000]).on_conflict_do_nothing())
+
+
+async def request_dimensions(session: AsyncSession, project: str, request_id: str) -> dict[str, str] | None:
+    row = (
+        await session.execute(
+            select(request_index).where(request_index.c.project == project, request_index.c.request_id == request_id)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return {name: getattr(row, name) for name in ("route", "deployment_id", "model_version_id", "user")}
+
+
+async def drop_requests_before(session: AsyncSession, before: datetime) -> None:
+    await session.execute(delete(request_index).where(request_index.c.time < before))
