@@ -1,0 +1,127 @@
+"""Metrics through the service: records published on Kafka are counted into buckets, and the API's percentiles and
+counts equal numpy's on the same records (percentiles within the sketch's 1 % relative error); filters, groups and
+steps; feedback on a request lands in its bucket; the Prometheus exposition; bad ranges are 422 naming the field."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from llmops_schemas import new_event
+from llmops_schemas.events import FeedbackSubmitted
+
+from . import events
+from .conftest import ENGINEER, VIEWER, publish
+from .ingest_support import wait_rows
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+def within_sketch_error(value: float, values: np.ndarray, q: float) -> bool:
+    """DDSketch answers within 1 % of the value at the rank it reads (numpy's ``lower`` method at that rank)."""
+    truth = np.quantile(values, q, method="lower")
+    return abs(value - truth) <= 0.01 * truth * (1 + 1e-9)
+
+
+async def test_percentiles_and_counts_equal_numpy_on_the_same_records(client, monitoring, records_topic):
+    rng = np.random.default_rng(7)
+    latencies = {d: rng.lognormal(5 + i, 0.6, 400) for i, d in enumerate(("d1", "d2"))}
+    sent = [
+        events.completed(deployment_id=d, latency_ms=float(v), tokens_in=10 + j % 7, tokens_out=5 + j % 11)
+        for d, values in latencies.items()
+        for j, v in enumerate(values)
+    ]
+    failures = [events.failed(deployment_id="d1", status=s) for s in (502, 502, 503)]
+    await publish(records_topic, [e.to_bytes() for e in sent + failures])
+    await wait_rows(monitoring, len(sent) + len(failures))
+
+    answer = await client.get("/projects/p1/monitoring/metrics", params={"group_by": "deployment_id"}, headers=VIEWER)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["resolution"] == "minute"
+    groups = {g["deployment_id"]: g for g in body["groups"]}
+    d1_all = np.concatenate([latencies["d1"], [30.0, 30.0, 30.0]])  # failed records are timed too
+    for deployment, values in (("d1", d1_all), ("d2", latencies["d2"])):
+        group = groups[deployment]
+        for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+            assert within_sketch_error(group["latency_ms"][name], values, q), (deployment, name)
+        assert group["requests"] == len(values)
+    assert groups["d1"]["errors"] == 3 and groups["d1"]["errors_by_kind"] == {"http_502": 2, "http_503": 1}
+    assert groups["d2"]["tokens_in"] == sum(10 + j % 7 for j in range(400))
+    assert groups["d2"]["tokens_out"] == sum(5 + j % 11 for j in range(400))
+    assert groups["d2"]["cost"] == pytest.approx(sum(0.0001 * (10 + j % 7 + 5 + j % 11) for j in range(400)))
+
+    only_d2 = (await client.get("/projects/p1/monitoring/metrics?deployment_id=d2", headers=VIEWER)).json()
+    assert [g["requests"] for g in only_d2["groups"]] == [400]
+    series = (await client.get("/projects/p1/monitoring/metrics?step=true", headers=VIEWER)).json()
+    assert sum(g["requests"] for g in series["groups"]) == 803 and all("start" in g for g in series["groups"])
+    hourly = (await client.get("/projects/p1/monitoring/metrics?resolution=hour", headers=VIEWER)).json()
+    assert sum(g["requests"] for g in hourly["groups"]) == 803
+
+
+async def test_feedback_on_a_request_lands_in_its_bucket(client, monitoring, records_topic):
+    served = events.completed(deployment_id="d9")
+    await publish(records_topic, [served.to_bytes()])
+    await wait_rows(monitoring, 1)
+    for rating in (5, 3):
+        feedback = new_event(
+            FeedbackSubmitted(project="p1", rating=rating, inference_id=served.data["request_id"]),
+            subject=served.data["request_id"],
+            source="urn:chat-frontend",
+            project="p1",
+        )
+        await monitoring.consumer.process([_record(feedback)])
+    groups = (await client.get("/projects/p1/monitoring/metrics?deployment_id=d9", headers=VIEWER)).json()["groups"]
+    assert groups[0]["feedback_count"] == 2 and groups[0]["feedback_mean"] == 4
+
+
+async def test_the_inference_metrics_are_in_the_prometheus_exposition(client, monitoring, records_topic):
+    await publish(records_topic, [events.completed(deployment_id="dp").to_bytes() for _ in range(5)])
+    await wait_rows(monitoring, 5)
+    text = (await client.get("/metrics")).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    [sample] = [s for s in families["llmops_inference_requests"].samples if s.labels.get("deployment") == "dp"]
+    assert sample.value == 5 and sample.labels["project"] == "p1"
+
+
+class TestBadInput:
+    async def test_a_range_older_than_the_retention_is_422_naming_start(self, client):
+        old = (datetime.now(UTC) - timedelta(days=400)).isoformat()
+        answer = await client.get("/projects/p1/monitoring/metrics", params={"start": old}, headers=VIEWER)
+        assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "start"
+
+    async def test_an_empty_range_is_422(self, client):
+        now = datetime.now(UTC).isoformat()
+        answer = await client.get("/projects/p1/monitoring/metrics", params={"start": now, "end": now}, headers=VIEWER)
+        assert answer.status_code == 422
+
+    async def test_an_unknown_group_is_422_naming_group_by(self, client):
+        answer = await client.get("/projects/p1/monitoring/metrics?group_by=colour", headers=VIEWER)
+        assert answer.status_code == 422 and "group_by" in answer.text
+
+    async def test_another_project_is_403_and_no_token_401(self, client):
+        assert (await client.get("/projects/p2/monitoring/metrics", headers=ENGINEER)).status_code == 403
+        assert (await client.get("/projects/p1/monitoring/metrics")).status_code == 401
+
+
+def _record(event):
+    from aiokafka import ConsumerRecord
+
+    value = event.to_bytes()
+    return ConsumerRecord(
+        topic="test",
+        partition=0,
+        offset=int(time.monotonic_ns() % 10**9),
+        timestamp=0,
+        timestamp_type=0,
+        key=b"k",
+        value=value,
+        checksum=None,
+        serialized_key_size=1,
+        serialized_value_size=len(value),
+        headers=[],
+    )
