@@ -73,3 +73,37 @@ def failed(*, project: str = "p1", deployment_id: str | None = "d1", status: int
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def from_record(record: dict, *, project: str = "p1", deployment_id: str | None = None) -> CloudEvent:
+    """The event a gateway would have published for a synthetic record (``traffic.records``)."""
+    fields = {
+        "request_id": record["request_id"],
+        "project": project,
+        "route": record["route"],
+        "api": record["api"] or "chat.completions",
+        "stream": record["stream"],
+        "deployment_id": deployment_id or record["deployment_id"],
+        "model_version_id": record["model_version_id"],
+        "user": record["user"],
+        "latency_ms": record["latency_ms"],
+        "input": record["input"],
+        "input_sha256": record["input_sha256"],
+        "text_mode": record["text_mode"],
+    }
+    if record["outcome"] == "failed":
+        payload = InferenceFailed(**fields, status=record["status"] or 500, error=record["error"] or "failed")
+    else:
+        payload = InferenceCompleted(
+            **fields,
+            time_to_first_token_ms=record["time_to_first_token_ms"],
+            tokens_in=record["tokens_in"],
+            tokens_out=record["tokens_out"],
+            usage_source=record["usage_source"] or "backend",
+            cost=record["cost"] or 0.0,
+            finish_reason=record["finish_reason"],
+            output=record["output"],
+            output_sha256=record["output_sha256"],
+        )
+    event = new_event(payload, subject=record["request_id"], source="/llmops/deployment-gateway", project=project)
+    return event.model_copy(update={"time": record["time"]})

@@ -136,10 +136,16 @@ def upgrade() -> None:
         sa.Column("requested_by", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_drift_reports")),
-        sa.UniqueConstraint("deployment_id", "current_start", "trigger", name="uq_drift_reports_window"),
     )
     op.create_index(
         "ix_drift_reports_deployment_created_at", "drift_reports", ["deployment_id", "created_at"], unique=False
+    )
+    op.create_index(
+        "uq_drift_reports_window",
+        "drift_reports",
+        ["deployment_id", "current_start"],
+        unique=True,
+        postgresql_where="trigger = 'schedule'",
     )
     op.create_table(
         "metric_buckets",
@@ -270,6 +276,7 @@ def downgrade() -> None:
     op.drop_index("ix_metric_buckets_project_start", table_name="metric_buckets")
     op.drop_index("ix_metric_buckets_deployment_start", table_name="metric_buckets")
     op.drop_table("metric_buckets")
+    op.drop_index("uq_drift_reports_window", table_name="drift_reports")
     op.drop_index("ix_drift_reports_deployment_created_at", table_name="drift_reports")
     op.drop_table("drift_reports")
     op.drop_table("drift_baselines")

@@ -21,7 +21,17 @@ from llmops.http import create_app
 from llmops.logging import get_logger
 from llmops.runtime import Runtime
 from llmops.storage import ObjectStore
-from llmops_monitoring import anomaly_store, api, metrics_api, metrics_store, prometheus, record_store, repository
+from llmops_monitoring import (
+    anomaly_store,
+    api,
+    drift_api,
+    drift_service,
+    metrics_api,
+    metrics_store,
+    prometheus,
+    record_store,
+    repository,
+)
 from llmops_monitoring.consumers import projections_consumer, records_consumer
 from llmops_monitoring.metrics import summarise
 from llmops_monitoring.settings import MonitoringSettings
@@ -48,7 +58,7 @@ class MonitoringService:
         self.app: FastAPI = create_app(
             self.runtime,
             title="llmops monitoring",
-            routers=[api.router, metrics_api.router],
+            routers=[api.router, metrics_api.router, drift_api.router],
             extra_metrics=self.prometheus_text,
         )
         self._prometheus: tuple[float, str] = (0.0, "")
@@ -63,6 +73,10 @@ class MonitoringService:
         self.runtime.spawn(
             self._every(self.settings.anomaly_assess_interval_seconds, self.assess_anomalies), name="anomalies-assess"
         )
+        if self.settings.drift_interval_seconds > 0:
+            self.runtime.spawn(
+                self._every(self.settings.drift_interval_seconds, self.drift_pass), name="drift-schedule"
+            )
 
     async def stop(self) -> None:
         await self.runtime.stop()
@@ -81,6 +95,10 @@ class MonitoringService:
                 window_seconds=self.settings.anomaly_window_seconds,
                 grace_seconds=self.settings.anomaly_grace_seconds,
             )
+
+    async def drift_pass(self) -> int:
+        """The scheduled drift reports of the window that just ended; returns how many were made."""
+        return await drift_service.scheduled_pass(self.runtime, self.store, self.settings)
 
     async def prometheus_text(self) -> str:
         """The inference metrics for ``/metrics`` (read again at most every 15 seconds)."""

@@ -192,7 +192,14 @@ drift_reports = Table(
     Column("requested_by", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_drift_reports_deployment_created_at", "deployment_id", "created_at"),
-    UniqueConstraint("deployment_id", "current_start", "trigger", name="uq_drift_reports_window"),
+    # one scheduled report per deployment and window, however many replicas run the schedule
+    Index(
+        "uq_drift_reports_window",
+        "deployment_id",
+        "current_start",
+        unique=True,
+        postgresql_where="trigger = 'schedule'",
+    ),
 )
 
 # --- alerts and policies -------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from pydantic_settings import SettingsConfigDict
 
 from llmops.settings import ServiceSettings
 from llmops_monitoring.anomalies import AnomalySettings
+from llmops_monitoring.drift_settings import DriftSettings
 from llmops_schemas import topics
 
 
@@ -65,5 +66,7 @@ class MonitoringSettings(ServiceSettings):
     drift_interval_seconds: float = Field(default=3600.0, ge=0)
     #: The current window of a scheduled report (seconds back from now).
     drift_window_seconds: int = Field(default=3600, ge=60)
+    #: How reports are run and judged (env: LLMOPS_MONITORING_DRIFT__...).
+    drift: DriftSettings = Field(default_factory=DriftSettings)
     #: The object store prefix of drift reports.
     reports_prefix: str = "monitoring/drift"

@@ -1,0 +1,214 @@
+"""Drift reports of deployments, on a schedule and on request: the current window's records against a reference
+(the deployment's pinned baseline window, else the window of the same length just before), both read from the
+record store; Evidently's report (``drift.run_drift``, in a thread) stored as HTML and JSON in the object store and
+as a ``drift_reports`` row. ``monitoring.drift.detected`` is published when the scheduled reports of a deployment
+have drifted ``consecutive`` windows in a row (once per run of drifted windows); a report on request publishes when
+it drifts by itself (someone asked)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llmops.bus import add_to_outbox
+from llmops.db import Database
+from llmops.logging import get_logger
+from llmops.runtime import Actor, Runtime
+from llmops.storage import ObjectStore
+from llmops_monitoring import record_store
+from llmops_monitoring.drift import Consecutive, DriftSettings, TooFewRows, run_drift
+from llmops_monitoring.models import deployments, drift_baselines, drift_reports
+from llmops_monitoring.record_store import partition_value
+from llmops_schemas.events.monitoring import MonitoringDriftDetected, Window
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class DriftRequest:
+    project: str
+    deployment_id: str
+    current_start: datetime
+    current_end: datetime
+    trigger: str  # schedule | request
+    requested_by: str
+    correlation_id: str | None = None
+    reference_start: datetime | None = None
+    reference_end: datetime | None = None
+
+
+async def reference_window(session: AsyncSession, request: DriftRequest) -> tuple[datetime, datetime]:
+    """The request's own reference, else the deployment's pinned baseline, else the window just before."""
+    if request.reference_start is not None and request.reference_end is not None:
+        return request.reference_start, request.reference_end
+    pinned = (
+        await session.execute(select(drift_baselines).where(drift_baselines.c.deployment_id == request.deployment_id))
+    ).one_or_none()
+    if pinned is not None:
+        return pinned.start, pinned.end
+    length = request.current_end - request.current_start
+    return request.current_start - length, request.current_start
+
+
+async def run_report(
+    runtime: Runtime, store: ObjectStore, settings: Any, drift_settings: DriftSettings, request: DriftRequest
+) -> dict[str, Any]:
+    """Run, store and record one report; returns its row. A window with too few records is recorded as skipped."""
+    db: Database = runtime.db
+    async with db.sessions() as session:
+        reference_start, reference_end = await reference_window(session, request)
+        model_version_id = (
+            await session.execute(
+                select(deployments.c.model_version_id).where(deployments.c.deployment_id == request.deployment_id)
+            )
+        ).scalar_one_or_none()
+    read = dict(project=request.project, deployment_id=request.deployment_id)
+    current = (await record_store.read_table(db, store, request.current_start, request.current_end, **read)).to_pylist()
+    reference = (await record_store.read_table(db, store, reference_start, reference_end, **read)).to_pylist()
+    report_id = str(uuid.uuid4())
+    row: dict[str, Any] = {
+        "id": report_id,
+        "project": request.project,
+        "deployment_id": request.deployment_id,
+        "model_version_id": model_version_id,
+        "trigger": request.trigger,
+        "reference": "window",
+        "reference_start": reference_start,
+        "reference_end": reference_end,
+        "current_start": request.current_start,
+        "current_end": request.current_end,
+        "reference_rows": len(reference),
+        "current_rows": len(current),
+        "requested_by": request.requested_by,
+    }
+    try:
+        result = await asyncio.to_thread(run_drift, current, reference, drift_settings, seed=0)
+    except TooFewRows as exc:
+        row.update(status="skipped", reason=str(exc))
+        async with db.transaction() as session:
+            await _insert(session, row)
+        return row
+    base = f"{settings.reports_prefix}/{partition_value(request.deployment_id)}/{report_id}"
+    report_json = result.report_json.encode()
+    await store.put_named(f"{base}.json", report_json, content_type="application/json")
+    await store.put_named(f"{base}.html", result.html.encode(), content_type="text/html; charset=utf-8")
+    row.update(
+        status="done",
+        reason="; ".join(f"{c}: {why}" for c, why in result.dropped_columns.items()) or None,
+        reference_rows=result.rows_reference,
+        current_rows=result.rows_current,
+        drifted_share=result.drifted_share,
+        threshold=result.threshold,
+        drifted=result.drifted,
+        columns=[c.model_dump() for c in result.to_event_columns()],
+        json_key=f"{base}.json",
+        json_sha256=hashlib.sha256(report_json).hexdigest(),
+        html_key=f"{base}.html",
+    )
+    async with db.transaction() as session:
+        await _insert(session, row)
+        if await _publishes(session, row, drift_settings.consecutive):
+            event = runtime.event(
+                MonitoringDriftDetected(
+                    project=request.project,
+                    deployment_id=request.deployment_id,
+                    model_version_id=model_version_id,
+                    report_id=report_id,
+                    reference="window",
+                    reference_window=Window(start=reference_start, end=reference_end),
+                    current_window=Window(start=request.current_start, end=request.current_end),
+                    reference_rows=result.rows_reference,
+                    current_rows=result.rows_current,
+                    drifted_share=result.drifted_share,
+                    threshold=result.threshold,
+                    columns=result.to_event_columns(),
+                    report_sha256=row["json_sha256"],
+                ),
+                subject=request.deployment_id,
+                actor=Actor(request.requested_by, request.correlation_id),
+                project=request.project,
+            )
+            await add_to_outbox(session, event)
+            await session.execute(update(drift_reports).where(drift_reports.c.id == report_id).values(detected=True))
+            row["detected"] = True
+    log.info(
+        "monitoring.drift.report",
+        deployment_id=request.deployment_id,
+        drifted_share=result.drifted_share,
+        drifted=result.drifted,
+        detected=row.get("detected", False),
+    )
+    return row
+
+
+async def _insert(session: AsyncSession, row: dict[str, Any]) -> None:
+    from sqlalchemy.dialects.postgresql import insert
+
+    await session.execute(insert(drift_reports).values(**{k: v for k, v in row.items() if k != "detected"}))
+
+
+async def _publishes(session: AsyncSession, row: dict[str, Any], consecutive: int) -> bool:
+    """A report on request publishes when it drifted; a scheduled one when it completes a run of ``consecutive``
+    drifted scheduled windows (its own included)."""
+    if not row["drifted"]:
+        return False
+    if row["trigger"] != "schedule":
+        return True
+    history = (
+        await session.execute(
+            select(drift_reports.c.drifted)
+            .where(
+                drift_reports.c.deployment_id == row["deployment_id"],
+                drift_reports.c.trigger == "schedule",
+                drift_reports.c.status == "done",
+                drift_reports.c.current_start <= row["current_start"],
+            )
+            .order_by(drift_reports.c.current_start.desc())
+            .limit(consecutive + 1)
+        )
+    ).scalars()
+    return Consecutive.of_history(list(reversed([bool(d) for d in history])), consecutive)
+
+
+async def scheduled_pass(runtime: Runtime, store: ObjectStore, settings: Any, now: datetime | None = None) -> int:
+    """One report per ready deployment for the window that just ended (aligned to the window length, so a pass
+    repeated or run by two replicas makes one report per window: the unique (deployment, window, trigger))."""
+    now = now or datetime.now(UTC)
+    window = timedelta(seconds=settings.drift_window_seconds)
+    epoch = int(now.timestamp())
+    end = datetime.fromtimestamp(epoch - epoch % settings.drift_window_seconds, UTC)
+    async with runtime.db.sessions() as session:
+        ready = (
+            await session.execute(
+                select(deployments.c.deployment_id, deployments.c.project).where(deployments.c.status == "ready")
+            )
+        ).all()
+        done = set(
+            (
+                await session.execute(
+                    select(drift_reports.c.deployment_id).where(
+                        drift_reports.c.trigger == "schedule", drift_reports.c.current_start == end - window
+                    )
+                )
+            ).scalars()
+        )
+    made = 0
+    for deployment_id, project in ready:
+        if deployment_id in done:
+            continue
+        request = DriftRequest(project, deployment_id, end - window, end, "schedule", "monitoring")
+        try:
+            await run_report(runtime, store, settings, settings.drift, request)
+            made += 1
+        except Exception as exc:
+            if "uq_drift_reports_window" in str(exc):
+                continue  # another replica made it
+            raise
+    return made

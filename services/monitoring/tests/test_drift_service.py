@@ -1,0 +1,159 @@
+"""Drift reports through the service: records of two windows published on Kafka, a report on request of the shifted
+window against the stable one (drifted, the event published, HTML and JSON served, the numbers equal Evidently
+run directly on the same records), scheduled reports that publish only after two drifted windows in a row, a window
+with too few records skipped with its reason, and 422s naming the field."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from llmops.bus import outbox
+from llmops_monitoring import drift_service, record_store, repository
+from llmops_monitoring.drift import run_drift
+from llmops_schemas import new_event, parse_payload
+from llmops_schemas.events import DeploymentRequested
+
+from . import events, traffic
+from .conftest import ENGINEER, VIEWER, publish
+from .ingest_support import wait_rows
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+HOUR = timedelta(hours=1)
+
+
+async def deployed(service, deployment_id: str = "dep-1", status: str = "ready") -> None:
+    event = new_event(
+        DeploymentRequested(
+            deployment_id=deployment_id,
+            project="p1",
+            name="assistant",
+            pool="cpu",
+            backend="external",
+            requested_by="eve",
+        ),
+        subject=deployment_id,
+        source="/llmops/deployment",
+        project="p1",
+    )
+    async with service.runtime.db.transaction() as session:
+        await repository.deployment_requested(session, event, parse_payload(event))
+        await repository.deployment_status(session, deployment_id, status, event.time)
+
+
+async def outbox_events(service, event_type: str) -> list[dict]:
+    import json
+
+    async with service.runtime.db.sessions() as session:
+        payloads = (await session.execute(select(outbox.c.payload).order_by(outbox.c.id))).scalars()
+    return [e for e in (json.loads(p) for p in payloads) if e["type"] == event_type]
+
+
+async def test_a_shifted_window_drifts_and_the_report_is_served(client, monitoring, records_topic):
+    await deployed(monitoring)
+    now = datetime.now(UTC).replace(microsecond=0)
+    stable = traffic.records(600, seed=1, start=now - 2 * HOUR, minutes=59)
+    shifted = traffic.records(600, seed=2, start=now - HOUR, minutes=59, shift=traffic.ALL_SHIFTS)
+    sent = [events.from_record(r, deployment_id="dep-1") for r in stable + shifted]
+    await publish(records_topic, [e.to_bytes() for e in sent])
+    await wait_rows(monitoring, len(sent))
+
+    body = {"deployment_id": "dep-1", "start": (now - HOUR).isoformat(), "end": now.isoformat()}
+    answer = await client.post("/projects/p1/monitoring/drift", json=body, headers=ENGINEER)
+    assert answer.status_code == 201, answer.text
+    report = answer.json()
+    assert report["status"] == "done" and report["drifted"] and report["current_rows"] == 600
+    assert report["reference_start"].startswith((now - 2 * HOUR).isoformat()[:16])
+    [detected] = await outbox_events(monitoring, "monitoring.drift.detected")
+    assert detected["data"]["report_id"] == report["id"] and detected["subject"] == "dep-1"
+
+    html = await client.get(f"/projects/p1/monitoring/drift/{report['id']}/html", headers=VIEWER)
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html") and b"<html" in html.content
+    stored = await client.get(f"/projects/p1/monitoring/drift/{report['id']}/json", headers=VIEWER)
+    assert stored.status_code == 200 and "metrics" in stored.json()
+    listed = (await client.get("/projects/p1/monitoring/drift?deployment_id=dep-1", headers=VIEWER)).json()
+    assert [r["id"] for r in listed["reports"]] == [report["id"]]
+
+    # The stored numbers are Evidently's on the same records, run directly
+    read = dict(project="p1", deployment_id="dep-1")
+    db, store = monitoring.runtime.db, monitoring.store
+    current = (await record_store.read_table(db, store, now - HOUR, now, **read)).to_pylist()
+    reference = (await record_store.read_table(db, store, now - 2 * HOUR, now - HOUR, **read)).to_pylist()
+    direct = run_drift(current, reference, monitoring.settings.drift, seed=0)
+    assert report["drifted_share"] == direct.drifted_share
+    assert {c["column"]: c["score"] for c in report["columns"]} == {c.column: c.score for c in direct.columns}
+
+
+async def test_scheduled_reports_publish_after_two_drifted_windows_in_a_row(monitoring, records_topic):
+    await deployed(monitoring)
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    windows = [end - (4 - i) * HOUR for i in range(4)]  # reference, stable, shifted, shifted
+    sent = []
+    for i, start in enumerate(windows):
+        shift = traffic.ALL_SHIFTS if i >= 2 else None
+        sent += [
+            events.from_record(r, deployment_id="dep-1")
+            for r in traffic.records(300, seed=10 + i, start=start, minutes=59, shift=shift)
+        ]
+    await publish(records_topic, [e.to_bytes() for e in sent])
+    await wait_rows(monitoring, len(sent))
+    async with monitoring.runtime.db.transaction() as session:  # every scheduled report against the first window
+        from sqlalchemy.dialects.postgresql import insert
+
+        from llmops_monitoring.models import drift_baselines
+
+        await session.execute(
+            insert(drift_baselines).values(
+                deployment_id="dep-1", project="p1", start=windows[0], end=windows[0] + HOUR, pinned_by="eve"
+            )
+        )
+    made = []
+    for start in windows[1:]:
+        made.append(
+            await drift_service.scheduled_pass(
+                monitoring.runtime, monitoring.store, monitoring.settings, now=start + HOUR + timedelta(seconds=5)
+            )
+        )
+        assert (
+            await drift_service.scheduled_pass(
+                monitoring.runtime, monitoring.store, monitoring.settings, now=start + HOUR + timedelta(seconds=9)
+            )
+            == 0
+        )  # the same window again: nothing more
+    assert made == [1, 1, 1]
+    detected = await outbox_events(monitoring, "monitoring.drift.detected")
+    assert len(detected) == 1
+    assert detected[0]["data"]["current_window"]["start"].startswith(windows[3].isoformat()[:16])
+
+
+async def test_a_window_with_too_few_records_is_skipped_with_its_reason(client, monitoring, records_topic):
+    await deployed(monitoring)
+    await publish(records_topic, [events.completed(deployment_id="dep-1").to_bytes() for _ in range(5)])
+    await wait_rows(monitoring, 5)
+    answer = await client.post("/projects/p1/monitoring/drift", json={"deployment_id": "dep-1"}, headers=ENGINEER)
+    assert answer.status_code == 201
+    assert answer.json()["status"] == "skipped" and "at least 200" in answer.json()["reason"]
+    assert (
+        await client.get(f"/projects/p1/monitoring/drift/{answer.json()['id']}/html", headers=VIEWER)
+    ).status_code == 409
+
+
+class TestBadInput:
+    async def test_an_unknown_deployment_is_422_naming_it(self, client, monitoring):
+        answer = await client.post("/projects/p1/monitoring/drift", json={"deployment_id": "nope"}, headers=ENGINEER)
+        assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "deployment_id"
+
+    async def test_a_window_older_than_the_retention_is_422_naming_start(self, client, monitoring):
+        await deployed(monitoring)
+        old = (datetime.now(UTC) - timedelta(days=365)).isoformat()
+        body = {"deployment_id": "dep-1", "start": old}
+        answer = await client.post("/projects/p1/monitoring/drift", json=body, headers=ENGINEER)
+        assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "start"
+
+    async def test_viewers_may_read_but_not_run_reports(self, client, monitoring):
+        await deployed(monitoring)
+        answer = await client.post("/projects/p1/monitoring/drift", json={"deployment_id": "dep-1"}, headers=VIEWER)
+        assert answer.status_code == 403
