@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("audit", "datasets", "prompts", "training", "evaluation", "deployment")
+SERVICES = ("audit", "datasets", "prompts", "training", "evaluation", "deployment", "monitoring")
 
 
 def layer_modules() -> list[str]:

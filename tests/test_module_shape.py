@@ -17,6 +17,7 @@ PACKAGES = (
     "llmops_training",
     "llmops_evaluation",
     "llmops_deployment",
+    "llmops_monitoring",
 )
 MAX_LINES = 450
 

@@ -14,6 +14,7 @@ from llmops_audit.app import AuditService
 from llmops_datasets.app import DatasetsService
 from llmops_deployment.app import DeploymentService
 from llmops_evaluation.app import EvaluationService
+from llmops_monitoring.app import MonitoringService
 from llmops_prompts.app import PromptsService
 from llmops_training.app import TrainingService
 
@@ -24,6 +25,7 @@ SERVICES = {
     "training": TrainingService,
     "evaluation": EvaluationService,
     "deployment": DeploymentService,
+    "monitoring": MonitoringService,
 }
 
 

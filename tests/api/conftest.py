@@ -37,6 +37,15 @@ OVERRIDES = {
         "consumer_offset_reset": "latest",
         "worker_group": f"deployment-worker-fuzz-{RUN}",
     },
+    "monitoring": {
+        "consumer_group": f"monitoring-fuzz-{RUN}",
+        "consumer_offset_reset": "latest",
+        "records_group": f"monitoring-records-fuzz-{RUN}",
+        "records_offset_reset": "latest",
+        "records_prefix": f"test-monitoring/fuzz-{RUN}/records",
+        "reports_prefix": f"test-monitoring/fuzz-{RUN}/drift",
+        "drift_interval_seconds": 0,
+    },
 }
 
 

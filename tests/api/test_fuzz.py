@@ -23,7 +23,9 @@ ST = Path(sys.executable).with_name("st")
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("service", ["audit", "datasets", "prompts", "training", "evaluation", "deployment"])
+@pytest.mark.parametrize(
+    "service", ["audit", "datasets", "prompts", "training", "evaluation", "deployment", "monitoring"]
+)
 def test_every_route_keeps_its_contract(serve, service, tmp_path):
     token = issue_token("fuzz-admin", [Role.ADMIN], [ALL_PROJECTS])
     with serve(service) as url:
