@@ -22,6 +22,7 @@ from llmops.logging import get_logger
 from llmops.runtime import Runtime
 from llmops.storage import ObjectStore
 from llmops_monitoring import (
+    alerts,
     anomaly_store,
     api,
     drift_api,
@@ -31,8 +32,9 @@ from llmops_monitoring import (
     prometheus,
     record_store,
     repository,
+    rules_api,
 )
-from llmops_monitoring.consumers import projections_consumer, records_consumer
+from llmops_monitoring.consumers import policies_consumer, projections_consumer, records_consumer
 from llmops_monitoring.metrics import summarise
 from llmops_monitoring.settings import MonitoringSettings
 
@@ -55,10 +57,11 @@ class MonitoringService:
         )
         self.records_consumer: Consumer = records_consumer(self.settings, self.runtime)
         self.consumer: Consumer = projections_consumer(self.settings, self.runtime)
+        self.policies_consumer: Consumer = policies_consumer(self.settings, self.runtime)
         self.app: FastAPI = create_app(
             self.runtime,
             title="llmops monitoring",
-            routers=[api.router, metrics_api.router, drift_api.router],
+            routers=[api.router, metrics_api.router, drift_api.router, rules_api.router],
             extra_metrics=self.prometheus_text,
         )
         self._prometheus: tuple[float, str] = (0.0, "")
@@ -77,6 +80,7 @@ class MonitoringService:
             self.runtime.spawn(
                 self._every(self.settings.drift_interval_seconds, self.drift_pass), name="drift-schedule"
             )
+        self.runtime.spawn(self._every(self.settings.alert_interval_seconds, self.evaluate_alerts), name="alerts")
 
     async def stop(self) -> None:
         await self.runtime.stop()
@@ -99,6 +103,11 @@ class MonitoringService:
     async def drift_pass(self) -> int:
         """The scheduled drift reports of the window that just ended; returns how many were made."""
         return await drift_service.scheduled_pass(self.runtime, self.store, self.settings)
+
+    async def evaluate_alerts(self) -> int:
+        """Move the alert rules and budget alerts on; returns how many fired and resolved events."""
+        async with self.runtime.db.transaction() as session:
+            return await alerts.evaluate_rules(session, self.runtime, self.settings)
 
     async def prometheus_text(self) -> str:
         """The inference metrics for ``/metrics`` (read again at most every 15 seconds)."""

@@ -1,7 +1,8 @@
 """The monitoring service's Kafka subscribers: the inference records (ours and other systems', the same JSON Schema),
 taken in batches, each batch stored as Parquet, counted in the metrics and checked for unusual outputs in one
 transaction with its inbox rows; the projections of deployments (what may be watched) and budgets (alerts at a
-share of them); and feedback, counted in the metrics of the request it is about.
+share of them); feedback, counted in the metrics of the request it is about; and the monitoring events that
+policies act on (drift, alerts, anomalies).
 
 Malformed records go to the dead-letter topic with their reason (the shared consumer's decoding); a redelivered
 batch counts once (the inbox).
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import Consumer
 from llmops.runtime import Runtime
-from llmops_monitoring import feedback_metrics, repository
+from llmops_monitoring import feedback_metrics, policies, repository
 from llmops_monitoring.ingest import Ingest
 from llmops_monitoring.settings import MonitoringSettings
 from llmops_schemas import CloudEvent, topics
@@ -24,6 +25,9 @@ from llmops_schemas.events import (
     DeploymentRequested,
     DeploymentStopped,
     FeedbackSubmitted,
+    MonitoringAlertFired,
+    MonitoringAnomalyDetected,
+    MonitoringDriftDetected,
 )
 
 
@@ -76,6 +80,29 @@ def projections_consumer(settings: MonitoringSettings, runtime: Runtime) -> Cons
 
     consumer.subscribe(
         description="monitoring: projections of deployments and budgets; feedback into the metrics",
+        auto_offset_reset=settings.consumer_offset_reset,
+    )
+    return consumer
+
+
+def policies_consumer(settings: MonitoringSettings, runtime: Runtime) -> Consumer:
+    consumer = Consumer(
+        f"{settings.consumer_group}-policies",
+        runtime.db,
+        runtime.broker,
+        [topics.MONITORING],
+        max_attempts=settings.consumer_max_attempts,
+        backoff_seconds=settings.consumer_backoff_seconds,
+    )
+
+    @consumer.on(
+        MonitoringDriftDetected.event_type, MonitoringAlertFired.event_type, MonitoringAnomalyDetected.event_type
+    )
+    async def cause(session: AsyncSession, event: CloudEvent, v) -> None:
+        await policies.on_monitoring_event(session, runtime, event)
+
+    consumer.subscribe(
+        description="monitoring: drift, alerts and anomalies into the actions their policies ask for",
         auto_offset_reset=settings.consumer_offset_reset,
     )
     return consumer

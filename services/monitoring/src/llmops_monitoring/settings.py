@@ -70,3 +70,11 @@ class MonitoringSettings(ServiceSettings):
     drift: DriftSettings = Field(default_factory=DriftSettings)
     #: The object store prefix of drift reports.
     reports_prefix: str = "monitoring/drift"
+
+    # --- alerts and policies ---
+    #: How often alert rules and budget alerts are evaluated (seconds).
+    alert_interval_seconds: float = Field(default=30.0, gt=0)
+    #: Most alert rules (and, apart, budgets) evaluated in one pass, least recently evaluated first.
+    alert_rules_per_pass: int = Field(default=1000, ge=1, le=100_000)
+    #: The share of a budget (tokens or cost in its current period) at which its alert fires.
+    budget_alert_share: float = Field(default=0.8, gt=0, le=1)
