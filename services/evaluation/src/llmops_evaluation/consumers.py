@@ -7,8 +7,8 @@ Events of different subjects, relays and dead-letter replays arrive in any order
 is an upsert that converges, and a triggered run is keyed on the triggering event's id, so it starts once.
 
 **Monitoring policies**: ``monitoring.policy.triggered`` with action ``evaluate`` runs the suite it names on the model
-version it names, once per event (:func:`llmops_evaluation.service.run_for_policy`); the projections' group reads
-``llmops.monitoring`` too, so the policy's model version and suite are looked up in the same consumer's tables.
+version it names, once per event (:func:`llmops_evaluation.service.run_for_policy`). It is the projections' group
+that reads ``llmops.monitoring`` too (its offsets start where ``consumer_offset_reset`` says): one consumer to run.
 
 **Feedback**: ``feedback.submitted`` from any system on ``llmops.feedback``, counted once per event id.
 """
