@@ -1,5 +1,6 @@
 """The evaluation service's consumers on real Kafka: model events projected, and a registered version of a model a
-suite is attached to starts one run of the suite's latest version, even when the event comes twice."""
+suite is attached to starts one run of the suite's latest version, even when the event comes twice; so does a
+monitoring policy's evaluate action on ``llmops.monitoring``."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from llmops.settings import KafkaSettings
 from llmops_evaluation import suites
 from llmops_evaluation.models import model_aliases, model_versions, runs
 from llmops_schemas import new_event, topics
-from llmops_schemas.events import ModelAliasMoved, ModelVersionRegistered
+from llmops_schemas.events import ModelAliasMoved, ModelVersionRegistered, MonitoringPolicyTriggered
 
-from .conftest import outbox_events, seed_dataset
+from .conftest import outbox_events, seed_dataset, seed_model_version
 
 pytestmark = pytest.mark.integration
 BOOTSTRAP = KafkaSettings().bootstrap_servers
@@ -134,3 +135,61 @@ async def test_a_registered_version_of_an_attached_model_runs_its_suites_once(ev
     assert requested[0]["data"]["target"]["model_version_id"] == attached.model_version_id
     assert requested[0]["data"]["target"]["base_model"]["manifest_sha256"] == "b" * 64
     assert requested[0]["data"]["trigger"] == "model.version.registered"
+
+
+async def test_a_policys_evaluate_action_on_the_monitoring_topic_runs_its_suite_once(evaluation):
+    project = f"proj-{uuid.uuid4().hex[:8]}"
+    await seed_dataset(evaluation, project=project)
+    body = {
+        "name": "regression",
+        "description": "",
+        "dataset": {"name": "qa", "version": 1, "split": "test"},
+        "prompt": None,
+        "generation": {"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "stop": [], "seed": 0},
+        "scorers": [{"type": "exact_match"}],
+        "gates": [],
+        "models": [],
+        "triggers": [],
+    }
+    async with evaluation.runtime.db.transaction() as session:
+        suite = await suites.create_suite_version(
+            session, evaluation.runtime, evaluation.settings, project=project, body=body, actor=Actor(subject="eve")
+        )
+    model = await seed_model_version(evaluation, project=project)
+
+    def triggered(action: str) -> MonitoringPolicyTriggered:
+        return MonitoringPolicyTriggered(
+            project=project,
+            policy_id=str(uuid.uuid4()),
+            policy=action,
+            on="drift",
+            action=action,
+            cause_event_id=str(uuid.uuid4()),
+            cause_type="monitoring.drift.detected",
+            model_version_id=model["model_version_id"],
+            suite_id=suite.suite_id,
+            requested_by="mona",
+        )
+
+    evaluate, notify = triggered("evaluate"), triggered("notify")
+    event = new_event(evaluate, subject=evaluate.policy_id, source="/tests", project=project, correlation_id="c-1")
+    other = new_event(notify, subject=notify.policy_id, source="/tests", project=project)
+    # the second copy is a redelivery: one run, one request
+    await publish(
+        topics.MONITORING,
+        (b"p", event.to_bytes()),
+        (b"p", event.to_bytes()),
+        (b"n", other.to_bytes()),
+    )
+    await eventually(
+        evaluation,
+        select(runs.c.model_version_id, runs.c.trigger, runs.c.requested_by).where(runs.c.project == project),
+        [(model["model_version_id"], "monitoring.policy.triggered", "mona")],
+    )
+    await asyncio.sleep(1)  # time for a second copy to do harm if it could
+    requested = [
+        e
+        for e in await outbox_events(evaluation)
+        if e["type"] == "evaluation.run.requested" and e["data"]["project"] == project
+    ]
+    assert [(e["causationid"], e["correlationid"]) for e in requested] == [(event.id, "c-1")]

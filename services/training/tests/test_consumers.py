@@ -1,6 +1,7 @@
 """The projections of dataset and prompt events, on real Kafka: versions arrive, deprecation follows, a redelivered
-event changes nothing, a malformed one goes to the dead-letter topic and the consumer carries on; and on real
-Postgres, the same events in any order give the same tables."""
+event changes nothing, a malformed one goes to the dead-letter topic and the consumer carries on, a policy's retrain
+action on ``llmops.monitoring`` requests one job; and on real Postgres, the same events in any order give the same
+tables."""
 
 from __future__ import annotations
 
@@ -243,3 +244,24 @@ class TestProjectionsInAnyOrder:
         assert len(in_order[1]) == 3 and [r.version for r in in_order[2]] == [1, 2]
         differing = [seed for seed, contents in found.items() if contents != in_order]
         assert not differing, f"orders of seeds {differing} gave other tables, e.g. {found[differing[0]]}"
+
+
+class TestPolicyActions:
+    async def test_a_retrain_action_on_the_monitoring_topic_requests_one_job(self, training):
+        from llmops_training.models import jobs
+        from llmops_training.retraining import job_id_of
+
+        from .test_retraining import dataset_version, policy_event, trained_version
+
+        project = f"proj-{uuid.uuid4().hex[:8]}"
+        dataset = await dataset_version(training, project, str(uuid.uuid4()), 1)
+        version_id = await trained_version(training, project, dataset)
+        event = policy_event(project, model_version_id=version_id, dataset_id=dataset["dataset_id"])
+        notify = policy_event(project, action="notify", model_version_id=version_id)
+        # the second copy is a redelivery: one job
+        await publish(topics.MONITORING, (b"p", event.to_bytes()), (b"p", event.to_bytes()), (b"n", notify.to_bytes()))
+        await eventually(
+            training,
+            select(jobs.c.id, jobs.c.requested_by).where(jobs.c.project == project, jobs.c.status == "queued"),
+            [(job_id_of(event.id), "mona")],
+        )

@@ -6,6 +6,10 @@ suite names among its ``triggers`` starts a run of the suite's latest version on
 Events of different subjects, relays and dead-letter replays arrive in any order, some more than once: every handler
 is an upsert that converges, and a triggered run is keyed on the triggering event's id, so it starts once.
 
+**Monitoring policies**: ``monitoring.policy.triggered`` with action ``evaluate`` runs the suite it names on the model
+version it names, once per event (:func:`llmops_evaluation.service.run_for_policy`). It is the projections' group
+that reads ``llmops.monitoring`` too (its offsets start where ``consumer_offset_reset`` says): one consumer to run.
+
 **Feedback**: ``feedback.submitted`` from any system on ``llmops.feedback``, counted once per event id.
 """
 
@@ -24,6 +28,7 @@ from llmops_schemas.events import (
     DatasetVersionDeprecated,
     ModelAliasMoved,
     ModelVersionRegistered,
+    MonitoringPolicyTriggered,
     PromptVersionCreated,
 )
 
@@ -33,7 +38,7 @@ def projections_consumer(settings: EvaluationSettings, runtime: Runtime) -> Cons
         settings.consumer_group,
         runtime.db,
         runtime.broker,
-        [topics.DATASETS, topics.PROMPTS, topics.MODELS],
+        [topics.DATASETS, topics.PROMPTS, topics.MODELS, topics.MONITORING],
         max_attempts=settings.consumer_max_attempts,
         backoff_seconds=settings.consumer_backoff_seconds,
     )
@@ -101,8 +106,13 @@ def projections_consumer(settings: EvaluationSettings, runtime: Runtime) -> Cons
             {"project": v.project, "name": v.name, "alias": v.alias, "version": v.to_version, "event_time": event.time},
         )
 
+    @consumer.on(MonitoringPolicyTriggered.event_type)
+    async def policy_triggered(session: AsyncSession, event: CloudEvent, v: MonitoringPolicyTriggered) -> None:
+        await service.run_for_policy(session, runtime, settings, event, v)
+
     consumer.subscribe(
-        description="evaluation: projections of datasets, prompts and models; suites' triggers",
+        description="evaluation: projections of datasets, prompts and models; suites' triggers; monitoring policies' "
+        "re-evaluations",
         auto_offset_reset=settings.consumer_offset_reset,
     )
     return consumer

@@ -106,6 +106,11 @@ async def find_model_version(session: AsyncSession, project: str, name: str, ver
     return (await session.execute(query)).one_or_none()
 
 
+async def get_model_version(session: AsyncSession, model_version_id: str) -> Row | None:
+    query = select(model_versions).where(model_versions.c.model_version_id == model_version_id)
+    return (await session.execute(query)).one_or_none()
+
+
 async def move_alias(session: AsyncSession, values: dict[str, Any]) -> None:
     """Point an alias where its latest move (by event time) says, whatever order the moves arrive in."""
     statement = pg_insert(model_aliases).values(**values)
@@ -168,6 +173,17 @@ async def find_suite_version(session: AsyncSession, project: str, name: str, ver
         query = query.order_by(suite_versions.c.version.desc()).limit(1)
     else:
         query = query.where(suite_versions.c.version == version)
+    return (await session.execute(query)).first()
+
+
+async def latest_version_of_suite(session: AsyncSession, project: str, suite_id: str) -> Row | None:
+    """The latest version of the suite whose id is ``suite_id`` in ``project``."""
+    query = (
+        _suite_version_query()
+        .where(suites.c.project == project, suites.c.id == suite_id)
+        .order_by(suite_versions.c.version.desc())
+        .limit(1)
+    )
     return (await session.execute(query)).first()
 
 

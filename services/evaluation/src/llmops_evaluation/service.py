@@ -13,15 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import add_to_outbox
 from llmops.errors import Problem, unprocessable
+from llmops.logging import get_logger
 from llmops.runtime import Actor, Runtime
 from llmops_evaluation import repository
 from llmops_evaluation.settings import EvaluationSettings
 from llmops_evaluation.suites import StoredSpec, check_endpoint
 from llmops_evaluation.triggers import TRIGGERS, NoBaseModel, target_of_model_version
 from llmops_schemas import CloudEvent
-from llmops_schemas.events import EvaluationRunRequested, ModelVersionRegistered
+from llmops_schemas.events import EvaluationRunRequested, ModelVersionRegistered, MonitoringPolicyTriggered
 from llmops_schemas.events.evaluation import SuiteRef, Target
 from llmops_schemas.events.training import BaseModelRef, DatasetRef, PromptRef
+
+log = get_logger(__name__)
 
 
 # -- projections of other services' events (any order, any number of times: each converges) -----------------------
@@ -97,10 +100,66 @@ async def run_triggered(
             trigger=event.type,
             trigger_key=f"event:{event.id}",
             actor=Actor(subject=f"trigger:{event.type}", correlation_id=event.correlationid),
+            cause=event,
         )
         if run is not None:
             started.append(run)
     return started
+
+
+async def run_for_policy(
+    session: AsyncSession,
+    runtime: Runtime,
+    settings: EvaluationSettings,
+    event: CloudEvent,
+    v: MonitoringPolicyTriggered,
+) -> str | None:
+    """A monitoring policy asked for a re-evaluation (action ``evaluate``; the others are not this service's): a run
+    of suite ``suite_id``'s latest version on model version ``model_version_id``, keyed on the policy event's id (a
+    redelivery starts nothing new), its request caused by that event. Returns the run started, if any.
+
+    A suite or model version unknown here in the event's project is logged and skipped, no event: a later delivery of
+    the same event could not do better, and a dead-letter replay hours later would evaluate at an unrelated time (the
+    policy fires again after its cool-down)."""
+    if v.action != "evaluate":
+        return None
+    suite = None
+    if v.suite_id is not None and _is_uuid(v.suite_id):
+        suite = await repository.latest_version_of_suite(session, v.project, v.suite_id)
+    if suite is None:
+        return _policy_skipped(event, v, f"no suite {v.suite_id!r} in project {v.project!r}")
+    model = None if v.model_version_id is None else await repository.get_model_version(session, v.model_version_id)
+    if model is None or model.project != v.project:
+        return _policy_skipped(event, v, f"no model version {v.model_version_id!r} in project {v.project!r}")
+    try:
+        target = target_of_model_version(model)
+    except NoBaseModel as exc:
+        return _policy_skipped(event, v, str(exc))
+    return await _record_run(
+        session,
+        runtime,
+        settings,
+        suite,
+        target,
+        project=v.project,
+        pool=settings.default_pool,
+        trigger=event.type,
+        trigger_key=f"event:{event.id}",
+        actor=Actor(subject=v.requested_by, correlation_id=event.correlationid),
+        cause=event,
+    )
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _policy_skipped(event: CloudEvent, v: MonitoringPolicyTriggered, reason: str) -> None:
+    log.warning("evaluation.policy_action.skipped", event_id=event.id, policy_id=v.policy_id, reason=reason)
 
 
 # -- runs --------------------------------------------------------------------------------------------------------
@@ -189,9 +248,10 @@ async def _record_run(
     trigger: str,
     trigger_key: str,
     actor: Actor,
+    cause: CloudEvent | None = None,
 ) -> str | None:
-    """Record a run of ``suite`` (a suite version row) and publish its request; None when the suite version already
-    has a run for ``trigger_key``."""
+    """Record a run of ``suite`` (a suite version row) and publish its request, caused by ``cause`` when an event
+    started it; None when the suite version already has a run for ``trigger_key``."""
     spec = StoredSpec.model_validate(suite.spec)
     run_id = str(uuid.uuid4())
     payload = EvaluationRunRequested(
@@ -227,7 +287,10 @@ async def _record_run(
     )
     if not recorded:
         return None
-    await add_to_outbox(session, runtime.event(payload, subject=run_id, actor=actor, project=project))
+    requested = runtime.event(payload, subject=run_id, actor=actor, project=project)
+    if cause is not None:  # the audit trail links the run to what started it
+        requested = requested.model_copy(update={"causationid": cause.id})
+    await add_to_outbox(session, requested)
     return run_id
 
 

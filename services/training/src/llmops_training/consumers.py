@@ -1,5 +1,7 @@
 """The training service's projections of other services' events: dataset versions (and their deprecation) and
-prompt versions, so that a job request is checked without calling those services.
+prompt versions, so that a job request is checked without calling those services. In the same group, whose offsets
+start as the projections' do: monitoring policies' ``retrain`` actions (``monitoring.policy.triggered`` on
+``llmops.monitoring``), each a job requested once per event (:mod:`llmops_training.retraining`).
 
 Events of different subjects, relays and dead-letter replays arrive in any order, some more than once: every handler
 is an upsert that converges to the same rows whatever the order (a deprecation before its version is kept as a
@@ -12,18 +14,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import Consumer
 from llmops.db import Database
+from llmops.runtime import Runtime
 from llmops_schemas import CloudEvent, topics
-from llmops_schemas.events import DatasetVersionCreated, DatasetVersionDeprecated, PromptVersionCreated
-from llmops_training import repository, service
+from llmops_schemas.events import (
+    DatasetVersionCreated,
+    DatasetVersionDeprecated,
+    MonitoringPolicyTriggered,
+    PromptVersionCreated,
+)
+from llmops_training import repository, retraining, service
 from llmops_training.settings import TrainingSettings
 
 
 def projections_consumer(settings: TrainingSettings, db: Database, broker: KafkaBroker) -> Consumer:
+    # What stamps the retrain jobs' events as the service's own (never started: the service's runtime relays them).
+    runtime = Runtime(settings, db, broker, run_relay=False)
     consumer = Consumer(
         settings.consumer_group,
         db,
         broker,
-        [topics.DATASETS, topics.PROMPTS],
+        [topics.DATASETS, topics.PROMPTS, topics.MONITORING],
         max_attempts=settings.consumer_max_attempts,
         backoff_seconds=settings.consumer_backoff_seconds,
     )
@@ -65,8 +75,13 @@ def projections_consumer(settings: TrainingSettings, db: Database, broker: Kafka
             },
         )
 
+    @consumer.on(MonitoringPolicyTriggered.event_type)
+    async def policy_triggered(session: AsyncSession, event: CloudEvent, v: MonitoringPolicyTriggered) -> None:
+        await retraining.retrain_for_policy(session, runtime, settings, event, v)
+
     consumer.subscribe(
-        description="training: projections of dataset versions (deprecation) and prompt versions",
+        description="training: projections of dataset versions (deprecation) and prompt versions; monitoring "
+        "policies' retrain actions",
         auto_offset_reset=settings.consumer_offset_reset,
     )
     return consumer

@@ -95,6 +95,21 @@ async def get_dataset_version(session: AsyncSession, version_id: str) -> Row | N
     return (await session.execute(query)).one_or_none()
 
 
+async def newest_dataset_version(session: AsyncSession, project: str, dataset_id: str) -> Row | None:
+    """The highest version of dataset ``dataset_id`` in ``project`` that is not deprecated."""
+    query = (
+        select(dataset_versions)
+        .where(
+            dataset_versions.c.project == project,
+            dataset_versions.c.dataset_id == dataset_id,
+            dataset_versions.c.deprecated.is_(False),
+        )
+        .order_by(dataset_versions.c.version.desc())
+        .limit(1)
+    )
+    return (await session.execute(query)).first()
+
+
 async def insert_prompt_version(session: AsyncSession, values: dict[str, Any]) -> None:
     await session.execute(pg_insert(prompt_versions).values(**values).on_conflict_do_nothing())
 
@@ -247,6 +262,10 @@ async def insert_model_version(session: AsyncSession, values: dict[str, Any]) ->
 
 async def model_version_of_job(session: AsyncSession, job_id: str) -> Row | None:
     return (await session.execute(select(model_versions).where(model_versions.c.job_id == job_id))).one_or_none()
+
+
+async def get_model_version(session: AsyncSession, version_id: str) -> Row | None:
+    return (await session.execute(select(model_versions).where(model_versions.c.id == version_id))).one_or_none()
 
 
 async def find_model_version(session: AsyncSession, project: str, name: str, version: int) -> Row | None:

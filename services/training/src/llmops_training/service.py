@@ -18,6 +18,7 @@ from llmops import artifacts
 from llmops.bus import add_to_outbox
 from llmops.errors import Problem
 from llmops.runtime import Actor, Runtime, spool
+from llmops_schemas import CloudEvent
 from llmops_schemas.envelope import utcnow
 from llmops_schemas.events import (
     BaseModelRegistered,
@@ -145,11 +146,14 @@ async def request_job(
     project: str,
     spec: dict[str, Any],
     actor: Actor,
+    job_id: str | None = None,
+    cause: CloudEvent | None = None,
 ) -> Row:
     """Check a job request against the registry and the projections, record it and publish it to its pool.
 
     ``spec`` is the validated request body: base_model, dataset {name, version, split}, prompt {name, version} or
-    None, method, hyperparameters, pool, model_name.
+    None, method, hyperparameters, pool, model_name. ``job_id`` (default: a new one) and ``cause``, the event the
+    request reacts to, are an event-started job's.
     """
     pool = settings.pools.get(spec["pool"])
     if pool is None:
@@ -189,7 +193,7 @@ async def request_job(
                 f"no prompt version {wanted_prompt['name']!r} v{wanted_prompt['version']} in project {project!r}",
                 "prompt",
             )
-    job_id = str(uuid.uuid4())
+    job_id = job_id or str(uuid.uuid4())
     hyperparameters = dict(spec["hyperparameters"])
     if hyperparameters.get("checkpoint_every") is None:
         hyperparameters["checkpoint_every"] = settings.checkpoint_every
@@ -249,7 +253,9 @@ async def request_job(
         },
     )
     await repository.add_log(session, job_id, "info", f"queued for pool {payload.pool!r} by {actor.subject}")
-    await add_to_outbox(session, runtime.event(payload, subject=job_id, actor=actor, project=project))
+    requested = runtime.event(payload, subject=job_id, actor=actor, project=project)
+    causation = {} if cause is None else {"causationid": cause.id}  # the audit trail links the job to its cause
+    await add_to_outbox(session, requested.model_copy(update=causation))
     return await repository.get_job(session, job_id)
 
 
