@@ -29,6 +29,7 @@ from typing import Annotated
 import deployment_step  # infra/demo, beside this script
 import evaluation_step
 import httpx
+import monitoring_step
 import orjson
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
@@ -60,6 +61,9 @@ from llmops_evaluation.app import migrate as migrate_evaluation
 from llmops_evaluation.settings import EvaluationSettings
 from llmops_evaluation.settings import Pool as EvaluationPool
 from llmops_evaluation.worker import EvaluationWorker
+from llmops_monitoring.app import MonitoringService
+from llmops_monitoring.app import migrate as migrate_monitoring
+from llmops_monitoring.settings import MonitoringSettings
 from llmops_prompts.app import PromptsService
 from llmops_prompts.app import migrate as migrate_prompts
 from llmops_schemas import new_event
@@ -137,6 +141,7 @@ async def main() -> None:
     await asyncio.to_thread(migrate_training)
     await asyncio.to_thread(migrate_evaluation)
     await asyncio.to_thread(migrate_deployment)
+    await asyncio.to_thread(migrate_monitoring)
     audit = AuditService()
     await audit.start()
     datasets = DatasetsService()
@@ -176,6 +181,20 @@ async def main() -> None:
     await deployment.start()
     server = ServingWorker(deployment_settings, name="demo-server")
     server_task = asyncio.create_task(server.run())
+    # Consumer groups of this run, from the topics' ends: the monitoring service sees this run's deployments and
+    # records, not every earlier run's (started now, it has joined its groups by the time they are published).
+    groups = uuid.uuid4().hex[:8]
+    monitoring = MonitoringService(
+        MonitoringSettings(
+            consumer_group=f"monitoring-demo-{groups}",
+            records_group=f"monitoring-records-demo-{groups}",
+            consumer_offset_reset="latest",
+            records_offset_reset="latest",
+            drift_interval_seconds=0,
+            publish_interval_seconds=0.5,
+        )
+    )
+    await monitoring.start()
     url = await _demo_database()
     runtime = Runtime(
         DemoSettings(database_url=url, outbox_poll_interval=0.05),
@@ -226,7 +245,7 @@ async def main() -> None:
                     transport=httpx.ASGITransport(app=deployment.app), base_url="http://dp", timeout=120
                 ) as deployment_api:
                     with serve_in_thread(build_gateway(deployment_settings)) as gateway_url:
-                        await deployment_step.run(
+                        _, served = await deployment_step.run(
                             deployment_api,
                             gateway_url,
                             console,
@@ -238,6 +257,24 @@ async def main() -> None:
                             pool=DEMO_POOL,
                         )
 
+                async def follow_run(run_id: str, label: str) -> dict:
+                    return await evaluation_step.follow(evaluation_api, engineer, run_id, console, label)
+
+                async with httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=monitoring.app), base_url="http://mo", timeout=300
+                ) as monitoring_api:
+                    await monitoring_step.run(
+                        monitoring_api,
+                        evaluation_api,
+                        monitoring,
+                        console,
+                        engineer=engineer,
+                        deployment=served,
+                        suite=suite,
+                        scratch=scratch,
+                        follow_run=follow_run,
+                    )
+
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=audit.app), base_url="http://audit") as api:
             auditor = auth(Role.AUDITOR, "olivia")
             trail = await _wait_for_trail(api, auditor, run)
@@ -247,7 +284,7 @@ async def main() -> None:
                 "subject",
                 "actor / outcome",
                 "chain hash",
-                title="7. the audit trail of this run (outbox -> Kafka -> audit log)",
+                title="8. the audit trail of this run (outbox -> Kafka -> audit log)",
             )
             for entry, repeated in _collapse_progress(trail):
                 data = entry["event"]["data"]
@@ -257,7 +294,7 @@ async def main() -> None:
             console.print(table)
             checkpoint = (await api.post("/audit/checkpoints", headers=auditor)).json()
             console.print(
-                f"8. checkpoint signed: head {checkpoint['seq']} hash {checkpoint['hash'][:16]}… "
+                f"9. checkpoint signed: head {checkpoint['seq']} hash {checkpoint['hash'][:16]}… "
                 f"key {checkpoint['key_id']}"
             )
             report = (await api.get("/audit/verify", headers=auditor)).json()
@@ -272,6 +309,7 @@ async def main() -> None:
         await training.stop()
         await evaluation.stop()
         await deployment.stop()
+        await monitoring.stop()
         await datasets.stop()
         await prompts.stop()
         await audit.stop()
@@ -282,7 +320,7 @@ async def main() -> None:
         console.print(f"[red]demo failed: events missing from the trail: {dict(missing)}; verification {report}[/red]")
         raise SystemExit(1)
     console.print(
-        f"9. [green]chain verified[/green]: {report['checked']} entries, "
+        f"10. [green]chain verified[/green]: {report['checked']} entries, "
         f"{report['checkpoints_checked']} signed checkpoint(s) match"
     )
 
@@ -307,14 +345,17 @@ EXPECTED_EVENTS = Counter(
         "model.version.registered": 1,
         "model.alias.moved": 1,
         "evaluation.suite.created": 1,
-        "evaluation.run.requested": 2,
-        "evaluation.run.started": 2,
-        "evaluation.run.completed": 2,
+        "evaluation.run.requested": 3,
+        "evaluation.run.started": 3,
+        "evaluation.run.completed": 3,
         "evaluation.gate.decided": 2,
         "deployment.requested": 2,
         "deployment.ready": 2,
         "route.changed": 3,
         "api_key.created": 1,
+        "monitoring.policy.set": 1,
+        "monitoring.drift.detected": 1,
+        "monitoring.policy.triggered": 1,
     }
 )
 #: The demo's worker pool: a consumer group of its own, so no other worker on the same Kafka (a test's, a compose

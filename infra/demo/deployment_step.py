@@ -132,9 +132,9 @@ async def run(
     version: int,
     second_version: Any,
     pool: str,
-) -> str:
+) -> tuple[str, dict]:
     """The whole step; ``second_version()`` trains the second version and returns its number. Returns the request id
-    whose lineage was shown."""
+    whose lineage was shown, and the first deployment (the one the route serves after the rollback)."""
     first = await deploy_gated(api, engineer, model, version, pool)
     console.print(f"6. {model} v{version} passed its gate ({first['gates'][0]['suite']}): deployment requested")
     first = await wait_ready(api, engineer, first["id"], console)
@@ -190,4 +190,4 @@ async def run(
     request_id = after[0][0]
     found = await lineage(api, engineer, request_id)
     console.print(lineage_tree(found))
-    return request_id
+    return request_id, first

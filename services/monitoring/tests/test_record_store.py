@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from llmops.bus.dead_letters import DeadLetterReader, Selection
 from llmops.testing import caught_up
-from llmops_monitoring import record_store
+from llmops_monitoring import metrics_store, record_store
 from llmops_monitoring.models import record_files
 from llmops_monitoring.record_store import partition_value
 
@@ -83,6 +83,16 @@ async def test_a_redelivered_batch_is_stored_once(monitoring, records_topic):
     await publish(records_topic, [e.to_bytes() for e in sent])  # the same events again (a producer's retry)
     await caught_up(monitoring.settings.records_group, monitoring.settings.records_topics)
     assert await stored_rows(monitoring) == 20
+    async with monitoring.runtime.db.sessions() as session:  # counted once in the metrics too, at each resolution
+        counted = await metrics_store.read_buckets(
+            session,
+            project="p1",
+            start=datetime.now(UTC) - timedelta(hours=2),
+            end=datetime.now(UTC) + timedelta(hours=1),
+            resolution="hour",
+            limit=100,
+        )
+    assert sum(bucket.requests for _, bucket in counted) == 20
 
 
 async def test_malformed_records_go_to_the_dead_letter_topic_with_their_reason(monitoring, records_topic):
