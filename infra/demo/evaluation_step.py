@@ -36,7 +36,7 @@ async def create_suite(api: httpx.AsyncClient, headers: dict[str, str], dataset:
         "gates": GATES,
         "models": [model_name],
     }
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while True:
         response = await api.post("/projects/demo/evaluation/suites", json=body, headers=headers)
         waiting = response.status_code == 422 and "no dataset version" in response.text
@@ -48,7 +48,7 @@ async def create_suite(api: httpx.AsyncClient, headers: dict[str, str], dataset:
 async def request_base_run(api: httpx.AsyncClient, headers: dict[str, str], base_name: str, pool: str) -> dict:
     """A run of the suite on the base model, once its registration has reached the evaluation service."""
     body = {"suite": "support-quality", "base_model": base_name, "pool": pool}
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while True:
         response = await api.post("/projects/demo/evaluation/runs", json=body, headers=headers)
         waiting = response.status_code == 422 and "no base model" in response.text
