@@ -133,7 +133,12 @@ async def main() -> None:
     configure_logging("WARNING")
     console.rule("[bold]LLMOps platform demo")
     scratch = Path(tempfile.mkdtemp(prefix="llmops-demo-"))
-    # torch and transformers take seconds to import: the tiny base model is built while the first steps run.
+    # transformers resolves its names lazily, and two threads resolving them at once can fail ("cannot import name
+    # LlamaConfig"): the names the tiny model needs are resolved here first. torch and the weights take seconds more:
+    # the tiny base model is built in a thread while the first steps run.
+    import transformers
+
+    _ = (transformers.LlamaConfig, transformers.LlamaForCausalLM, transformers.PreTrainedTokenizerFast)
     tiny = asyncio.create_task(asyncio.to_thread(_build_tiny_model, scratch / "tiny-llama"))
     await asyncio.to_thread(migrate_audit)
     await asyncio.to_thread(migrate_datasets)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from llmops.bus.dead_letters import DeadLetterReader, Selection
 from llmops.testing import caught_up
@@ -22,20 +22,9 @@ from llmops_monitoring.record_store import partition_value
 
 from . import events
 from .conftest import publish
+from .ingest_support import stored_rows, wait_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
-
-
-async def stored_rows(service) -> int:
-    async with service.runtime.db.sessions() as session:
-        return (await session.execute(select(func.coalesce(func.sum(record_files.c.rows), 0)))).scalar_one()
-
-
-async def wait_rows(service, expected: int, within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    while (found := await stored_rows(service)) < expected:
-        assert time.monotonic() < deadline, f"{found} of {expected} records stored"
-        await asyncio.sleep(0.1)
 
 
 async def wait_published(service, within: float = 30) -> list:
