@@ -10,7 +10,7 @@ LLMOPS := $(RUN) llmops
 # Local development: the repository's development secrets are accepted (unset, LLMOPS_ENV means production rules).
 export LLMOPS_ENV ?= local
 
-.PHONY: help install infra-up infra-down infra-status lint format schemas test test-unit demo bench-bus bench-audit bench-datasets bench-pii bench-prompts bench-train bench-eval bench-gateway clean
+.PHONY: help install infra-up infra-down infra-status lint format schemas test test-unit demo bench-bus bench-audit bench-datasets bench-pii bench-prompts bench-train bench-eval bench-gateway bench-monitoring clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ bench-eval: install ## evaluation: scorer pairs/s vs sacrebleu + rouge-score, an
 
 bench-gateway: infra-up ## inference gateway: added latency p50/p99 (1 and 32 clients, whole and TTFT) and requests/s vs the backend direct
 	$(RUN) python tests/bench/bench_gateway.py
+
+bench-monitoring: infra-up ## monitoring: sustained ingest (events/s into record store and metrics) vs raw consume; drift report via the service vs Evidently direct
+	$(RUN) python tests/bench/bench_monitoring.py
 
 clean: ## remove the virtual environment (the infrastructure cache stays)
 	rm -rf .venv
