@@ -61,6 +61,10 @@ async def test_percentiles_and_counts_equal_numpy_on_the_same_records(client, mo
     assert sum(g["requests"] for g in series["groups"]) == 803 and all("start" in g for g in series["groups"])
     hourly = (await client.get("/projects/p1/monitoring/metrics?resolution=hour", headers=VIEWER)).json()
     assert sum(g["requests"] for g in hourly["groups"]) == 803
+    # per user: the counts of each user's records (the failures name none), without percentiles
+    users = (await client.get("/projects/p1/monitoring/metrics?group_by=user", headers=VIEWER)).json()["groups"]
+    assert [(g["user"], g["requests"], g["latency_ms"]["p50"]) for g in users] == [("u1", 800, None)]
+    assert users[0]["tokens_out"] == groups["d1"]["tokens_out"] + groups["d2"]["tokens_out"]
 
 
 async def test_feedback_on_a_request_lands_in_its_bucket(client, monitoring, records_topic):

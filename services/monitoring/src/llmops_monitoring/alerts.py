@@ -300,7 +300,8 @@ async def spend(session: AsyncSession, budget: Any, start: datetime, end: dateti
         metric_buckets.c.start >= start,
         metric_buckets.c.start < end,
     )
-    if budget.scope == "user":
-        query = query.where(metric_buckets.c.user == budget.subject)
+    # the per-user buckets for a user's budget, the buckets of all users for a project's (never both: each counts
+    # every record)
+    query = query.where(metric_buckets.c.user == (budget.subject if budget.scope == "user" else ""))
     cost, tokens = (await session.execute(query)).one()
     return float(cost), int(tokens)

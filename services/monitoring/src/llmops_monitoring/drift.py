@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 from evidently import DataDefinition, Dataset, Report
 from evidently.core.report import Snapshot
 from evidently.metrics import ValueDrift
@@ -83,23 +84,27 @@ class DriftResult:
         ]
 
 
-def frame_of(records: Records) -> pd.DataFrame:
-    """The drift frame of inference records (dicts with ``records.SCHEMA``'s columns): one row per record."""
-    raw = pd.DataFrame.from_records(
-        records,
-        columns=[
-            "outcome",
-            "latency_ms",
-            "time_to_first_token_ms",
-            "tokens_in",
-            "tokens_out",
-            "finish_reason",
-            "text_mode",
-            "input",
-            "output",
-            "flags",
-        ],
-    )
+_READ = (
+    "outcome",
+    "latency_ms",
+    "time_to_first_token_ms",
+    "tokens_in",
+    "tokens_out",
+    "finish_reason",
+    "text_mode",
+    "input",
+    "output",
+    "flags",
+)
+
+
+def frame_of(records: Records | pa.Table) -> pd.DataFrame:
+    """The drift frame of inference records (dicts with ``records.SCHEMA``'s columns, or the record store's Arrow
+    table of them, read without a Python object per record): one row per record."""
+    if isinstance(records, pa.Table):
+        raw = records.select(list(_READ)).to_pandas()
+    else:
+        raw = pd.DataFrame.from_records(records, columns=list(_READ))
     redacted = raw["text_mode"] == "redacted"
     texts = {name: raw[name].where(redacted & raw[name].notna(), None).astype(object) for name in TEXT}
     frame = pd.DataFrame(
@@ -125,8 +130,8 @@ def frame_of(records: Records) -> pd.DataFrame:
 
 
 def run_drift(
-    current: Records | pd.DataFrame,
-    reference: Records | pd.DataFrame,
+    current: Records | pa.Table | pd.DataFrame,
+    reference: Records | pa.Table | pd.DataFrame,
     settings: DriftSettings | None = None,
     *,
     seed: int = 0,
@@ -203,7 +208,7 @@ def _definition_of(kinds: Mapping[str, str]) -> DataDefinition:
     )
 
 
-def _sample(data: Records | pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
+def _sample(data: Records | pa.Table | pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
     """``size`` rows of ``data`` at random (seeded), in their order; records are sampled before their frame is built,
     the same rows a frame of them would give."""
     if len(data) <= size:
@@ -211,6 +216,8 @@ def _sample(data: Records | pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
     if isinstance(data, pd.DataFrame):
         return data.sample(n=size, random_state=seed).sort_index()
     rows = pd.RangeIndex(len(data)).to_series().sample(n=size, random_state=seed).sort_index().index
+    if isinstance(data, pa.Table):
+        return frame_of(data.take(pa.array(rows.to_numpy()))).set_axis(rows)
     return frame_of([data[row] for row in rows]).set_axis(rows)
 
 

@@ -27,9 +27,11 @@ async def count(session: AsyncSession, event: CloudEvent, v: FeedbackSubmitted) 
             return False
         dimensions = {"model_version_id": v.model_version_id}
     buckets = {}
+    users = {"", dimensions.pop("user", "")}  # the buckets of all users, and the user's own when there is one
     for resolution in RESOLUTIONS:
-        bucket = Bucket()
-        bucket.add_feedback(rating)
-        buckets[BucketKey(resolution, event.time, project=v.project, **dimensions)] = bucket
+        for user in users:
+            bucket = Bucket()
+            bucket.add_feedback(rating)
+            buckets[BucketKey(resolution, event.time, project=v.project, user=user, **dimensions)] = bucket
     await metrics_store.merge_buckets(session, buckets)
     return True

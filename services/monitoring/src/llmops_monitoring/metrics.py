@@ -9,7 +9,7 @@ within the sketches' stated error. Pure: records in, buckets out; storing them i
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -125,17 +125,35 @@ class Bucket:
     #: tokens out of the completed records that produced some (the outlier reference of ``tokens_out``)
     output_tokens_dist: Sketch = field(default_factory=Sketch)
 
+    def add_all(self, records: Sequence[Mapping[str, Any]], *, sketches: bool = True) -> None:
+        """Count many inference records: as :meth:`add` each, with each sketch's values added together (or, without
+        ``sketches``, their counters only)."""
+        values: dict[str, list[float]] = {name: [] for name in _SKETCHES}
+        for record in records:
+            self._count(record, values)
+        if sketches:
+            for name, found in values.items():
+                getattr(self, name).add_many(found)
+
     def add(self, record: Mapping[str, Any]) -> None:
         """Count one inference record."""
+        values: dict[str, list[float]] = {name: [] for name in _SKETCHES}
+        self._count(record, values)
+        for name, found in values.items():
+            for value in found:
+                getattr(self, name).add(value)
+
+    def _count(self, record: Mapping[str, Any], values: dict[str, list[float]]) -> None:
+        """Count one record's counters, and gather its sketches' values in ``values``."""
         self.requests += 1
         if record["outcome"] == "failed":
             self.errors += 1
             kind = error_kind(record.get("status"))
             self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
         if record.get("latency_ms") is not None:
-            self.latency.add(record["latency_ms"])
+            values["latency"].append(record["latency_ms"])
         if record.get("time_to_first_token_ms") is not None:
-            self.ttft.add(record["time_to_first_token_ms"])
+            values["ttft"].append(record["time_to_first_token_ms"])
         tokens_out = record.get("tokens_out") or 0
         self.tokens_in += record.get("tokens_in") or 0
         self.tokens_out += tokens_out
@@ -143,14 +161,14 @@ class Bucket:
             self.output_tokens += tokens_out
             self.output_tokens_seconds += record["latency_ms"] / 1000
         if record["outcome"] == "completed" and tokens_out > 0:
-            self.output_tokens_dist.add(tokens_out)
+            values["output_tokens_dist"].append(tokens_out)
         self.cost += record.get("cost") or 0.0
         for flag in record.get("flags") or ():
             self.flags[flag] = self.flags.get(flag, 0) + 1
         if record.get("input") is not None:
-            self.input_chars.add(len(record["input"]))
+            values["input_chars"].append(len(record["input"]))
         if record.get("output") is not None:
-            self.output_chars.add(len(record["output"]))
+            values["output_chars"].append(len(record["output"]))
 
     def add_feedback(self, rating: int) -> None:
         if isinstance(rating, bool) or not 1 <= rating <= 5:
@@ -204,17 +222,46 @@ def error_kind(status: int | None) -> str:
     return f"http_{status}" if status is not None else "http_unknown"
 
 
-def aggregate(records: Iterable[Mapping[str, Any]], resolution: Resolution = "minute") -> dict[BucketKey, Bucket]:
+def aggregate(
+    records: Iterable[Mapping[str, Any]], resolution: Resolution = "minute", *, by_user: bool = False
+) -> dict[BucketKey, Bucket]:
     """The buckets of some inference records. A shadow record counts under its own deployment, like any other: it is
-    real traffic of that deployment (its answer was only not returned)."""
-    buckets: dict[BucketKey, Bucket] = {}
+    real traffic of that deployment (its answer was only not returned).
+
+    Every record is counted once in the buckets of all users (``user`` ""), with every metric; ``by_user`` gives the
+    per-user buckets instead, which hold the counts, tokens, cost, errors, flags and feedback of each user's records
+    but no percentile sketches (a sketch per user and minute would cost more than all the rest of the ingest). A
+    query reads one kind or the other, never both (``metrics_store``)."""
+    grouped: dict[tuple, list[Mapping[str, Any]]] = {}
     for record in records:
-        key = BucketKey.of(record, resolution)
-        bucket = buckets.get(key)
-        if bucket is None:
-            bucket = buckets[key] = Bucket()
-        bucket.add(record)
+        user = record.get("user") or ""
+        if by_user and not user:
+            continue
+        # a plain tuple per record (a BucketKey per group): the key's start is truncated once more when it is made
+        key = (
+            _truncated(record["time"], resolution),
+            record.get("project") or "",
+            record.get("route") or "",
+            record.get("deployment_id") or "",
+            record.get("model_version_id") or "",
+            user if by_user else "",
+        )
+        grouped.setdefault(key, []).append(record)
+    buckets: dict[BucketKey, Bucket] = {}
+    for values, members in grouped.items():
+        bucket = buckets[BucketKey(resolution, *values)] = Bucket()
+        bucket.add_all(members, sketches=not by_user)
     return buckets
+
+
+def _truncated(moment: datetime, resolution: Resolution) -> datetime:
+    if moment.tzinfo is not UTC:
+        return truncate(moment, resolution)
+    return (
+        moment.replace(minute=0, second=0, microsecond=0)
+        if resolution == "hour"
+        else moment.replace(second=0, microsecond=0)
+    )
 
 
 def rollup(buckets: Mapping[BucketKey, Bucket], resolution: Resolution = "hour") -> dict[BucketKey, Bucket]:

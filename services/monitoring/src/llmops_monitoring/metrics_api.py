@@ -25,7 +25,8 @@ Id = Annotated[str | None, Query(min_length=1, max_length=256)]
     "/metrics",
     summary="Requests, errors, latency and TTFT percentiles, tokens, tokens/s, cost, feedback and flags of a range",
     description="Buckets of one minute (ranges up to six hours in the last days) or one hour, merged per group:"
-    " percentiles come from merged sketches (within 1 % of a true value at that rank), never averaged.",
+    " percentiles come from merged sketches (within 1 % of a true value at that rank), never averaged. Grouped or"
+    " filtered by user, the metrics are counts, tokens, cost, errors, flags and feedback, without percentiles.",
     responses=problems(422),
 )
 async def metrics(
@@ -62,6 +63,7 @@ async def metrics(
         resolution=chosen,
         filters=filters,
         limit=settings.max_query_buckets,
+        by_user=user is not None or "user" in group_by,
     )
     return {
         "start": start,

@@ -1,17 +1,19 @@
-"""Metric buckets in Postgres: each batch of records is counted into its minute and its hour buckets (both written
+"""Metric buckets in Postgres: each batch of records is counted into its minute and its hour buckets, of all users
+(with percentile sketches) and per user (counts only; ``metrics.aggregate``) (all written
 directly: an hour bucket is exactly the merge of its minutes, so no roll-up job can fall behind), merged into the
 stored rows under row locks taken in key order (several consumers may share a bucket; none waits on another in a
 cycle). Queries read the buckets of a range, group them, and summarise each group (``metrics.summarise``)."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.errors import Problem
@@ -20,7 +22,7 @@ from llmops_monitoring.models import metric_buckets
 
 DIMENSIONS: tuple[str, ...] = ("project", "route", "deployment_id", "model_version_id", "user")
 _KEY_COLUMNS = ("resolution", "start", *DIMENSIONS)
-_EMPTY = Bucket().to_row()
+_EMPTY_JSON = json.dumps(Bucket().to_row())
 
 
 def _key_of(row: Any) -> BucketKey:
@@ -37,27 +39,38 @@ async def add_records(session: AsyncSession, records: Iterable[Mapping[str, Any]
     buckets: dict[BucketKey, Bucket] = {}
     for resolution in RESOLUTIONS:
         buckets.update(aggregate(records, resolution))
+        buckets.update(aggregate(records, resolution, by_user=True))
     await merge_buckets(session, buckets)
 
 
+# A batch's keys travel as one array per column (one statement, whatever the number of keys: compiled once, cached).
+_KEY_ARRAYS = (
+    "unnest(CAST(:resolution AS text[]), CAST(:start AS timestamptz[]), CAST(:project AS text[]),"
+    " CAST(:route AS text[]), CAST(:deployment_id AS text[]), CAST(:model_version_id AS text[]),"
+    ' CAST(:user AS text[])) AS k(resolution, start, project, route, deployment_id, model_version_id, "user")'
+)
+# (S608: the statements are built from constants only)
+_MAKE = text(
+    'INSERT INTO metric_buckets (resolution, start, project, route, deployment_id, model_version_id, "user", data)'  # noqa: S608
+    f" SELECT k.*, CAST(:empty AS jsonb) FROM {_KEY_ARRAYS} ON CONFLICT DO NOTHING"
+)
+_LOCK = text(
+    'SELECT b.resolution, b.start, b.project, b.route, b.deployment_id, b.model_version_id, b."user", b.data'  # noqa: S608
+    f" FROM metric_buckets b JOIN {_KEY_ARRAYS}"
+    ' USING (resolution, start, project, route, deployment_id, model_version_id, "user")'
+    " ORDER BY 1, 2, 3, 4, 5, 6, 7 FOR UPDATE OF b"
+).columns(data=JSONB)
+
+
 async def merge_buckets(session: AsyncSession, buckets: Mapping[BucketKey, Bucket]) -> None:
-    """Add ``buckets`` to the stored ones (made when missing)."""
+    """Add ``buckets`` to the stored ones (made when missing), under row locks taken in key order."""
     if not buckets:
         return
     keys = sorted(buckets, key=_sort_key)
-    columns = [metric_buckets.c[name] for name in _KEY_COLUMNS]
-    for chunk in _chunks(keys, 2_000):
-        await session.execute(
-            insert(metric_buckets).values([{**key.to_row(), "data": _EMPTY} for key in chunk]).on_conflict_do_nothing()
-        )
-        stored = (
-            await session.execute(
-                select(*columns, metric_buckets.c.data)
-                .where(tuple_(*columns).in_([tuple(key.to_row()[c] for c in _KEY_COLUMNS) for key in chunk]))
-                .order_by(*columns)
-                .with_for_update()
-            )
-        ).all()
+    for chunk in _chunks(keys, 5_000):
+        arrays = {column: [getattr(key, column) for key in chunk] for column in _KEY_COLUMNS}
+        await session.execute(_MAKE, {**arrays, "empty": _EMPTY_JSON})
+        stored = (await session.execute(_LOCK, arrays)).all()
         changes = []
         for row in stored:
             key = _key_of(row)
@@ -97,8 +110,13 @@ async def read_buckets(
     resolution: Resolution,
     filters: Mapping[str, str] | None = None,
     limit: int,
+    by_user: bool | None = None,
 ) -> list[tuple[BucketKey, Bucket]]:
-    """The buckets of ``project`` whose start is in ``[start, end)`` (at the resolution's boundaries), filtered."""
+    """The buckets of ``project`` whose start is in ``[start, end)`` (at the resolution's boundaries), filtered: the
+    per-user buckets (counts without percentiles) when ``by_user`` (by default: when ``filters`` name a user), else
+    the buckets of all users. The two kinds count the same records and are never read together."""
+    if by_user is None:
+        by_user = bool((filters or {}).get("user"))
     columns = [metric_buckets.c[name] for name in _KEY_COLUMNS]
     query = select(*columns, metric_buckets.c.data).where(
         metric_buckets.c.resolution == resolution,
@@ -109,6 +127,7 @@ async def read_buckets(
     )
     for name, value in (filters or {}).items():
         query = query.where(metric_buckets.c[name] == value)
+    query = query.where(metric_buckets.c.user != "" if by_user else metric_buckets.c.user == "")
     rows = (await session.execute(query.order_by(metric_buckets.c.start).limit(limit + 1))).all()
     if len(rows) > limit:
         raise Problem(
@@ -156,7 +175,7 @@ async def prometheus_groups(session: AsyncSession, *, limit: int) -> dict[tuple[
     rows = (
         await session.execute(
             select(*columns, metric_buckets.c.data)
-            .where(metric_buckets.c.resolution == "hour")
+            .where(metric_buckets.c.resolution == "hour", metric_buckets.c.user == "")
             .order_by(metric_buckets.c.start.desc())
             .limit(limit)
         )

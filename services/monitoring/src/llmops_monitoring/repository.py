@@ -77,8 +77,8 @@ async def index_requests(session: AsyncSession, records: Sequence[Mapping[str, A
         for r in records
         if not r["shadow"]
     ]
-    for i in range(0, len(rows), 5_000):
-        await session.execute(insert(request_index).values(rows[i : i + 5_000]).on_conflict_do_nothing())
+    if rows:  # executemany: one statement compiled once, sent in pages (no bound on a batch's parameters)
+        await session.execute(insert(request_index).on_conflict_do_nothing(), rows)
 
 
 async def request_dimensions(session: AsyncSession, project: str, request_id: str) -> dict[str, str] | None:
