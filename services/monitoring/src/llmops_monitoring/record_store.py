@@ -12,6 +12,7 @@ publishes (the copy is idempotent). A final key is its content's hash: the same 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import uuid
@@ -105,8 +106,9 @@ async def register(session: AsyncSession, files: Sequence[RecordFile]) -> None:
         )
 
 
-async def publish_pending(db: Database, store: ObjectStore, *, limit: int = 500) -> int:
-    """Copy registered, unpublished files to their final keys; returns how many were published."""
+async def publish_pending(db: Database, store: ObjectStore, *, limit: int = 500, concurrency: int = 8) -> int:
+    """Copy registered, unpublished files to their final keys (several at once), mark them in one statement, then
+    remove their staging objects; returns how many were published."""
     async with db.sessions() as session:
         pending = (
             await session.execute(
@@ -116,20 +118,32 @@ async def publish_pending(db: Database, store: ObjectStore, *, limit: int = 500)
                 .limit(limit)
             )
         ).all()
-    published = 0
-    for file_id, key, staging_key in pending:
-        try:
-            await store.copy_named(staging_key, key)
-        except Exception as exc:
-            if not _missing(exc):
-                raise
-            # The staging object is gone: an earlier pass copied it, then died before marking the row.
-            log.info("monitoring.records.staging_gone", key=key)
-        async with db.transaction() as session:
-            await session.execute(update(record_files).where(record_files.c.id == file_id).values(published=True))
-        await store.remove_named(staging_key)
-        published += 1
-    return published
+    if not pending:
+        return 0
+    gate = asyncio.Semaphore(concurrency)
+
+    async def copy(key: str, staging_key: str) -> None:
+        async with gate:
+            try:
+                await store.copy_named(staging_key, key)
+            except Exception as exc:
+                if not _missing(exc):
+                    raise
+                # The staging object is gone: an earlier pass copied it, then died before marking the row.
+                log.info("monitoring.records.staging_gone", key=key)
+
+    await asyncio.gather(*(copy(key, staging_key) for _, key, staging_key in pending))
+    async with db.transaction() as session:
+        await session.execute(
+            update(record_files).where(record_files.c.id.in_([row.id for row in pending])).values(published=True)
+        )
+
+    async def remove(staging_key: str) -> None:
+        async with gate:
+            await store.remove_named(staging_key)
+
+    await asyncio.gather(*(remove(staging_key) for _, _, staging_key in pending))
+    return len(pending)
 
 
 async def sweep_staging(db: Database, store: ObjectStore, prefix: str, *, older_than: timedelta) -> int:
