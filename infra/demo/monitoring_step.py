@@ -183,7 +183,7 @@ async def run(
         )
         return body if sum(g["requests"] for g in body["groups"]) >= len(normal) + len(shifted) else None
 
-    body = await _until("the records to be counted", counted)
+    await _until("the records to be counted", counted)
     stepped = _checked(
         await api.get(
             "/projects/demo/monitoring/metrics",
@@ -192,7 +192,6 @@ async def run(
         )
     )
     console.print(metrics_table(stepped["groups"], [], True))
-    del body
 
     await monitoring.assess_anomalies()
     anomalies = _checked(await api.get("/projects/demo/monitoring/anomalies", params=window, headers=engineer))[

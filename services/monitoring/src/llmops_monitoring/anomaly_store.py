@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from llmops.bus import add_to_outbox
 from llmops.runtime import Actor, Runtime
 from llmops_monitoring.anomalies import AnomalySettings, Group, Throttle, WindowCounter, assess
-from llmops_monitoring.models import anomaly_counts, anomaly_notices
+from llmops_monitoring.models import anomaly_counts, anomaly_notices, deployments
 from llmops_schemas.events.monitoring import Window
 
 #: The kind under which a window's completed records are counted.
@@ -114,7 +114,7 @@ async def assess_closed_windows(
                 counts[group, row.kind] = row.count
                 examples[group, row.kind] = row.examples
         end = start + timedelta(seconds=window_seconds)
-        notices = assess(counts, records, settings, examples=examples)
+        notices = assess(counts, records, settings, examples=examples, labels=await _labels(session, records))
         last_sent = await _last_sent(session, [n.key for n in notices])
         for notice in throttle.select(notices, last_sent, end):
             payload = notice.event(Window(start=start, end=end))
@@ -147,6 +147,21 @@ async def assess_closed_windows(
             .values(notified=True)
         )
     return published
+
+
+async def _labels(session: AsyncSession, groups) -> dict[Group, tuple[str | None, str | None]]:
+    """The model version each group's deployment serves (from the deployments projection; the route is not known
+    there: a deployment may serve several)."""
+    ids = [group.deployment_id for group in groups]
+    rows = (
+        await session.execute(
+            select(deployments.c.deployment_id, deployments.c.model_version_id).where(
+                deployments.c.deployment_id.in_(ids)
+            )
+        )
+    ).all()
+    served = {row.deployment_id: row.model_version_id for row in rows}
+    return {group: (None, served.get(group.deployment_id)) for group in groups}
 
 
 async def _last_sent(session: AsyncSession, keys: list[tuple[Group, str]]) -> dict[tuple[Group, str], datetime]:
