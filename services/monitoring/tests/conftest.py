@@ -43,6 +43,8 @@ async def monitoring_settings(infra_up, records_topic):
         consumer_group=f"monitoring-test-{uuid.uuid4().hex[:12]}",
         records_group=f"monitoring-records-test-{uuid.uuid4().hex[:12]}",
         records_topics=[records_topic],
+        # ingest in the test's process (the worker processes have tests of their own: faults/)
+        records_workers=0,
         publish_interval_seconds=0.2,
         # scheduled drift reports are the tests' to run (drift_service.scheduled_pass with a given now)
         drift_interval_seconds=0,

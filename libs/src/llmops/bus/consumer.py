@@ -145,8 +145,17 @@ class Consumer:
         self._batch = handler
         return handler
 
-    def subscribe(self, *, description: str | None = None, auto_offset_reset: str = "earliest"):
-        """Attach this consumer to the broker as a FastStream batch subscriber with manual commit."""
+    def subscribe(
+        self,
+        *,
+        description: str | None = None,
+        auto_offset_reset: str = "earliest",
+        partition_fetch_bytes: int = 1024 * 1024,
+    ):
+        """Attach this consumer to the broker as a FastStream batch subscriber with manual commit.
+
+        ``partition_fetch_bytes`` is what one fetch takes of a partition (Kafka's ``max.partition.fetch.bytes``): with
+        a backlog, a batch holds at most about that much of each partition, whatever ``max_records`` allows."""
 
         async def on_batch(message: KafkaMessage) -> None:
             records = message.raw_message
@@ -168,6 +177,7 @@ class Consumer:
             max_records=self.max_records,
             ack_policy=AckPolicy.MANUAL,
             auto_offset_reset=auto_offset_reset,
+            max_partition_fetch_bytes=partition_fetch_bytes,
             description=description or f"{self.name}: idempotent consumer of {', '.join(self.topics)}",
             decoder=_no_decode,
         )(_raw_batch_handler(on_batch))

@@ -304,7 +304,10 @@ def _loops(
     n = len(units) - gram + 1
     if n <= 0:
         return False
-    grams = zip(*(units[i:] for i in range(gram)), strict=False) if gram > 1 else ((unit,) for unit in units)
+    distinct = len(set(zip(*(units[i:] for i in range(gram)), strict=False)))
+    if distinct == n:  # no gram comes twice, so no loop: the common case, told without the pass below
+        return n >= min_grams > 0 and distinct <= max_distinct * n
+    grams = zip(*(units[i:] for i in range(gram)), strict=False)
     last: dict[tuple[str, ...], int] = {}
     period = run = 0
     for i, key in enumerate(grams):

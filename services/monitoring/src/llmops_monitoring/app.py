@@ -36,6 +36,7 @@ from llmops_monitoring import (
 )
 from llmops_monitoring.consumers import policies_consumer, projections_consumer, records_consumer
 from llmops_monitoring.metrics import summarise
+from llmops_monitoring.records_worker import RecordsWorkers
 from llmops_monitoring.settings import MonitoringSettings
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -55,7 +56,11 @@ class MonitoringService:
             make_broker(self.settings.kafka, client_id="monitoring"),
             store=self.store,
         )
-        self.records_consumer: Consumer = records_consumer(self.settings, self.runtime)
+        # ingest in worker processes, or (records_workers=0) here
+        self.records_workers = RecordsWorkers(self.settings) if self.settings.records_workers else None
+        self.records_consumer: Consumer | None = (
+            None if self.records_workers else records_consumer(self.settings, self.runtime)
+        )
         self.consumer: Consumer = projections_consumer(self.settings, self.runtime)
         self.policies_consumer: Consumer = policies_consumer(self.settings, self.runtime)
         self.app: FastAPI = create_app(
@@ -69,6 +74,8 @@ class MonitoringService:
 
     async def start(self) -> None:
         await self.runtime.start()
+        if self.records_workers is not None:
+            await self.records_workers.start()
         self.runtime.spawn(self._every(self.settings.publish_interval_seconds, self.publish), name="records-publish")
         self.runtime.spawn(
             self._every(self.settings.maintenance_interval_seconds, self.maintain), name="records-maintenance"
@@ -83,6 +90,8 @@ class MonitoringService:
         self.runtime.spawn(self._every(self.settings.alert_interval_seconds, self.evaluate_alerts), name="alerts")
 
     async def stop(self) -> None:
+        if self.records_workers is not None:
+            await self.records_workers.stop()
         await self.runtime.stop()
 
     async def publish(self) -> int:

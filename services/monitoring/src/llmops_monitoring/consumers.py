@@ -47,6 +47,7 @@ def records_consumer(settings: MonitoringSettings, runtime: Runtime) -> Consumer
     consumer.subscribe(
         description="monitoring: inference records into the record store, the metrics and the anomaly counts",
         auto_offset_reset=settings.records_offset_reset,
+        partition_fetch_bytes=settings.records_fetch_bytes,
     )
     return consumer
 

@@ -42,10 +42,12 @@ class Ingest:
             reference = await self.reference(session, record["project"], record["deployment_id"])
             record["flags"] = self.detector.flags_of(record, reference)
         files = await record_store.stage(self.runtime.store, self.settings.records_prefix, records)
+        buckets = metrics_store.buckets_of(records)
         await record_store.register(session, files)
-        await metrics_store.add_records(session, records)
         await repository.index_requests(session, records)
+        # Rows that other workers' batches share, last: their locks are held only until the commit.
         await anomaly_store.count(session, records, window_seconds=self.settings.anomaly_window_seconds)
+        await metrics_store.merge_buckets(session, buckets)
 
     async def reference(self, session: AsyncSession, project: str, deployment_id: str | None) -> Reference | None:
         """The outlier fences of a deployment: quartiles of its hour buckets over the reference hours before the

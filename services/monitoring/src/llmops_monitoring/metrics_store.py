@@ -12,12 +12,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.errors import Problem
-from llmops_monitoring.metrics import RESOLUTIONS, Bucket, BucketKey, Resolution, aggregate, summarise
+from llmops_monitoring.metrics import RESOLUTIONS, Bucket, BucketKey, Resolution, aggregate, rollup, summarise
 from llmops_monitoring.models import metric_buckets
 
 DIMENSIONS: tuple[str, ...] = ("project", "route", "deployment_id", "model_version_id", "user")
@@ -35,12 +35,18 @@ def _sort_key(key: BucketKey) -> tuple:
 
 async def add_records(session: AsyncSession, records: Iterable[Mapping[str, Any]]) -> None:
     """Count ``records`` into their minute and hour buckets."""
+    await merge_buckets(session, buckets_of(records))
+
+
+def buckets_of(records: Iterable[Mapping[str, Any]]) -> dict[BucketKey, Bucket]:
+    """The minute and hour buckets of ``records``, of all users and per user."""
     records = list(records)
     buckets: dict[BucketKey, Bucket] = {}
-    for resolution in RESOLUTIONS:
-        buckets.update(aggregate(records, resolution))
-        buckets.update(aggregate(records, resolution, by_user=True))
-    await merge_buckets(session, buckets)
+    for by_user in (False, True):
+        minutes = aggregate(records, "minute", by_user=by_user)
+        buckets.update(minutes)
+        buckets.update(rollup(minutes, "hour"))  # the merge of its minutes, as counting the records again would be
+    return buckets
 
 
 # A batch's keys travel as one array per column (one statement, whatever the number of keys: compiled once, cached).
@@ -60,6 +66,16 @@ _LOCK = text(
     ' USING (resolution, start, project, route, deployment_id, model_version_id, "user")'
     " ORDER BY 1, 2, 3, 4, 5, 6, 7 FOR UPDATE OF b"
 ).columns(data=JSONB)
+# the merged buckets written back in one statement: the keys' arrays and one of their data
+_WRITE = text(
+    "UPDATE metric_buckets b SET data = CAST(k.data AS jsonb), updated_at = now()"
+    " FROM unnest(CAST(:resolution AS text[]), CAST(:start AS timestamptz[]), CAST(:project AS text[]),"
+    " CAST(:route AS text[]), CAST(:deployment_id AS text[]), CAST(:model_version_id AS text[]),"
+    " CAST(:user AS text[]), CAST(:data AS text[])) AS k(resolution, start, project, route, deployment_id,"
+    ' model_version_id, "user", data)'
+    ' WHERE (b.resolution, b.start, b.project, b.route, b.deployment_id, b.model_version_id, b."user")'
+    ' = (k.resolution, k.start, k.project, k.route, k.deployment_id, k.model_version_id, k."user")'
+)
 
 
 async def merge_buckets(session: AsyncSession, buckets: Mapping[BucketKey, Bucket]) -> None:
@@ -71,19 +87,14 @@ async def merge_buckets(session: AsyncSession, buckets: Mapping[BucketKey, Bucke
         arrays = {column: [getattr(key, column) for key in chunk] for column in _KEY_COLUMNS}
         await session.execute(_MAKE, {**arrays, "empty": _EMPTY_JSON})
         stored = (await session.execute(_LOCK, arrays)).all()
-        changes = []
+        changes: dict[str, list[Any]] = {column: [] for column in (*_KEY_COLUMNS, "data")}
         for row in stored:
-            key = _key_of(row)
             bucket = Bucket.from_row(row.data)
-            bucket.merge(buckets[key])
-            changes.append({**{f"k_{c}": getattr(row, c) for c in _KEY_COLUMNS}, "new_data": bucket.to_row()})
-        await session.execute(
-            update(metric_buckets)
-            .where(*(metric_buckets.c[c] == bindparam(f"k_{c}") for c in _KEY_COLUMNS))
-            .values(data=bindparam("new_data"), updated_at=func.now())
-            .execution_options(synchronize_session=False),
-            changes,
-        )
+            bucket.merge(buckets[_key_of(row)])
+            for column in _KEY_COLUMNS:
+                changes[column].append(getattr(row, column))
+            changes["data"].append(json.dumps(bucket.to_row()))
+        await session.execute(_WRITE, changes)
 
 
 def resolution_for(start: datetime, end: datetime, *, minute_days: int, requested: str = "auto") -> Resolution:
