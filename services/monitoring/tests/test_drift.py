@@ -163,7 +163,7 @@ class TestSameNumbersAsEvidently:
         assert columns[0] == DriftColumn(
             column="input_chars", method="wasserstein", score=result.columns[0].score, threshold=0.2, drifted=False
         )
-        assert "<html" in result.html[:200].lower()
+        assert "<html" in result.html()[:200].lower()
 
 
 class TestWindows:

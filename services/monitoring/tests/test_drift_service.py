@@ -157,3 +157,50 @@ class TestBadInput:
         await deployed(monitoring)
         answer = await client.post("/projects/p1/monitoring/drift", json={"deployment_id": "dep-1"}, headers=VIEWER)
         assert answer.status_code == 403
+
+
+async def test_a_report_keeps_its_snapshot_and_one_made_before_serves_its_stored_html(client, monitoring):
+    import uuid
+
+    from llmops_monitoring.models import drift_reports
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    store = monitoring.store
+    made_before = {
+        "id": str(uuid.uuid4()),
+        "project": "p1",
+        "deployment_id": "dep-1",
+        "trigger": "request",
+        "reference": "window",
+        "current_start": now - HOUR,
+        "current_end": now,
+        "status": "done",
+        "requested_by": "eve",
+        "html_key": f"{monitoring.settings.reports_prefix}/old/report.html",
+    }
+    await store.put_named(made_before["html_key"], b"<html>as it was stored</html>", content_type="text/html")
+    async with monitoring.runtime.db.transaction() as session:
+        await session.execute(drift_reports.insert().values(**made_before))
+    html = await client.get(f"/projects/p1/monitoring/drift/{made_before['id']}/html", headers=VIEWER)
+    assert html.status_code == 200 and html.content == b"<html>as it was stored</html>"
+
+    # a new report stores Evidently's snapshot (compressed), a small part of the HTML rendered from it
+    await deployed(monitoring)
+    stable = traffic.records(300, seed=1, start=now - 2 * HOUR, minutes=59)
+    shifted = traffic.records(300, seed=2, start=now - HOUR, minutes=59, shift=traffic.ALL_SHIFTS)
+    for window in (stable, shifted):
+        for record in window:
+            record["project"] = "p1"
+        files = await record_store.stage(store, monitoring.settings.records_prefix, window)
+        async with monitoring.runtime.db.transaction() as session:
+            await record_store.register(session, files)
+    request = drift_service.DriftRequest(
+        "p1", "dep-1", now - HOUR, now, "request", "eve", reference_start=now - 2 * HOUR, reference_end=now - HOUR
+    )
+    settings = monitoring.settings
+    row = await drift_service.run_report(monitoring.runtime, store, settings, settings.drift, request)
+    assert row["status"] == "done" and row.get("html_key") is None
+    snapshot = await store.get_named(row["snapshot_key"])
+    html = await client.get(f"/projects/p1/monitoring/drift/{row['id']}/html", headers=VIEWER)
+    assert html.status_code == 200 and b"<html" in html.content[:300].lower()
+    assert len(snapshot) * 5 < len(html.content)

@@ -1,6 +1,7 @@
 """The record store on the real object store and Kafka: records published with a plain Kafka client land in Parquet
 files under the hive layout (date, deployment) exactly once each, even when the batch is delivered again; malformed
-records go to the dead-letter topic with their reason; DuckDB reads the files; retention removes old partitions."""
+records go to the dead-letter topic with their reason; DuckDB reads the layout (partitions from the paths);
+retention removes old partitions."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ async def wait_published(service, within: float = 30) -> list:
         await asyncio.sleep(0.1)
 
 
-async def test_records_from_a_plain_kafka_client_land_in_hive_partitioned_parquet(monitoring, records_topic):
+async def test_records_from_a_plain_kafka_client_land_in_hive_partitioned_parquet(monitoring, records_topic, tmp_path):
     yesterday = datetime.now(UTC) - timedelta(days=1)
     sent = [events.completed(deployment_id="d1") for _ in range(30)]
     sent += [events.completed(deployment_id="d2", time=yesterday) for _ in range(10)]
@@ -63,6 +64,24 @@ async def test_records_from_a_plain_kafka_client_land_in_hive_partitioned_parque
     assert len(external) == 5 and {r["deployment_id"] for r in external} == {None}
     failures = [r for r in table.to_pylist() if r["outcome"] == "failed"]
     assert {r["status"] for r in failures} == {502}
+
+    # the layout as a query engine sees it: DuckDB over a copy of the published files, partitions from the paths
+    import duckdb
+
+    for f in files:
+        copy = tmp_path / f.key
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(await monitoring.store.get_named(f.key))
+    counted = duckdb.execute(
+        "SELECT CAST(date AS VARCHAR), deployment, count(*), count(DISTINCT event_id)"
+        " FROM read_parquet(?, hive_partitioning = true) GROUP BY ALL ORDER BY 2",
+        [f"{tmp_path / monitoring.settings.records_prefix}/**/*.parquet"],
+    ).fetchall()
+    assert counted == [
+        (today, "d1", 35, 35),
+        (yesterday.date().isoformat(), "d2", 10, 10),
+        (today, "none", 5, 5),
+    ]
 
 
 async def test_a_redelivered_batch_is_stored_once(monitoring, records_topic):

@@ -148,7 +148,7 @@ class Reference:
     """The fences of one deployment's reference window for the three outlier measures; ``None``: too few values.
 
     The service should build it with :meth:`from_quantiles` (p25/p50/p75 of the reference window, from the metrics'
-    mergeable sketches or DuckDB's ``quantile_cont`` over the record store): no raw values to keep, and its fences
+    mergeable sketches): no raw values to keep, and its fences
     match :meth:`from_values` on the same data (both estimate the log-scale standard deviation robustly: IQR / 1.349
     and 1.4826 MAD). ``from_values`` is for raw values at hand (tests, a small window)."""
 

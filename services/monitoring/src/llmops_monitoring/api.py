@@ -50,11 +50,20 @@ async def records(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     start, end = time_range(settings, start, end, default=timedelta(hours=1))
-    table = await record_store.read_table(
-        runtime.db, runtime.store, start, end, project=scope.project, deployment_id=deployment_id
-    )
-    rows = table.to_pylist()
-    return {"start": start, "end": end, "total": len(rows), "records": rows[-limit:]}
+    try:
+        table = await record_store.read_table(
+            runtime.db,
+            runtime.store,
+            start,
+            end,
+            project=scope.project,
+            deployment_id=deployment_id,
+            max_rows=settings.max_read_records,
+        )
+    except record_store.TooManyRecords as exc:
+        raise unprocessable(f"{exc}: narrow the range, or name a deployment", "start", "query") from exc
+    newest = table.slice(max(0, table.num_rows - limit))  # Python objects for these only
+    return {"start": start, "end": end, "total": table.num_rows, "records": newest.to_pylist()}
 
 
 def _utc(moment: datetime) -> datetime:

@@ -72,10 +72,14 @@ class DriftResult:
     rows_current: int
     dropped_columns: dict[str, str]
     report_json: str = field(repr=False)
-    html: str = field(repr=False)
+    #: Evidently's whole snapshot (its widgets' data): what the HTML is rendered from, when someone opens it
+    snapshot: str = field(repr=False)
     #: The (sampled) frames Evidently was given, to check or re-run it
     current_frame: pd.DataFrame = field(repr=False)
     reference_frame: pd.DataFrame = field(repr=False)
+
+    def html(self) -> str:
+        return render_html(self.snapshot)
 
     def to_event_columns(self) -> list[DriftColumn]:
         return [
@@ -84,7 +88,8 @@ class DriftResult:
         ]
 
 
-_READ = (
+#: The record columns a drift frame is made of (what the service reads of the record store)
+READ_COLUMNS = (
     "outcome",
     "latency_ms",
     "time_to_first_token_ms",
@@ -102,9 +107,9 @@ def frame_of(records: Records | pa.Table) -> pd.DataFrame:
     """The drift frame of inference records (dicts with ``records.SCHEMA``'s columns, or the record store's Arrow
     table of them, read without a Python object per record): one row per record."""
     if isinstance(records, pa.Table):
-        raw = records.select(list(_READ)).to_pandas()
+        raw = records.select(list(READ_COLUMNS)).to_pandas()
     else:
-        raw = pd.DataFrame.from_records(records, columns=list(_READ))
+        raw = pd.DataFrame.from_records(records, columns=list(READ_COLUMNS))
     redacted = raw["text_mode"] == "redacted"
     texts = {name: raw[name].where(redacted & raw[name].notna(), None).astype(object) for name in TEXT}
     frame = pd.DataFrame(
@@ -171,7 +176,7 @@ def run_drift(
         rows_current=len(current_frame),
         dropped_columns=dropped,
         report_json=report,
-        html=snapshot.get_html_str(as_iframe=False),
+        snapshot=snapshot.dumps(),
         current_frame=current_frame[list(kinds)],
         reference_frame=reference_frame[list(kinds)],
     )
@@ -252,6 +257,12 @@ def _testable(
 
 def _no_terms(error: ValueError) -> bool:
     return "no terms remain" in str(error) or "empty vocabulary" in str(error)
+
+
+def render_html(snapshot: str) -> str:
+    """The HTML page of a stored snapshot, as Evidently renders it (about 4 MB, most of it Evidently's scripts: made
+    when a report is opened, not stored with every report)."""
+    return Snapshot.loads(snapshot).get_html_str(as_iframe=False)
 
 
 def _report(

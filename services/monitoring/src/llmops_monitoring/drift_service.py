@@ -8,6 +8,7 @@ it drifts by itself (someone asked)."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import uuid
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from llmops.logging import get_logger
 from llmops.runtime import Actor, Runtime
 from llmops.storage import ObjectStore
 from llmops_monitoring import record_store
-from llmops_monitoring.drift import Consecutive, DriftSettings, TooFewRows, run_drift
+from llmops_monitoring.drift import READ_COLUMNS, Consecutive, DriftSettings, TooFewRows, run_drift
 from llmops_monitoring.models import deployments, drift_baselines, drift_reports
 from llmops_monitoring.record_store import partition_value
 from llmops_schemas.events.monitoring import MonitoringDriftDetected, Window
@@ -69,11 +70,11 @@ async def run_report(
                 select(deployments.c.model_version_id).where(deployments.c.deployment_id == request.deployment_id)
             )
         ).scalar_one_or_none()
-    read = dict(project=request.project, deployment_id=request.deployment_id)
-    # both windows at once, as Arrow tables (no Python object per record)
-    current, reference = await asyncio.gather(
-        record_store.read_table(db, store, request.current_start, request.current_end, **read),
-        record_store.read_table(db, store, reference_start, reference_end, **read),
+    read = dict(
+        project=request.project,
+        deployment_id=request.deployment_id,
+        columns=READ_COLUMNS,
+        max_rows=settings.max_read_records,
     )
     report_id = str(uuid.uuid4())
     row: dict[str, Any] = {
@@ -87,22 +88,28 @@ async def run_report(
         "reference_end": reference_end,
         "current_start": request.current_start,
         "current_end": request.current_end,
-        "reference_rows": reference.num_rows,
-        "current_rows": current.num_rows,
+        "reference_rows": None,
+        "current_rows": None,
         "requested_by": request.requested_by,
     }
-    try:
+    try:  # both windows at once, as Arrow tables of the columns drift reads (no Python object per record)
+        current, reference = await asyncio.gather(
+            record_store.read_table(db, store, request.current_start, request.current_end, **read),
+            record_store.read_table(db, store, reference_start, reference_end, **read),
+        )
+        row.update(reference_rows=reference.num_rows, current_rows=current.num_rows)
         result = await asyncio.to_thread(run_drift, current, reference, drift_settings, seed=0)
-    except TooFewRows as exc:
+    except (TooFewRows, record_store.TooManyRecords) as exc:
         row.update(status="skipped", reason=str(exc))
         async with db.transaction() as session:
             await _insert(session, row)
         return row
     base = f"{settings.reports_prefix}/{partition_value(request.deployment_id)}/{report_id}"
     report_json = result.report_json.encode()
+    snapshot = await asyncio.to_thread(gzip.compress, result.snapshot.encode(), 6, mtime=0)
     await asyncio.gather(
         store.put_named(f"{base}.json", report_json, content_type="application/json"),
-        store.put_named(f"{base}.html", result.html.encode(), content_type="text/html; charset=utf-8"),
+        store.put_named(f"{base}.snapshot.json.gz", snapshot, content_type="application/gzip"),
     )
     row.update(
         status="done",
@@ -115,7 +122,7 @@ async def run_report(
         columns=[c.model_dump() for c in result.to_event_columns()],
         json_key=f"{base}.json",
         json_sha256=hashlib.sha256(report_json).hexdigest(),
-        html_key=f"{base}.html",
+        snapshot_key=f"{base}.snapshot.json.gz",
     )
     async with db.transaction() as session:
         await _insert(session, row)

@@ -188,7 +188,8 @@ drift_reports = Table(
     Column("columns", JSONB),
     Column("json_key", Text),
     Column("json_sha256", Text),
-    Column("html_key", Text),
+    Column("html_key", Text),  # reports made before 0002: their stored HTML
+    Column("snapshot_key", Text),  # Evidently's snapshot (gzip), the HTML rendered from it when opened
     Column("requested_by", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_drift_reports_deployment_created_at", "deployment_id", "created_at"),

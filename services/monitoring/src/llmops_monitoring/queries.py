@@ -11,7 +11,7 @@ from llmops.errors import Problem
 from llmops_monitoring.models import deployments, drift_reports
 
 #: Columns of a report row the API does not show (object store keys).
-_HIDDEN = ("json_key", "html_key")
+_HIDDEN = ("json_key", "html_key", "snapshot_key")
 
 
 def report_out(row: Any) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The record store: every inference record as Parquet in the object store, hive-partitioned by date and deployment
-(``<prefix>/date=2026-12-01/deployment=<id>/part-<sha256>.parquet``), so DuckDB reads it here and Spark, Trino or
-Athena read it when a team outgrows one machine.
+(``<prefix>/date=2026-12-01/deployment=<id>/part-<sha256>.parquet``): the service reads it with pyarrow, and DuckDB,
+Spark, Trino or Athena read it as a table when a team outgrows one machine.
 
 Exactly once, without a distributed transaction: the consumer writes a batch's files under ``<prefix>/_staging/``
 (readers of a hive layout skip paths that start with ``_``), registers them in ``record_files`` in the same
@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -38,6 +39,10 @@ from llmops_monitoring.records import NO_DEPLOYMENT, SCHEMA
 log = get_logger(__name__)
 
 STAGING = "_staging"
+
+
+class TooManyRecords(ValueError):
+    """A read would hold more records than its bound: a shorter range, or a deployment, narrows it."""
 
 
 @dataclass(frozen=True)
@@ -209,33 +214,56 @@ async def read_table(
     *,
     project: str | None = None,
     deployment_id: str | None = None,
+    columns: Sequence[str] | None = None,
+    max_rows: int | None = None,
 ) -> pa.Table:
-    """Every record of ``[start, end)`` (of one project, of one deployment) as one Arrow table, read from the
-    manifest's files (their staging copy when not yet published), filtered with DuckDB."""
-    import duckdb
-
+    """The records of ``[start, end)`` (of one project, of one deployment; only ``columns`` when given) in time
+    order, as one Arrow table, read from the manifest's files (their staging copy when not yet published, several
+    at once), decoded, filtered and ordered by Arrow in a thread. :class:`TooManyRecords` before anything is read
+    when the files hold more than ``max_rows`` records (the manifest counts them)."""
+    if columns is not None and not set(columns) <= set(SCHEMA.names):
+        raise ValueError(f"no such record columns: {sorted(set(columns) - set(SCHEMA.names))}")
     async with db.sessions() as session:
         files = await files_between(session, start, end, deployment_id)
-    tables = []
-    for f in files:
-        try:
-            data = await store.get_named(f.key if f.published else f.staging_key)
-        except ObjectNotFound:
-            data = await store.get_named(f.key)  # published meanwhile
-        tables.append(pq.read_table(io.BytesIO(data)))
-    records = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
-    connection = duckdb.connect()
-    try:
-        connection.register("records", records)
-        query = 'SELECT * FROM records WHERE "time" >= ? AND "time" < ?'
-        parameters: list[Any] = [start, end]
-        if project is not None:
-            query, parameters = query + " AND project = ?", [*parameters, project]
-        if deployment_id is not None:
-            query, parameters = query + " AND deployment_id = ?", [*parameters, deployment_id]
-        return connection.sql(query + ' ORDER BY "time", event_id', params=parameters).to_arrow_table()
-    finally:
-        connection.close()
+    held = sum(f.rows for f in files)
+    if max_rows is not None and held > max_rows:
+        raise TooManyRecords(f"the range's files hold {held} records, more than {max_rows} read at once")
+    fetching = asyncio.Semaphore(8)
+
+    async def fetch(f: RecordFile) -> bytes:
+        async with fetching:
+            try:
+                return await store.get_named(f.key if f.published else f.staging_key)
+            except ObjectNotFound:
+                return await store.get_named(f.key)  # published meanwhile
+
+    parts = await asyncio.gather(*(fetch(f) for f in files))
+    return await asyncio.to_thread(_records_of, parts, start, end, project, deployment_id, columns)
+
+
+def _records_of(
+    parts: Sequence[bytes],
+    start: datetime,
+    end: datetime,
+    project: str | None,
+    deployment_id: str | None,
+    columns: Sequence[str] | None,
+) -> pa.Table:
+    wanted = None if columns is None else list(dict.fromkeys([*_FILTERED, *columns]))
+    tables = [pq.read_table(io.BytesIO(data), columns=wanted) for data in parts]
+    records = pa.concat_tables(tables) if tables else SCHEMA.empty_table().select(wanted or SCHEMA.names)
+    where = (pc.field("time") >= pa.scalar(start, SCHEMA.field("time").type)) & (
+        pc.field("time") < pa.scalar(end, SCHEMA.field("time").type)
+    )
+    if project is not None:
+        where &= pc.field("project") == project
+    if deployment_id is not None:
+        where &= pc.field("deployment_id") == deployment_id
+    found = records.filter(where).sort_by([("time", "ascending"), ("event_id", "ascending")])
+    return found if columns is None else found.select(list(columns))
+
+
+_FILTERED = ("time", "event_id", "project", "deployment_id")  # what read_table filters and orders by
 
 
 def _missing(error: Exception) -> bool:

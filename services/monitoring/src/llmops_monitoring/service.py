@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +15,7 @@ from llmops.errors import Problem, unprocessable
 from llmops.runtime import Actor, Runtime
 from llmops.storage import ObjectNotFound
 from llmops_monitoring import drift_service, queries
+from llmops_monitoring.drift import render_html
 from llmops_monitoring.models import drift_baselines
 from llmops_monitoring.settings import MonitoringSettings
 
@@ -52,7 +55,15 @@ async def request_drift_report(
 
 
 async def stored_report(runtime: Runtime, row: Any, kind: str) -> bytes:
-    """The report's stored ``html`` or ``json``."""
+    """The report's stored ``html`` or ``json``: the HTML rendered from its snapshot (or, for a report made before
+    snapshots were kept, as stored)."""
+    if kind == "html" and row.html_key is None and row.snapshot_key is not None:
+        snapshot = await _stored(runtime, row, "snapshot")
+        return await asyncio.to_thread(lambda: render_html(gzip.decompress(snapshot).decode()).encode())
+    return await _stored(runtime, row, kind)
+
+
+async def _stored(runtime: Runtime, row: Any, kind: str) -> bytes:
     key = getattr(row, f"{kind}_key")
     if key is None:
         raise Problem(409, f"report {row.id} has no {kind}: it was {row.status} ({row.reason})")

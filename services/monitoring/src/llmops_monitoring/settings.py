@@ -54,6 +54,9 @@ class MonitoringSettings(ServiceSettings):
     minute_buckets_days: int = Field(default=2, ge=1, le=60)
     #: Most buckets one metrics query may read (bounded work per request).
     max_query_buckets: int = Field(default=200_000, ge=1)
+    #: Most records one read of the record store holds (the records API, a drift window), counted from the manifest
+    #: before anything is read: past it, the API answers 422 and a drift report is skipped with the reason.
+    max_read_records: int = Field(default=1_000_000, ge=1)
 
     # --- unusual outputs ---
     #: What counts as unusual and when a window's share of it is announced (env: LLMOPS_MONITORING_ANOMALIES__...).
