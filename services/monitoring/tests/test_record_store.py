@@ -156,3 +156,21 @@ def _record() -> dict:
     from llmops_schemas import parse_payload
 
     return record_of(event, parse_payload(event))
+
+
+async def test_the_records_api_pages_the_newest_and_refuses_a_range_past_its_bound(client, monitoring, records_topic):
+    from .conftest import ENGINEER
+
+    sent = [events.completed(deployment_id="d1") for _ in range(30)]
+    await publish(records_topic, [e.to_bytes() for e in sent])
+    await wait_rows(monitoring, 30)
+    answer = await client.get("/projects/p1/monitoring/records?deployment_id=d1&limit=5", headers=ENGINEER)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    newest = sorted(sent, key=lambda e: (e.time, e.id))[-5:]
+    assert body["total"] == 30 and [r["event_id"] for r in body["records"]] == [e.id for e in newest]
+
+    monitoring.settings.max_read_records = 29  # the manifest counts 30: refused before any file is read
+    answer = await client.get("/projects/p1/monitoring/records?deployment_id=d1", headers=ENGINEER)
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["field"] == "start" and "more than 29" in answer.json()["detail"]

@@ -78,7 +78,7 @@ class DriftColumn(BaseModel):
 
 class MonitoringDriftDetected(EventPayload):
     """A drift report found the share of drifted columns past the threshold (for the configured number of
-    consecutive windows). The report's HTML and JSON are in the object store. Subject: the deployment id."""
+    consecutive windows). The report's JSON and snapshot are in the object store. Subject: the deployment id."""
 
     event_type: ClassVar[str] = "monitoring.drift.detected"
     topic: ClassVar[str] = topics.MONITORING
@@ -89,6 +89,9 @@ class MonitoringDriftDetected(EventPayload):
     report_id: str
     reference: Literal["window", "evaluation_dataset"]
     reference_window: Window | None = None
+    reference_run_id: str | None = Field(
+        default=None, description="reference evaluation_dataset: the evaluation run that gated the model version"
+    )
     current_window: Window
     reference_rows: int = Field(ge=0)
     current_rows: int = Field(ge=0)

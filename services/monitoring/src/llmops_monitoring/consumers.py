@@ -1,8 +1,9 @@
 """The monitoring service's Kafka subscribers: the inference records (ours and other systems', the same JSON Schema),
 taken in batches, each batch stored as Parquet, counted in the metrics and checked for unusual outputs in one
-transaction with its inbox rows; the projections of deployments (what may be watched) and budgets (alerts at a
-share of them); feedback, counted in the metrics of the request it is about; and the monitoring events that
-policies act on (drift, alerts, anomalies).
+transaction with its inbox rows; the projections of deployments (what may be watched), budgets (alerts at a
+share of them) and evaluation runs and gate decisions (the drift reference of a model version); feedback, counted
+in the metrics of the request it is about; and the monitoring events that policies act on (drift, alerts,
+anomalies).
 
 Malformed records go to the dead-letter topic with their reason (the shared consumer's decoding); a redelivered
 batch counts once (the inbox).
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import Consumer
 from llmops.runtime import Runtime
-from llmops_monitoring import feedback_metrics, policies, repository
+from llmops_monitoring import evaluation_reference, feedback_metrics, policies, repository
 from llmops_monitoring.ingest import Ingest
 from llmops_monitoring.settings import MonitoringSettings
 from llmops_schemas import CloudEvent, topics
@@ -24,6 +25,9 @@ from llmops_schemas.events import (
     DeploymentReady,
     DeploymentRequested,
     DeploymentStopped,
+    EvaluationGateDecided,
+    EvaluationGateOverridden,
+    EvaluationRunCompleted,
     FeedbackSubmitted,
     MonitoringAlertFired,
     MonitoringAnomalyDetected,
@@ -57,7 +61,7 @@ def projections_consumer(settings: MonitoringSettings, runtime: Runtime) -> Cons
         settings.consumer_group,
         runtime.db,
         runtime.broker,
-        [topics.DEPLOYMENTS, topics.FEEDBACK],
+        [topics.DEPLOYMENTS, topics.FEEDBACK, topics.EVALUATIONS],
         max_attempts=settings.consumer_max_attempts,
         backoff_seconds=settings.consumer_backoff_seconds,
     )
@@ -79,8 +83,16 @@ def projections_consumer(settings: MonitoringSettings, runtime: Runtime) -> Cons
     async def feedback(session: AsyncSession, event: CloudEvent, v: FeedbackSubmitted) -> None:
         await feedback_metrics.count(session, event, v)
 
+    @consumer.on(EvaluationRunCompleted.event_type)
+    async def evaluated(session: AsyncSession, event: CloudEvent, v: EvaluationRunCompleted) -> None:
+        await evaluation_reference.run_completed(session, event, v)
+
+    @consumer.on(EvaluationGateDecided.event_type, EvaluationGateOverridden.event_type)
+    async def gated(session: AsyncSession, event: CloudEvent, v) -> None:
+        await evaluation_reference.gate_decided(session, event, v)
+
     consumer.subscribe(
-        description="monitoring: projections of deployments and budgets; feedback into the metrics",
+        description="monitoring: projections of deployments, budgets and gating evaluations; feedback into the metrics",
         auto_offset_reset=settings.consumer_offset_reset,
     )
     return consumer

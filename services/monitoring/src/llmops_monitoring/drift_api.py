@@ -4,7 +4,7 @@ JSON (from the object store), and the pinned baseline window a deployment's repo
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
@@ -34,6 +34,11 @@ class DriftIn(BaseModel):
         default=None, description="default: the pinned baseline, else the window just before"
     )
     reference_end: datetime | None = None
+    reference: Literal["window", "evaluation_dataset"] = Field(
+        default="window",
+        description="window: the reference window above; evaluation_dataset: the examples of the evaluation run that"
+        " gated the deployment's model version",
+    )
 
 
 class BaselineIn(BaseModel):
@@ -55,6 +60,8 @@ async def create(
     current = time_range(settings, body.start, body.end, default=timedelta(hours=1))
     if (body.reference_start is None) != (body.reference_end is None):
         raise unprocessable("give both reference_start and reference_end, or neither", "reference_end")
+    if body.reference == "evaluation_dataset" and body.reference_start is not None:
+        raise unprocessable("a reference window goes with reference=window only", "reference")
     reference = None
     if body.reference_start is not None:
         reference = time_range(settings, body.reference_start, body.reference_end, default=timedelta(hours=1))
@@ -67,6 +74,7 @@ async def create(
         deployment_id=body.deployment_id,
         current=current,
         reference=reference,
+        reference_kind=body.reference,
     )
 
 

@@ -1,9 +1,11 @@
 """Drift reports of deployments, on a schedule and on request: the current window's records against a reference
-(the deployment's pinned baseline window, else the window of the same length just before), both read from the
-record store; Evidently's report (``drift.run_drift``, in a thread) stored as HTML and JSON in the object store and
-as a ``drift_reports`` row. ``monitoring.drift.detected`` is published when the scheduled reports of a deployment
-have drifted ``consecutive`` windows in a row (once per run of drifted windows); a report on request publishes when
-it drifts by itself (someone asked)."""
+(the deployment's pinned baseline window, else the window of the same length just before, both read from the
+record store; or the examples of the evaluation run that gated the deployment's model version:
+``evaluation_reference``); Evidently's report (``drift.run_drift``, in a thread) stored as its JSON and its snapshot
+(the HTML is rendered from it when opened) in the object store and as a ``drift_reports`` row.
+``monitoring.drift.detected`` is published when the scheduled reports of a deployment have drifted ``consecutive``
+windows in a row (once per run of drifted windows); a report on request publishes when it drifts by itself (someone
+asked)."""
 
 from __future__ import annotations
 
@@ -23,8 +25,9 @@ from llmops.db import Database
 from llmops.logging import get_logger
 from llmops.runtime import Actor, Runtime
 from llmops.storage import ObjectStore
-from llmops_monitoring import record_store
+from llmops_monitoring import evaluation_reference, record_store
 from llmops_monitoring.drift import READ_COLUMNS, Consecutive, DriftSettings, TooFewRows, run_drift
+from llmops_monitoring.evaluation_reference import NoGatedEvaluation
 from llmops_monitoring.models import deployments, drift_baselines, drift_reports
 from llmops_monitoring.record_store import partition_value
 from llmops_schemas.events.monitoring import MonitoringDriftDetected, Window
@@ -43,6 +46,9 @@ class DriftRequest:
     correlation_id: str | None = None
     reference_start: datetime | None = None
     reference_end: datetime | None = None
+    #: "window" (the request's, the pinned baseline, or the window before) or "evaluation_dataset" (the examples of
+    #: the evaluation run that gated the deployment's model version)
+    reference: str = "window"
 
 
 async def reference_window(session: AsyncSession, request: DriftRequest) -> tuple[datetime, datetime]:
@@ -92,14 +98,14 @@ async def run_report(
         "current_rows": None,
         "requested_by": request.requested_by,
     }
-    try:  # both windows at once, as Arrow tables of the columns drift reads (no Python object per record)
+    try:  # both at once, as Arrow tables of the columns drift reads (no Python object per record)
         current, reference = await asyncio.gather(
             record_store.read_table(db, store, request.current_start, request.current_end, **read),
-            record_store.read_table(db, store, reference_start, reference_end, **read),
+            _reference(db, store, settings, request, model_version_id, row, read),
         )
-        row.update(reference_rows=reference.num_rows, current_rows=current.num_rows)
+        row.update(reference_rows=len(reference), current_rows=current.num_rows)
         result = await asyncio.to_thread(run_drift, current, reference, drift_settings, seed=0)
-    except (TooFewRows, record_store.TooManyRecords) as exc:
+    except (TooFewRows, record_store.TooManyRecords, NoGatedEvaluation) as exc:
         row.update(status="skipped", reason=str(exc))
         async with db.transaction() as session:
             await _insert(session, row)
@@ -133,8 +139,11 @@ async def run_report(
                     deployment_id=request.deployment_id,
                     model_version_id=model_version_id,
                     report_id=report_id,
-                    reference="window",
-                    reference_window=Window(start=reference_start, end=reference_end),
+                    reference=row["reference"],
+                    reference_window=(
+                        Window(start=reference_start, end=reference_end) if row["reference"] == "window" else None
+                    ),
+                    reference_run_id=row.get("reference_run_id"),
                     current_window=Window(start=request.current_start, end=request.current_end),
                     reference_rows=result.rows_reference,
                     current_rows=result.rows_current,
@@ -158,6 +167,21 @@ async def run_report(
         detected=row.get("detected", False),
     )
     return row
+
+
+async def _reference(
+    db: Database, store: ObjectStore, settings: Any, request: DriftRequest, model_version_id, row, read
+) -> Any:
+    """The reference records of ``request``: a window of the record store, or the gating evaluation's examples
+    (noted in ``row``)."""
+    if request.reference != "evaluation_dataset":
+        return await record_store.read_table(db, store, row["reference_start"], row["reference_end"], **read)
+    async with db.sessions() as session:
+        run = await evaluation_reference.gating_run(session, request.project, model_version_id)
+    row.update(reference="evaluation_dataset", reference_start=None, reference_end=None, reference_run_id=run.run_id)
+    return await evaluation_reference.reference_frame(
+        store, run, max_rows=settings.max_read_records, max_bytes=settings.max_reference_bytes
+    )
 
 
 async def _insert(session: AsyncSession, row: dict[str, Any]) -> None:

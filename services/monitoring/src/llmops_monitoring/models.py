@@ -164,6 +164,30 @@ drift_baselines = Table(
     Column("pinned_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+#: Evaluation runs that completed (``evaluation.run.completed``): what each evaluated and where its examples are.
+evaluation_runs = Table(
+    "evaluation_runs",
+    METADATA,
+    Column("run_id", Text, primary_key=True),
+    Column("project", Text, nullable=False),
+    Column("model_version_id", Text),
+    Column("suite_version_id", Text, nullable=False),
+    Column("artifact_sha256", Text, nullable=False),  # the examples (JSONL), by content address
+    Column("examples", Integer, nullable=False),
+    Column("completed_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Runs whose gate decision passed a model version (or an admin's override made it pass): drift references.
+gate_passes = Table(
+    "gate_passes",
+    METADATA,
+    Column("model_version_id", Text, nullable=False),
+    Column("run_id", Text, nullable=False),
+    Column("project", Text, nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("model_version_id", "run_id"),
+)
+
 drift_reports = Table(
     "drift_reports",
     METADATA,
@@ -190,6 +214,7 @@ drift_reports = Table(
     Column("json_sha256", Text),
     Column("html_key", Text),  # reports made before 0002: their stored HTML
     Column("snapshot_key", Text),  # Evidently's snapshot (gzip), the HTML rendered from it when opened
+    Column("reference_run_id", Text),  # reference evaluation_dataset: the evaluation run that gated the version
     Column("requested_by", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_drift_reports_deployment_created_at", "deployment_id", "created_at"),

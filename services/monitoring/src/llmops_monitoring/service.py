@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from llmops.errors import Problem, unprocessable
 from llmops.runtime import Actor, Runtime
 from llmops.storage import ObjectNotFound
-from llmops_monitoring import drift_service, queries
+from llmops_monitoring import drift_service, evaluation_reference, queries
 from llmops_monitoring.drift import render_html
 from llmops_monitoring.models import drift_baselines
 from llmops_monitoring.settings import MonitoringSettings
@@ -37,8 +37,14 @@ async def request_drift_report(
     deployment_id: str,
     current: tuple[datetime, datetime],
     reference: tuple[datetime, datetime] | None,
+    reference_kind: str = "window",
 ) -> dict[str, Any]:
-    await known_deployment(session, project, deployment_id)
+    deployment = await known_deployment(session, project, deployment_id)
+    if reference_kind == "evaluation_dataset":
+        try:
+            await evaluation_reference.gating_run(session, project, deployment.model_version_id)
+        except evaluation_reference.NoGatedEvaluation as exc:
+            raise unprocessable(f"deployment {deployment_id!r}: {exc}", "reference") from exc
     request = drift_service.DriftRequest(
         project=project,
         deployment_id=deployment_id,
@@ -49,6 +55,7 @@ async def request_drift_report(
         correlation_id=actor.correlation_id,
         reference_start=reference[0] if reference else None,
         reference_end=reference[1] if reference else None,
+        reference=reference_kind,
     )
     row = await drift_service.run_report(runtime, runtime.store, settings, settings.drift, request)
     return queries.report_out(row)

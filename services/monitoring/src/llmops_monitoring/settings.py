@@ -57,6 +57,8 @@ class MonitoringSettings(ServiceSettings):
     #: Most records one read of the record store holds (the records API, a drift window), counted from the manifest
     #: before anything is read: past it, the API answers 422 and a drift report is skipped with the reason.
     max_read_records: int = Field(default=1_000_000, ge=1)
+    #: Largest evaluation artifact (JSONL of a gating run's examples) read as a drift reference.
+    max_reference_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
 
     # --- unusual outputs ---
     #: What counts as unusual and when a window's share of it is announced (env: LLMOPS_MONITORING_ANOMALIES__...).

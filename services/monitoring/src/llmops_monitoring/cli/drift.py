@@ -67,17 +67,25 @@ def run(
     until: Until = None,
     reference_since: Annotated[str | None, typer.Option("--reference-since")] = None,
     reference_until: Annotated[str | None, typer.Option("--reference-until")] = None,
+    evaluation: Annotated[
+        bool,
+        typer.Option(
+            "--against-evaluation", help="compare with the examples of the evaluation that gated the model version"
+        ),
+    ] = False,
     as_json: AsJson = False,
     url: Url = None,
     token: Token = None,
 ) -> None:
-    """Run a drift report now: the window against the pinned baseline, or the window just before, or the given one."""
+    """Run a drift report now: the window against the pinned baseline, or the window just before, or the given one,
+    or (--against-evaluation) the evaluation run that let the deployment's model version through its gate."""
     body = params(
         deployment_id=deployment,
         start=moment(since),
         end=moment(until),
         reference_start=moment(reference_since),
         reference_end=moment(reference_until),
+        reference="evaluation_dataset" if evaluation else None,
     )
     with connect(url, token, timeout=SLOW) as http:
         report = check(http.post(api_path(project, "monitoring", "drift"), json=body)).json()
