@@ -40,7 +40,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import func, select, text
 
 from llmops import infra
-from llmops.db import create_database, drop_database
+from llmops.bus import Consumer, make_broker
+from llmops.db import Database, create_database, drop_database
 from llmops.logging import configure_logging
 from llmops.settings import KafkaSettings, PostgresSettings
 from llmops_monitoring import drift_service, record_store
@@ -103,6 +104,39 @@ async def raw_rate(topic: str, n: int) -> float:
     elapsed = time.perf_counter() - first_at
     await consumer.stop()
     return (n - first_count) / elapsed
+
+
+async def platform_rate(settings: MonitoringSettings, topic: str, n: int) -> float:
+    """Events/s through the platform's own idempotent consumer doing no work: each event decoded and validated (the
+    envelope and its payload), its inbox row written, offsets committed after each batch, in one process; what any
+    consumer of the platform pays before its handler runs."""
+    db = Database(settings.db_url)
+    broker = make_broker(settings.kafka, client_id="bench-platform")
+    consumer = Consumer(
+        f"bench-platform-{uuid.uuid4().hex[:6]}", db, broker, [topic], max_records=settings.records_batch_max
+    )
+    done = 0
+
+    async def nothing(session, deliveries) -> None:
+        nonlocal done
+        done += len(deliveries)
+
+    consumer.on_batch(nothing)
+    consumer.subscribe(partition_fetch_bytes=settings.records_fetch_bytes)
+    await broker.start()
+    first_at = first_count = None
+    started = time.perf_counter()
+    try:
+        while done < n:
+            if first_at is None and done:
+                first_at, first_count = time.perf_counter(), done
+            assert time.perf_counter() - started < 600, f"{done} of {n} consumed after 600 s"
+            await asyncio.sleep(0.01)
+        ended = time.perf_counter()
+    finally:
+        await broker.stop()
+        await db.dispose()
+    return (n - first_count) / (ended - first_at)
 
 
 @asynccontextmanager
@@ -289,8 +323,9 @@ async def main(n: int, batch_maxes: list[int], drift_rows: int, rounds: int, pro
         for batch_max in batch_maxes:
             async with bench_settings(run, f"b{batch_max}", records_topics=[topic], records_batch_max=batch_max) as s:
                 raw = await raw_rate(topic, n)
+                platform = await platform_rate(s, topic, n)
                 sustained, whole = await ingest_rate(s, n, profile)
-            results.append((batch_max, raw, sustained, whole))
+            results.append((batch_max, raw, platform, sustained, whole))
         if drift_rows:
             async with bench_settings(run, "drift") as s:
                 times = await drift_times(s, drift_rows, rounds)
@@ -299,15 +334,17 @@ async def main(n: int, batch_maxes: list[int], drift_rows: int, rounds: int, pro
         if profile:
             profile.dump_stats(profile_path)
     default = MonitoringSettings.model_fields["records_batch_max"].default
-    for batch_max, raw, sustained, whole in results:
+    for batch_max, raw, platform, sustained, whole in results:
         mark = " (default)" if batch_max == default else ""
         print(f"records_batch_max={batch_max}{mark}")
         print(f"  raw aiokafka consume:                           {raw:9.0f} events/s")
+        print(f"  platform consumer, no work (decode, inbox):     {platform:9.0f} events/s  (one process)")
         print(
             f"  monitoring ingest (records + metrics, checked):  {sustained:9.0f} events/s  (target >= 5000: "
             f"{verdict(sustained >= 5000)}; from service start {whole:.0f})"
         )
         print(f"  ratio ingest/raw: {sustained / raw:.3f}  (target >= 0.5: {verdict(sustained / raw >= 0.5)})")
+        print(f"  ratio ingest/platform consumer: {sustained / platform:.2f}  (no target: for comparison)")
     if drift_rows:
         median = {name: statistics.median(values) for name, values in times.items()}
         print(f"drift report, {drift_rows} vs {drift_rows} records, median of {rounds} rounds:")

@@ -204,3 +204,78 @@ async def test_a_report_keeps_its_snapshot_and_one_made_before_serves_its_stored
     html = await client.get(f"/projects/p1/monitoring/drift/{row['id']}/html", headers=VIEWER)
     assert html.status_code == 200 and b"<html" in html.content[:300].lower()
     assert len(snapshot) * 5 < len(html.content)
+
+
+async def test_two_replicas_make_one_scheduled_report_and_a_stale_claim_is_taken_over(monitoring):
+    import asyncio
+
+    from sqlalchemy import func
+
+    from llmops_monitoring.models import drift_reports
+
+    await deployed(monitoring)
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    for i, start in enumerate((end - 2 * HOUR, end - HOUR)):
+        window = traffic.records(250, seed=20 + i, start=start, minutes=59)
+        for record in window:
+            record["project"] = "p1"
+        files = await record_store.stage(monitoring.store, monitoring.settings.records_prefix, window)
+        async with monitoring.runtime.db.transaction() as session:
+            await record_store.register(session, files)
+    passes = [
+        drift_service.scheduled_pass(
+            monitoring.runtime, monitoring.store, monitoring.settings, now=end + timedelta(seconds=5)
+        )
+        for _ in range(2)
+    ]
+    assert sorted(await asyncio.gather(*passes)) == [0, 1]  # the second replica found the window claimed
+    async with monitoring.runtime.db.sessions() as session:
+        rows = await session.execute(select(drift_reports.c.status, func.count()).group_by(drift_reports.c.status))
+        assert dict(rows.all()) == {"done": 1}
+
+    # a replica that died mid-report leaves its claim running: taken over once stale, not before
+    db, earlier = monitoring.runtime.db, end - HOUR
+    claim = await drift_service.claim_window(db, "p1", "dep-1", earlier - HOUR, earlier, stale_after=HOUR)
+    assert claim is not None
+    assert await drift_service.claim_window(db, "p1", "dep-1", earlier - HOUR, earlier, stale_after=HOUR) is None
+    taken = await drift_service.claim_window(db, "p1", "dep-1", earlier - HOUR, earlier, stale_after=timedelta(0))
+    assert taken == claim
+
+
+async def test_reports_past_their_retention_are_removed_with_their_objects(monitoring):
+    import uuid
+
+    from llmops_monitoring.models import drift_reports
+
+    now = datetime.now(UTC)
+    store, prefix = monitoring.store, monitoring.settings.reports_prefix
+    rows = []
+    for age in (timedelta(days=100), timedelta(days=1)):
+        report_id = str(uuid.uuid4())
+        keys = {"json_key": f"{prefix}/dep-1/{report_id}.json", "snapshot_key": f"{prefix}/dep-1/{report_id}.gz"}
+        for key in keys.values():
+            await store.put_named(key, b"{}")
+        rows.append({"id": report_id, **keys})
+        async with monitoring.runtime.db.transaction() as session:
+            await session.execute(
+                drift_reports.insert().values(
+                    id=report_id,
+                    project="p1",
+                    deployment_id="dep-1",
+                    trigger="request",
+                    reference="window",
+                    current_start=now - age - HOUR,
+                    current_end=now - age,
+                    status="done",
+                    requested_by="eve",
+                    created_at=now - age,
+                    **keys,
+                )
+            )
+    removed = await drift_service.drop_reports_before(monitoring.runtime.db, store, now - timedelta(days=90))
+    assert removed == 1
+    async with monitoring.runtime.db.sessions() as session:
+        kept = set((await session.execute(select(drift_reports.c.id))).scalars())
+    assert kept == {rows[1]["id"]}
+    listed = {key for key, _, _ in await store.list_named(f"{prefix}/dep-1/")}
+    assert listed == {rows[1]["json_key"], rows[1]["snapshot_key"]}

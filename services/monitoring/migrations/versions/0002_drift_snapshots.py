@@ -39,7 +39,14 @@ def upgrade() -> None:
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("model_version_id", "run_id", name=op.f("pk_gate_passes")),
     )
-    grant_runtime_role({"evaluation_runs": "SELECT, INSERT", "gate_passes": "SELECT, INSERT, UPDATE, DELETE"})
+    # reports are removed by their retention (drift_report_days)
+    grant_runtime_role(
+        {
+            "evaluation_runs": "SELECT, INSERT",
+            "gate_passes": "SELECT, INSERT, UPDATE, DELETE",
+            "drift_reports": "SELECT, INSERT, UPDATE, DELETE",
+        }
+    )
 
 
 def downgrade() -> None:

@@ -129,8 +129,8 @@ class MonitoringService:
         return text
 
     async def maintain(self) -> None:
-        """Retention of old date partitions and minute buckets, and the sweep of staging files no transaction
-        registered."""
+        """Retention of old date partitions, minute buckets and drift reports, and the sweep of staging files no
+        transaction registered."""
         await record_store.apply_retention(self.runtime.db, self.store, days=self.settings.retention_days)
         async with self.runtime.db.transaction() as session:
             before = datetime.now(UTC) - timedelta(days=self.settings.minute_buckets_days)
@@ -138,6 +138,9 @@ class MonitoringService:
             await repository.drop_requests_before(session, before)
         await record_store.sweep_staging(
             self.runtime.db, self.store, self.settings.records_prefix, older_than=timedelta(hours=1)
+        )
+        await drift_service.drop_reports_before(
+            self.runtime.db, self.store, datetime.now(UTC) - timedelta(days=self.settings.drift_report_days)
         )
 
     @staticmethod

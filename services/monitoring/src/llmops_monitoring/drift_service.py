@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import add_to_outbox
@@ -65,9 +66,16 @@ async def reference_window(session: AsyncSession, request: DriftRequest) -> tupl
 
 
 async def run_report(
-    runtime: Runtime, store: ObjectStore, settings: Any, drift_settings: DriftSettings, request: DriftRequest
+    runtime: Runtime,
+    store: ObjectStore,
+    settings: Any,
+    drift_settings: DriftSettings,
+    request: DriftRequest,
+    *,
+    report_id: str | None = None,
 ) -> dict[str, Any]:
-    """Run, store and record one report; returns its row. A window with too few records is recorded as skipped."""
+    """Run, store and record one report (as ``report_id``: a claimed row, which it completes); returns its row. A
+    window with too few records is recorded as skipped."""
     db: Database = runtime.db
     async with db.sessions() as session:
         reference_start, reference_end = await reference_window(session, request)
@@ -82,7 +90,7 @@ async def run_report(
         columns=READ_COLUMNS,
         max_rows=settings.max_read_records,
     )
-    report_id = str(uuid.uuid4())
+    report_id = report_id or str(uuid.uuid4())
     row: dict[str, Any] = {
         "id": report_id,
         "project": request.project,
@@ -185,9 +193,54 @@ async def _reference(
 
 
 async def _insert(session: AsyncSession, row: dict[str, Any]) -> None:
-    from sqlalchemy.dialects.postgresql import insert
+    """The report's row, made or (a claim) completed."""
+    values = {k: v for k, v in row.items() if k != "detected"}
+    await session.execute(
+        insert(drift_reports)
+        .values(**values)
+        .on_conflict_do_update(index_elements=["id"], set_={k: v for k, v in values.items() if k != "id"})
+    )
 
-    await session.execute(insert(drift_reports).values(**{k: v for k, v in row.items() if k != "detected"}))
+
+async def claim_window(
+    db: Database, project: str, deployment_id: str, start: datetime, end: datetime, *, stale_after: timedelta
+) -> str | None:
+    """Claim the scheduled report of a deployment's window (a ``running`` row, one per window whatever the number of
+    replicas): its id, or None when another replica has it. A claim left ``running`` for ``stale_after`` (its
+    replica died mid-report) is taken over."""
+    claim = {
+        "id": str(uuid.uuid4()),
+        "project": project,
+        "deployment_id": deployment_id,
+        "trigger": "schedule",
+        "reference": "window",
+        "current_start": start,
+        "current_end": end,
+        "status": "running",
+        "requested_by": "monitoring",
+    }
+    async with db.transaction() as session:
+        claimed = (
+            await session.execute(
+                insert(drift_reports).values(**claim).on_conflict_do_nothing().returning(drift_reports.c.id)
+            )
+        ).scalar_one_or_none()
+        if claimed is None:
+            claimed = (
+                await session.execute(
+                    update(drift_reports)
+                    .where(
+                        drift_reports.c.deployment_id == deployment_id,
+                        drift_reports.c.trigger == "schedule",
+                        drift_reports.c.current_start == start,
+                        drift_reports.c.status == "running",
+                        drift_reports.c.created_at < func.now() - stale_after,
+                    )
+                    .values(created_at=func.now())
+                    .returning(drift_reports.c.id)
+                )
+            ).scalar_one_or_none()
+    return None if claimed is None else str(claimed)
 
 
 async def _publishes(session: AsyncSession, row: dict[str, Any], consecutive: int) -> bool:
@@ -226,25 +279,34 @@ async def scheduled_pass(runtime: Runtime, store: ObjectStore, settings: Any, no
                 select(deployments.c.deployment_id, deployments.c.project).where(deployments.c.status == "ready")
             )
         ).all()
-        done = set(
-            (
-                await session.execute(
-                    select(drift_reports.c.deployment_id).where(
-                        drift_reports.c.trigger == "schedule", drift_reports.c.current_start == end - window
-                    )
-                )
-            ).scalars()
-        )
     made = 0
     for deployment_id, project in ready:
-        if deployment_id in done:
-            continue
+        stale_after = timedelta(seconds=settings.drift_claim_seconds)
+        claimed = await claim_window(runtime.db, project, deployment_id, end - window, end, stale_after=stale_after)
+        if claimed is None:
+            continue  # made, or being made, by this or another replica
         request = DriftRequest(project, deployment_id, end - window, end, "schedule", "monitoring")
-        try:
-            await run_report(runtime, store, settings, settings.drift, request)
-            made += 1
-        except Exception as exc:
-            if "uq_drift_reports_window" in str(exc):
-                continue  # another replica made it
-            raise
+        await run_report(runtime, store, settings, settings.drift, request, report_id=claimed)
+        made += 1
     return made
+
+
+async def drop_reports_before(db: Database, store: ObjectStore, before: datetime, *, limit: int = 500) -> int:
+    """Remove reports made before ``before``: their objects (JSON, snapshot, or the HTML of older ones), then their
+    rows; returns how many (at most ``limit`` a call)."""
+    async with db.sessions() as session:
+        old = (
+            await session.execute(
+                select(
+                    drift_reports.c.id, drift_reports.c.json_key, drift_reports.c.snapshot_key, drift_reports.c.html_key
+                )
+                .where(drift_reports.c.created_at < before)
+                .limit(limit)
+            )
+        ).all()
+    keys = [key for row in old for key in row[1:] if key is not None]
+    await asyncio.gather(*(store.remove_named(key) for key in keys))  # a missing object is no error: safe to repeat
+    if old:
+        async with db.transaction() as session:
+            await session.execute(delete(drift_reports).where(drift_reports.c.id.in_([row.id for row in old])))
+    return len(old)

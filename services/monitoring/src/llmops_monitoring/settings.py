@@ -79,6 +79,10 @@ class MonitoringSettings(ServiceSettings):
     drift_interval_seconds: float = Field(default=3600.0, ge=0)
     #: The current window of a scheduled report (seconds back from now).
     drift_window_seconds: int = Field(default=3600, ge=60)
+    #: A scheduled report claimed by a replica and still running after this long (the replica died) is made again.
+    drift_claim_seconds: int = Field(default=900, ge=30)
+    #: Days a drift report (its row, JSON and snapshot) is kept.
+    drift_report_days: int = Field(default=90, ge=1, le=3650)
     #: How reports are run and judged (env: LLMOPS_MONITORING_DRIFT__...).
     drift: DriftSettings = Field(default_factory=DriftSettings)
     #: The object store prefix of drift reports.
