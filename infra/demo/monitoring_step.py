@@ -151,7 +151,8 @@ async def run(
         await api.post(
             "/projects/demo/monitoring/policies",
             json={
-                "name": "re-evaluate on drift",
+                # a name per deployment: the project keeps the policies of earlier demo runs
+                "name": f"re-evaluate {deployment['name']} on drift {deployment['id'][:8]}",
                 "deployment_id": deployment["id"],
                 "on": "drift",
                 "action": "evaluate",
