@@ -1,22 +1,25 @@
 """Benchmark: the monitoring service's sustained ingest beside the raw consume rate, and its drift reports beside
 Evidently called directly.
 
-Ingest: N ``inference.completed`` / ``inference.failed`` events (default 20,000; the monitoring tests' synthetic
+Ingest: N ``inference.completed`` / ``inference.failed`` events (default 60,000; the monitoring tests' synthetic
 traffic: redacted texts of a few hundred characters, 3 deployments, 2 routes, 50 users, over the last two minutes)
-are published once to a fresh 3-partition topic. Then, for each ``records_batch_max`` asked for (5,000 is the default
-setting; Kafka's fetch of 1 MiB a partition caps a batch at about 2,000 of these events, so more changes nothing):
-  raw:     an AIOKafkaConsumer reads them all, committing offsets after each batch;
-  service: a MonitoringService on a fresh database consumes them all (flags, Parquet files staged and registered,
-           minute and hour metric buckets, request index, anomaly counts, inbox rows, one transaction a batch);
-each rate is measured from the first event handled (or stored) to the last (sustained, group joins excluded). Then
-the record store must hold exactly N rows and the minute buckets count exactly N requests.
+are published once to a fresh 3-partition topic. Then, for each ``records_batch_max`` asked for:
+  raw:      an AIOKafkaConsumer reads them all, committing offsets after each batch (no decoding);
+  platform: the platform's idempotent consumer (``llmops.bus.Consumer``) with a handler that does nothing: each
+            event decoded and validated, its inbox row written, offsets committed (one process);
+  service:  a MonitoringService on a fresh database with its records workers (``records_workers``, 2 by default)
+            consumes them all (flags, Parquet files staged and registered, minute and hour metric buckets, request
+            index, anomaly counts, inbox rows, one transaction a batch);
+each rate is measured from the first event handled (or stored) to the last; the service's once all its records
+workers are in their consumer group (the records stored before are left out). Then the record store must hold
+exactly N rows and the minute buckets count exactly N requests.
 Target: at least 5,000 events/s into the metrics and the record store, and at least 0.5 of the raw rate.
 
 Drift: 10,000 stable records and 10,000 shifted ones put into the record store (staged and registered as the
-consumer does), then alternating rounds of: a report through the service (``drift_service.run_report``: both windows
-read from the record store, Evidently in a thread, HTML and JSON stored, the row), ``drift.run_drift`` called
-directly on the same records, and Evidently itself on the report's sampled frames (run, JSON and HTML: what the
-service keeps). Median of the rounds. Target: direct / service at least 0.9.
+consumer does), then rounds of: a report through the service (``drift_service.run_report``: both windows read from
+the record store, Evidently in a thread, JSON and snapshot stored, the row), ``drift.run_drift`` called directly on
+the same records, and Evidently itself on the report's sampled frames (run, JSON, snapshot: what the service keeps),
+taking turns at going first. Median of the rounds. Target: direct / service at least 0.9.
 Usage: python tests/bench/bench_monitoring.py [--events N] [--batch-max 5000 ...] [--rounds R] [--profile FILE]
 """
 
