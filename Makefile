@@ -40,8 +40,9 @@ format: install ## apply ruff fixes and formatting
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
 
-schemas: install ## re-export the JSON Schema files of every event
+schemas: install ## re-export the JSON Schema files of every event and the AsyncAPI document of the topics
 	$(RUN) python -m llmops_schemas.export schemas/json
+	$(RUN) python -m llmops_schemas.asyncapi schemas/asyncapi.json
 
 test: lint infra-up ## every test (unit and integration on real Kafka, Postgres, SeaweedFS)
 	$(RUN) pytest
