@@ -52,8 +52,11 @@ class RecordsWorkers:
             [sys.executable, "-m", "llmops_monitoring.records_worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
         assert process.stdin is not None
-        process.stdin.write(pickle.dumps(self.settings))
-        process.stdin.flush()  # kept open: its end tells the worker the service is gone
+        try:
+            process.stdin.write(pickle.dumps(self.settings))
+            process.stdin.flush()  # kept open: its end tells the worker the service is gone
+        except BrokenPipeError:
+            pass  # it ended before reading them: seen dead and started again by the supervision
         return process
 
     async def ready(self, within: float = 120) -> None:
