@@ -40,6 +40,7 @@ class RecordsWorkers:
         self.settings, self.restart_delay = settings, restart_delay
         self.processes: list[subprocess.Popen | None] = [None] * settings.records_workers
         self.restarts = 0
+        self.poll_seconds = 0.5  # how often the workers are looked at
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -68,19 +69,25 @@ class RecordsWorkers:
                 raise RuntimeError(f"a records worker ended before it was ready (exit {process.poll()})")
 
     async def _supervise(self) -> None:
-        delay = self.restart_delay
+        delay, last_restart = self.restart_delay, 0.0
         while True:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(self.poll_seconds)
+            if time.monotonic() - last_restart > 60:
+                delay = self.restart_delay  # a minute without a death: the next one is restarted quickly again
             for n, process in enumerate(self.processes):
-                if process is not None and process.poll() is not None:
-                    log.error("monitoring.records_worker_died", worker=n, exit=process.returncode, restart_in=delay)
-                    await asyncio.sleep(delay)
+                if process is None or process.poll() is None:
+                    continue
+                log.error("monitoring.records_worker_died", worker=n, exit=process.returncode, restart_in=delay)
+                _close_pipes(process)
+                await asyncio.sleep(delay)
+                try:
                     self.processes[n] = self._spawn()
-                    self.restarts += 1
-                    delay = min(delay * 2, 60.0)
-                    break
-            else:
-                delay = self.restart_delay
+                except OSError as exc:  # no process could be started (resources): tried again after the delay
+                    log.error("monitoring.records_worker_not_started", worker=n, error=repr(exc))
+                    continue
+                finally:
+                    delay, last_restart = min(delay * 2, 60.0), time.monotonic()
+                self.restarts += 1
 
     async def stop(self, grace: float = 30) -> None:
         """Stop the workers (SIGTERM: each finishes its batch and leaves the group); one still running after
@@ -101,9 +108,14 @@ class RecordsWorkers:
             except subprocess.TimeoutExpired:
                 process.kill()
                 await asyncio.to_thread(process.wait)
-            for pipe in (process.stdin, process.stdout):
-                if pipe is not None:
-                    pipe.close()
+            _close_pipes(process)
+
+
+def _close_pipes(process: subprocess.Popen) -> None:
+    for pipe in (process.stdin, process.stdout):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 async def run(settings: MonitoringSettings) -> None:
