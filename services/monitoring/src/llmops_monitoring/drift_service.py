@@ -77,8 +77,9 @@ async def run_report(
     """Run, store and record one report (as ``report_id``: a claimed row, which it completes); returns its row. A
     window with too few records is recorded as skipped."""
     db: Database = runtime.db
+    evaluation = request.reference == "evaluation_dataset"
     async with db.sessions() as session:
-        reference_start, reference_end = await reference_window(session, request)
+        reference_start, reference_end = (None, None) if evaluation else await reference_window(session, request)
         model_version_id = (
             await session.execute(
                 select(deployments.c.model_version_id).where(deployments.c.deployment_id == request.deployment_id)
@@ -97,7 +98,7 @@ async def run_report(
         "deployment_id": request.deployment_id,
         "model_version_id": model_version_id,
         "trigger": request.trigger,
-        "reference": "window",
+        "reference": request.reference,
         "reference_start": reference_start,
         "reference_end": reference_end,
         "current_start": request.current_start,
@@ -106,10 +107,19 @@ async def run_report(
         "current_rows": None,
         "requested_by": request.requested_by,
     }
-    try:  # both at once, as Arrow tables of the columns drift reads (no Python object per record)
+    try:
+        if evaluation:  # the examples of the run that gated the version
+            async with db.sessions() as session:
+                run = await evaluation_reference.gating_run(session, request.project, model_version_id)
+            row["reference_run_id"] = run.run_id
+            reading = evaluation_reference.reference_frame(
+                store, run, max_rows=settings.max_read_records, max_bytes=settings.max_reference_bytes
+            )
+        else:
+            reading = record_store.read_table(db, store, reference_start, reference_end, **read)
+        # both at once, the record store's as Arrow tables of the columns drift reads (no Python object per record)
         current, reference = await asyncio.gather(
-            record_store.read_table(db, store, request.current_start, request.current_end, **read),
-            _reference(db, store, settings, request, model_version_id, row, read),
+            record_store.read_table(db, store, request.current_start, request.current_end, **read), reading
         )
         row.update(reference_rows=len(reference), current_rows=current.num_rows)
         result = await asyncio.to_thread(run_drift, current, reference, drift_settings, seed=0)
@@ -147,10 +157,8 @@ async def run_report(
                     deployment_id=request.deployment_id,
                     model_version_id=model_version_id,
                     report_id=report_id,
-                    reference=row["reference"],
-                    reference_window=(
-                        Window(start=reference_start, end=reference_end) if row["reference"] == "window" else None
-                    ),
+                    reference=request.reference,
+                    reference_window=None if evaluation else Window(start=reference_start, end=reference_end),
                     reference_run_id=row.get("reference_run_id"),
                     current_window=Window(start=request.current_start, end=request.current_end),
                     reference_rows=result.rows_reference,
@@ -175,21 +183,6 @@ async def run_report(
         detected=row.get("detected", False),
     )
     return row
-
-
-async def _reference(
-    db: Database, store: ObjectStore, settings: Any, request: DriftRequest, model_version_id, row, read
-) -> Any:
-    """The reference records of ``request``: a window of the record store, or the gating evaluation's examples
-    (noted in ``row``)."""
-    if request.reference != "evaluation_dataset":
-        return await record_store.read_table(db, store, row["reference_start"], row["reference_end"], **read)
-    async with db.sessions() as session:
-        run = await evaluation_reference.gating_run(session, request.project, model_version_id)
-    row.update(reference="evaluation_dataset", reference_start=None, reference_end=None, reference_run_id=run.run_id)
-    return await evaluation_reference.reference_frame(
-        store, run, max_rows=settings.max_read_records, max_bytes=settings.max_reference_bytes
-    )
 
 
 async def _insert(session: AsyncSession, row: dict[str, Any]) -> None:
@@ -279,9 +272,8 @@ async def scheduled_pass(runtime: Runtime, store: ObjectStore, settings: Any, no
                 select(deployments.c.deployment_id, deployments.c.project).where(deployments.c.status == "ready")
             )
         ).all()
-    made = 0
+    made, stale_after = 0, timedelta(seconds=settings.drift_claim_seconds)
     for deployment_id, project in ready:
-        stale_after = timedelta(seconds=settings.drift_claim_seconds)
         claimed = await claim_window(runtime.db, project, deployment_id, end - window, end, stale_after=stale_after)
         if claimed is None:
             continue  # made, or being made, by this or another replica

@@ -50,11 +50,15 @@ def buckets_of(records: Iterable[Mapping[str, Any]]) -> dict[BucketKey, Bucket]:
 
 
 # A batch's keys travel as one array per column (one statement, whatever the number of keys: compiled once, cached).
-_KEY_ARRAYS = (
-    "unnest(CAST(:resolution AS text[]), CAST(:start AS timestamptz[]), CAST(:project AS text[]),"
-    " CAST(:route AS text[]), CAST(:deployment_id AS text[]), CAST(:model_version_id AS text[]),"
-    ' CAST(:user AS text[])) AS k(resolution, start, project, route, deployment_id, model_version_id, "user")'
-)
+def _arrays(*extra: str) -> str:
+    """The keys' arrays (and ``extra`` text arrays) as the rows of ``k``."""
+    names = [*_KEY_COLUMNS, *extra]
+    arrays = ", ".join(f"CAST(:{n} AS {'timestamptz' if n == 'start' else 'text'}[])" for n in names)
+    columns = ", ".join('"user"' if n == "user" else n for n in names)  # a reserved word
+    return f"unnest({arrays}) AS k({columns})"
+
+
+_KEY_ARRAYS = _arrays()
 # (S608: the statements are built from constants only)
 _MAKE = text(
     'INSERT INTO metric_buckets (resolution, start, project, route, deployment_id, model_version_id, "user", data)'  # noqa: S608
@@ -68,11 +72,7 @@ _LOCK = text(
 ).columns(data=JSONB)
 # the merged buckets written back in one statement: the keys' arrays and one of their data
 _WRITE = text(
-    "UPDATE metric_buckets b SET data = CAST(k.data AS jsonb), updated_at = now()"
-    " FROM unnest(CAST(:resolution AS text[]), CAST(:start AS timestamptz[]), CAST(:project AS text[]),"
-    " CAST(:route AS text[]), CAST(:deployment_id AS text[]), CAST(:model_version_id AS text[]),"
-    " CAST(:user AS text[]), CAST(:data AS text[])) AS k(resolution, start, project, route, deployment_id,"
-    ' model_version_id, "user", data)'
+    f"UPDATE metric_buckets b SET data = CAST(k.data AS jsonb), updated_at = now() FROM {_arrays('data')}"  # noqa: S608
     ' WHERE (b.resolution, b.start, b.project, b.route, b.deployment_id, b.model_version_id, b."user")'
     ' = (k.resolution, k.start, k.project, k.route, k.deployment_id, k.model_version_id, k."user")'
 )
