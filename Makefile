@@ -10,7 +10,7 @@ LLMOPS := $(RUN) llmops
 # Local development: the repository's development secrets are accepted (unset, LLMOPS_ENV means production rules).
 export LLMOPS_ENV ?= local
 
-.PHONY: help install infra-up infra-down infra-status lint format schemas test test-unit demo bench-bus bench-audit bench-datasets bench-pii bench-prompts bench-train bench-eval bench-gateway bench-monitoring clean
+.PHONY: help install infra-up infra-down infra-status up down ps lint format schemas test test-unit demo bench-bus bench-audit bench-datasets bench-pii bench-prompts bench-train bench-eval bench-gateway bench-monitoring clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -31,6 +31,15 @@ infra-down: install ## stop the local infrastructure (data stays in ~/.cache/llm
 
 infra-status: install ## health of each infrastructure part; non-zero exit when one is down
 	$(LLMOPS) infra status
+
+up: infra-up ## start every service, the gateway and a CPU worker of each kind, each in its own process; wait until ready
+	$(LLMOPS) up --no-infra
+
+down: install ## stop the platform's processes gracefully (the infrastructure keeps running)
+	$(LLMOPS) down
+
+ps: install ## what runs of the platform: state, pid, URL and log of each process
+	$(LLMOPS) ps
 
 lint: install ## ruff lint and format check
 	$(RUN) ruff check .

@@ -77,6 +77,70 @@ def _print_status(statuses) -> None:
     Console().print(table)
 
 
+@app.command("up")
+def stack_up(
+    parts: Annotated[list[str] | None, typer.Argument(help="parts to start (default all); see `llmops ps`")] = None,
+    infra: Annotated[bool, typer.Option(help="start the local infrastructure first (--no-infra: it runs)")] = True,
+    timeout: Annotated[float, typer.Option(help="seconds each part may take to be ready")] = 300.0,
+) -> None:
+    """Start the platform: every service, the gateway and a CPU worker of each kind, each in its own process;
+    wait until each is ready and print where they listen and log. What runs already is left alone."""
+    from llmops import infra as local_infra
+
+    stack = _stack_or_exit(parts)
+    try:
+        if infra:
+            local_infra.up()
+        stack.up(parts, log=lambda message: console.print(f"[dim]{message}[/dim]"), timeout=timeout)
+    except local_infra.InfraError as exc:
+        console.print(f"[red]up failed:[/red] {exc}")
+        console.print("what started keeps running: `llmops ps` shows it, `llmops down` stops it")
+        raise typer.Exit(1) from exc
+    _print_stack(stack)
+
+
+@app.command("down")
+def stack_down(
+    parts: Annotated[list[str] | None, typer.Argument(help="parts to stop (default all)")] = None,
+) -> None:
+    """Stop the platform's processes gracefully (the gateway and workers first); the infrastructure keeps running
+    (`llmops infra down` stops it)."""
+    stack = _stack_or_exit(parts)
+    stopped = stack.down(parts, log=lambda message: console.print(f"[dim]{message}[/dim]"))
+    console.print(f"stopped {len(stopped)}: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@app.command("ps")
+def stack_ps() -> None:
+    """What runs of the platform: each part's state (ready, starting, stopped), pid, URL and log file."""
+    _print_stack(_stack_or_exit(None))
+
+
+def _stack_or_exit(parts: list[str] | None):
+    from llmops.stack import Stack
+
+    stack = Stack()
+    try:
+        stack.select(parts)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="PARTS") from exc
+    return stack
+
+
+def _print_stack(stack) -> None:
+    colour = {"ready": "green", "starting": "yellow", "stopped": "red"}
+    table = Table("part", "state", "pid", "url", "log")
+    for row in stack.status():
+        table.add_row(
+            row.name,
+            f"[{colour[row.state]}]{row.state}[/{colour[row.state]}]",
+            str(row.pid or "-"),
+            row.where,
+            str(row.log_file),
+        )
+    Console(width=200).print(table)
+
+
 @token_app.command("issue")
 def token_issue(
     role: Annotated[list[Role], typer.Option("--role", "-r", help="a role; repeat for several")],

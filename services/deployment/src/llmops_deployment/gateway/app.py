@@ -164,6 +164,16 @@ def build_gateway(settings: DeploymentSettings | None = None, **parts: Any) -> S
     async def health(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
 
+    async def ready(request: Request) -> Response:
+        # Postgres only: routes, keys and budgets live there. Kafka is not a dependency of a request (records
+        # wait in the bounded buffer while it is away), so its absence does not take the gateway out of rotation.
+        try:
+            await asyncio.wait_for(gateway.pool.fetchval("SELECT 1"), 3)
+        except Exception as exc:
+            body = {"status": "not ready", "checks": {"postgres": f"error: {exc!r}"[:300]}}
+            return Response(orjson.dumps(body), status_code=503, media_type="application/json")
+        return Response(b'{"status":"ok","checks":{"postgres":"ok"}}', media_type="application/json")
+
     @asynccontextmanager
     async def lifespan(app):
         await gateway.start()
@@ -179,6 +189,8 @@ def build_gateway(settings: DeploymentSettings | None = None, **parts: Any) -> S
             Route("/v1/models", models, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            Route("/healthz", health, methods=["GET"]),
+            Route("/readyz", ready, methods=["GET"]),
         ],
         lifespan=lifespan,
         exception_handlers={
