@@ -45,6 +45,7 @@ OVERRIDES = {
         "records_prefix": f"test-monitoring/fuzz-{RUN}/records",
         "reports_prefix": f"test-monitoring/fuzz-{RUN}/drift",
         "drift_interval_seconds": 0,
+        "records_workers": 0,  # the records consumer in the service's process: one process less under fuzz
     },
 }
 

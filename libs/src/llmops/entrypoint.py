@@ -9,6 +9,7 @@ from typing import Annotated, Any, Protocol
 import typer
 
 from llmops.logging import configure_logging
+from llmops.tracing import configure_tracing
 
 
 class RunnableService(Protocol):
@@ -48,6 +49,7 @@ def service_cli(
         config = _settings_or_exit(name, settings)
         if migrations:
             migrate(config)
+        configure_tracing(name)
         service = build(config)
         if http:
             import uvicorn

@@ -57,6 +57,8 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
 Session = Annotated[AsyncSession, Depends(_session, scope="function")]
 CurrentRuntime = Annotated[Runtime, Depends(get_runtime)]
 
+_UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
+
 
 def create_app(
     runtime: Runtime,
@@ -87,7 +89,15 @@ def create_app(
         await runtime.stop()
         log.info("service.stopped", service=service)
 
-    app = FastAPI(title=title, version=version, lifespan=lifespan)
+    # FastAPI's own OpenTelemetry instrumentation records a server span per request (and spans for dependencies,
+    # the endpoint, serialization) once the process exports traces (llmops.tracing.configure_tracing); probes
+    # and scrapes are left out.
+    app = FastAPI(
+        title=title,
+        version=version,
+        lifespan=lifespan,
+        telemetry={"exclude": lambda scope: scope.get("path") in _UNTRACED},
+    )
     app.state.runtime = runtime
     app.state.service = service
     app.state.token_verifier = TokenVerifier(runtime.settings.auth)

@@ -33,6 +33,7 @@ from llmops.bus.dlq import DeadLetterPublisher
 from llmops.bus.faults import is_transient
 from llmops.db import Database
 from llmops.logging import bound_context, get_logger
+from llmops.tracing import consuming
 from llmops_schemas import PAYLOADS, CloudEvent, EventPayload, MalformedEvent, parse_envelope, parse_payload
 from llmops_schemas.topics import DEAD_LETTER
 
@@ -281,7 +282,10 @@ class Consumer:
         event = delivery.event
         handler = self._handler_for(event.type)
         assert handler is not None  # _decode only keeps events with a handler
-        with bound_context(event_id=event.id, event_type=event.type, correlation_id=event.correlationid):
+        with (
+            bound_context(event_id=event.id, event_type=event.type, correlation_id=event.correlationid),
+            consuming(event, consumer=self.name, topic=delivery.record.topic),
+        ):
             await handler(session, event, delivery.payload)
 
     async def _apply_one_with_retries(self, delivery: Delivery) -> None:

@@ -36,6 +36,7 @@ from llmops.bus.tables import outbox
 from llmops.db import Database
 from llmops.logging import get_logger
 from llmops.settings import KafkaSettings
+from llmops.tracing import stamp
 from llmops_schemas import CLOUDEVENTS_CONTENT_TYPE, PAYLOADS, CloudEvent
 
 log = get_logger(__name__)
@@ -84,6 +85,7 @@ async def add_to_outbox(session: AsyncSession, *events: CloudEvent, topic: str |
     event the broker would refuse, so no row that can never be sent is stored.
     """
     if events:
+        events = stamp(events)  # written inside a traced request or handler: the trace goes on with them
         payloads = [e.to_bytes() for e in events]
         limit = max_event_bytes()
         for event, payload in zip(events, payloads, strict=True):

@@ -22,6 +22,7 @@ from llmops.http import create_app
 from llmops.logging import configure_logging
 from llmops.runtime import Runtime
 from llmops.storage import ObjectStore
+from llmops.tracing import configure_tracing
 from llmops_deployment import access_api, api
 from llmops_deployment.consumers import inference_consumer, projections_consumer
 from llmops_deployment.settings import DeploymentSettings
@@ -72,6 +73,7 @@ def worker(
     from llmops_deployment.worker import ServingWorker
 
     configure_logging()
+    configure_tracing("deployment-worker")
     settings = DeploymentSettings()
     if pool is not None:
         settings = settings.model_copy(update={"pool": pool})
@@ -97,6 +99,7 @@ def gateway(
     from llmops_deployment.gateway.app import build_gateway
 
     configure_logging()
+    configure_tracing("gateway")
     settings = DeploymentSettings()
     uvicorn.run(
         build_gateway(settings),

@@ -42,6 +42,7 @@ class Claim:
     external: ExternalEndpoint | None
     model_version_id: str | None
     correlation_id: str | None = None
+    traceparent: str | None = None
 
     @classmethod
     def of(cls, row: Row) -> Claim:
@@ -57,6 +58,7 @@ class Claim:
             external=None if row.d_external is None else ExternalEndpoint.model_validate(row.d_external),
             model_version_id=row.d_model_version_id,
             correlation_id=row.d_correlation_id,
+            traceparent=row.d_traceparent,
         )
 
 

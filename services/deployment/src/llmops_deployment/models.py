@@ -131,6 +131,8 @@ deployments = Table(
     Column("requested_by", Text, nullable=False),
     #: The request's correlation id: the serving workers' events carry it, so a deployment's trail reads as one.
     Column("correlation_id", Text),
+    #: The trace context of the request that made it: the serving worker's reports continue that trace.
+    Column("traceparent", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("stopped_at", DateTime(timezone=True)),

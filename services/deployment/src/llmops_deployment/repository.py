@@ -204,7 +204,7 @@ async def claim_replicas(
         " AND d.id = r.deployment_id "
         "RETURNING r.*, d.project AS d_project, d.name AS d_name, d.backend AS d_backend, d.pool AS d_pool,"
         " d.model AS d_model, d.external AS d_external, d.status AS d_status, d.model_version_id AS d_model_version_id,"
-        " d.correlation_id AS d_correlation_id"
+        " d.correlation_id AS d_correlation_id, d.traceparent AS d_traceparent"
     )
     params = {
         "pool": pool,

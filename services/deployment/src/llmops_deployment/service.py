@@ -16,6 +16,7 @@ from llmops.bus import add_to_outbox
 from llmops.errors import Forbidden, Problem, unprocessable
 from llmops.outbound import OutboundURLError, check_outbound_url
 from llmops.runtime import Actor, Runtime
+from llmops.tracing import current_traceparent
 from llmops_deployment import gates, queries, repository
 from llmops_deployment.settings import DeploymentSettings
 from llmops_schemas import CloudEvent
@@ -274,6 +275,7 @@ async def request_deployment(
             "status": "requested",
             "requested_by": actor.subject,
             "correlation_id": actor.correlation_id,
+            "traceparent": current_traceparent(),
         },
     )
     if overridden:

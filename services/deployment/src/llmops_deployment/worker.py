@@ -27,6 +27,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from llmops import tracing
 from llmops.bus import DeadLetterPublisher, make_broker, make_consumer
 from llmops.db import Database
 from llmops.logging import get_logger
@@ -165,7 +166,17 @@ class ServingWorker:
             runner = ReplicaRunner(self.settings, self.runtime, self.name, self.cache_dir, claim, since)
             key = (claim.deployment_id, claim.replica)
             self.runners[key] = runner
-            task = asyncio.create_task(runner.run(), name=f"replica-{claim.deployment_id}-{claim.replica}")
+            # The replica's reports (deployment.ready, .restarted ...) continue the trace of the request that made it.
+            with tracing.span(
+                "serve replica",
+                parent=claim.traceparent,
+                **{
+                    "llmops.deployment_id": claim.deployment_id,
+                    "llmops.replica": claim.replica,
+                    "llmops.worker": self.name,
+                },
+            ):
+                task = asyncio.create_task(runner.run(), name=f"replica-{claim.deployment_id}-{claim.replica}")
             self._tasks.add(task)
             task.add_done_callback(lambda done, key=key: self._ended(key, done))
 

@@ -18,8 +18,9 @@ import httpx
 import openai
 import pytest
 
-from llmops.testing import serve_in_thread
+from llmops.testing import serve, serve_in_thread, service_database
 
+from ..conftest import ENGINEER
 from . import fakes
 
 # Stubs on threads share the GIL with the test's event loop: hand it over often, or each request waits out the
@@ -168,3 +169,34 @@ async def setup(gateway_url, rows, backends):
         "deployment": deployment,
     }
     await client.close()
+
+
+TEMPLATE = {
+    "kind": "chat",
+    "messages": [
+        {"role": "system", "content": "You answer for {{ company }}."},
+        {"role": "user", "content": "{{ question }}"},
+    ],
+    "variables": {"company": {"type": "string"}, "question": {"type": "string"}},
+}
+
+
+@pytest.fixture
+async def prompts_url(infra_up):
+    """The real prompts service on a port of its own, with prompt ``support`` (TEMPLATE) labelled production."""
+    from llmops_prompts.app import PromptsService
+    from llmops_prompts.app import migrate as migrate_prompts
+    from llmops_prompts.settings import PromptsSettings
+
+    async with service_database("prompts", PromptsSettings, outbox_poll_interval=0.05) as settings:
+        await asyncio.to_thread(migrate_prompts, settings)
+        service = PromptsService(settings)
+        await service.start()
+        async with serve(service.app) as url, httpx.AsyncClient(base_url=url, headers=ENGINEER) as http:
+            assert (await http.post("/projects/p1/prompts", json={"name": "support"})).status_code == 201
+            body = {"template": TEMPLATE, "parameters": {}, "message": "v1"}
+            assert (await http.post("/projects/p1/prompts/support/versions", json=body)).status_code == 201
+            moved = await http.put("/projects/p1/prompts/support/labels/production", json={"version": 1, "reason": "r"})
+            assert moved.status_code < 300, moved.text
+            yield url
+        await service.stop()

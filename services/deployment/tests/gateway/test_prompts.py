@@ -4,46 +4,14 @@ the prompt version; an unknown prompt or label, or a missing variable, is a 4xx 
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 from pydantic import SecretStr
-
-from llmops.testing import serve, service_database
-from llmops_prompts.app import PromptsService
-from llmops_prompts.app import migrate as migrate_prompts
-from llmops_prompts.settings import PromptsSettings
 
 from ..conftest import ENGINEER
 from .kafka_records import RecordReader
 
 pytestmark = pytest.mark.integration
-
-TEMPLATE = {
-    "kind": "chat",
-    "messages": [
-        {"role": "system", "content": "You answer for {{ company }}."},
-        {"role": "user", "content": "{{ question }}"},
-    ],
-    "variables": {"company": {"type": "string"}, "question": {"type": "string"}},
-}
-
-
-@pytest.fixture
-async def prompts_url(infra_up):
-    async with service_database("prompts", PromptsSettings, outbox_poll_interval=0.05) as settings:
-        await asyncio.to_thread(migrate_prompts, settings)
-        service = PromptsService(settings)
-        await service.start()
-        async with serve(service.app) as url, httpx.AsyncClient(base_url=url, headers=ENGINEER) as http:
-            assert (await http.post("/projects/p1/prompts", json={"name": "support"})).status_code == 201
-            body = {"template": TEMPLATE, "parameters": {}, "message": "v1"}
-            assert (await http.post("/projects/p1/prompts/support/versions", json=body)).status_code == 201
-            moved = await http.put("/projects/p1/prompts/support/labels/production", json={"version": 1, "reason": "r"})
-            assert moved.status_code < 300, moved.text
-            yield url
-        await service.stop()
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from llmops.http import create_app
 from llmops.logging import configure_logging
 from llmops.runtime import Runtime
 from llmops.storage import ObjectStore
+from llmops.tracing import configure_tracing
 from llmops_evaluation import api, feedback_api
 from llmops_evaluation.consumers import feedback_consumer, projections_consumer
 from llmops_evaluation.settings import EvaluationSettings
@@ -73,6 +74,7 @@ def worker(
     from llmops_evaluation.worker import EvaluationWorker
 
     configure_logging()
+    configure_tracing("evaluation-worker")
     settings = EvaluationSettings()
     if pool is not None:
         settings = settings.model_copy(update={"pool": pool})

@@ -22,6 +22,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from llmops import tracing
 from llmops.bus import DeadLetterPublisher, make_broker, make_consumer
 from llmops.db import Database
 from llmops.logging import get_logger
@@ -112,6 +113,11 @@ class EvaluationWorker:
             await self._commit(consumer, partition, passed)
 
     async def _run(self, consumer: AIOKafkaConsumer, partition: TopicPartition, record, request, event) -> bool:
+        """Run one run in a consumer span of the trace that requested it (its events continue that trace)."""
+        with tracing.consuming(event, consumer=self.group_id, topic=record.topic):
+            return await self._run_run(consumer, partition, record, request, event)
+
+    async def _run_run(self, consumer: AIOKafkaConsumer, partition: TopicPartition, record, request, event) -> bool:
         """Run one run while polling with paused partitions; commit it once it has ended (False: interrupted)."""
         consumer.pause(*consumer.assignment())
         run = asyncio.create_task(self.runs.handle(request, event), name=f"run-{request.run_id}")

@@ -68,12 +68,25 @@ class MonitoringService:
             title="llmops monitoring",
             routers=[api.router, metrics_api.router, drift_api.router, rules_api.router],
             extra_metrics=self.prometheus_text,
+            # served (uvicorn runs the app's lifespan) or started without HTTP, the same work runs
+            on_start=[self._started],
+            on_stop=[self._stopping],
         )
         self._prometheus: tuple[float, str] = (0.0, "")
         self.app.state.settings = self.settings
 
     async def start(self) -> None:
+        """Start without HTTP (what the app's lifespan does when it is served)."""
         await self.runtime.start()
+        await self._started(self.runtime)
+
+    async def stop(self) -> None:
+        await self._stopping(self.runtime)
+        await self.runtime.stop()
+
+    async def _started(self, runtime: Runtime) -> None:
+        """The records workers and the periodic work: publishing record files, maintenance, anomalies, scheduled
+        drift reports, alerts."""
         if self.records_workers is not None:
             await self.records_workers.start()
         self.runtime.spawn(self._every(self.settings.publish_interval_seconds, self.publish), name="records-publish")
@@ -89,10 +102,9 @@ class MonitoringService:
             )
         self.runtime.spawn(self._every(self.settings.alert_interval_seconds, self.evaluate_alerts), name="alerts")
 
-    async def stop(self) -> None:
+    async def _stopping(self, runtime: Runtime) -> None:
         if self.records_workers is not None:
             await self.records_workers.stop()
-        await self.runtime.stop()
 
     async def publish(self) -> int:
         """Copy the committed record files from staging to their final keys."""

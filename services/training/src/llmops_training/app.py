@@ -21,6 +21,7 @@ from llmops.http import create_app
 from llmops.logging import configure_logging
 from llmops.runtime import Runtime
 from llmops.storage import ObjectStore
+from llmops.tracing import configure_tracing
 from llmops_training.api import TAR_TYPES, router
 from llmops_training.consumers import projections_consumer
 from llmops_training.settings import TrainingSettings
@@ -68,6 +69,7 @@ def worker(
     from llmops_training.worker import TrainingWorker
 
     configure_logging()
+    configure_tracing("training-worker")
     settings = TrainingSettings()
     if pool is not None:
         settings = settings.model_copy(update={"pool": pool})

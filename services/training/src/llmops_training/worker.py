@@ -19,6 +19,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from llmops import tracing
 from llmops.bus import DeadLetterPublisher, make_broker, make_consumer
 from llmops.db import Database
 from llmops.logging import get_logger
@@ -116,6 +117,11 @@ class TrainingWorker:
             await self._commit(consumer, partition, passed)
 
     async def _run(self, consumer: AIOKafkaConsumer, partition: TopicPartition, record, request, event) -> bool:
+        """Run one job in a consumer span of the trace that requested it (its events continue that trace)."""
+        with tracing.consuming(event, consumer=self.group_id, topic=record.topic):
+            return await self._run_job(consumer, partition, record, request, event)
+
+    async def _run_job(self, consumer: AIOKafkaConsumer, partition: TopicPartition, record, request, event) -> bool:
         """Run one job while polling with paused partitions; commit it once it has ended (False: interrupted)."""
         consumer.pause(*consumer.assignment())
         job = asyncio.create_task(self.jobs.handle(request, event), name=f"job-{request.job_id}")

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from llmops import tracing
 from llmops.auth import AuthError, TokenVerifier
 from llmops.denials import AnonymousDenials
 from llmops.logging import get_logger
@@ -24,6 +25,7 @@ from llmops_deployment.gateway.auth import Authenticator
 from llmops_deployment.gateway.errors import GatewayError
 from llmops_deployment.gateway.handler import Handler
 from llmops_deployment.gateway.metrics import Metrics
+from llmops_deployment.gateway.openapi import openapi
 from llmops_deployment.gateway.prompts import Prompts
 from llmops_deployment.gateway.records import SOURCE, Records
 from llmops_deployment.gateway.routing import Router
@@ -164,6 +166,11 @@ def build_gateway(settings: DeploymentSettings | None = None, **parts: Any) -> S
     async def health(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
 
+    document = orjson.dumps(openapi(gateway.settings.max_tokens_limit))
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(document, media_type="application/json")
+
     async def ready(request: Request) -> Response:
         # Postgres only: routes, keys and budgets live there. Kafka is not a dependency of a request (records
         # wait in the bounded buffer while it is away), so its absence does not take the gateway out of rotation.
@@ -191,6 +198,7 @@ def build_gateway(settings: DeploymentSettings | None = None, **parts: Any) -> S
             Route("/health", health, methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
             Route("/readyz", ready, methods=["GET"]),
+            Route("/openapi.json", openapi_json, methods=["GET"]),
         ],
         lifespan=lifespan,
         exception_handlers={
@@ -198,6 +206,8 @@ def build_gateway(settings: DeploymentSettings | None = None, **parts: Any) -> S
         },
     )
     app.state.gateway = gateway
+    if tracing.enabled():  # a server span per request (the process exports traces: llmops.tracing)
+        return tracing.TracingMiddleware(app, skip=frozenset({"/health", "/healthz", "/readyz", "/metrics"}))
     return app
 
 

@@ -13,6 +13,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from llmops import tracing
 from llmops.auth import AuthError
 from llmops_deployment.gateway.admission import Admission
 from llmops_deployment.gateway.auth import Authenticator, Caller
@@ -20,6 +21,7 @@ from llmops_deployment.gateway.budgets import Budgets
 from llmops_deployment.gateway.errors import GatewayError, UpstreamError
 from llmops_deployment.gateway.limits import RateLimiter
 from llmops_deployment.gateway.metrics import Metrics
+from llmops_deployment.gateway.openapi import check_request
 from llmops_deployment.gateway.prompts import Prompts
 from llmops_deployment.gateway.records import Records
 from llmops_deployment.gateway.routing import Router
@@ -109,6 +111,8 @@ class Handler:
             "key_id": caller.key_id,
             "user": None if caller.key_id else caller.subject,
         }
+        if tracing.enabled():  # the request's record continues its trace (to monitoring and beyond)
+            record["traceparent"] = tracing.current_traceparent()
         try:
             return await self._complete(request, api, caller, record, started)
         except GatewayError as error:
@@ -128,6 +132,7 @@ class Handler:
             raise GatewayError(400, f"the body is not valid JSON: {exc}") from exc
         if not isinstance(body, dict):
             raise GatewayError(400, "the body must be a JSON object")
+        check_request(api, body, settings.max_tokens_limit)
         model = body.get("model")
         if not isinstance(model, str) or not model or len(model) > 256:
             raise GatewayError(400, "model must name a route of the project", param="model")

@@ -146,6 +146,7 @@ class Records:
 
     def _event(self, record: tuple[str, dict]) -> CloudEvent | None:
         kind, fields = record
+        traceparent = fields.pop("traceparent", None)
         try:
             texts = self._texts(fields.pop("input_text", None), "input")
             fields.update(texts)
@@ -166,6 +167,7 @@ class Records:
             project=payload.project,
             actor=payload.key_id or payload.user,
             correlation_id=payload.request_id,
+            traceparent=traceparent,
         )
 
     def _texts(self, text: str | None, name: str) -> dict[str, Any]:

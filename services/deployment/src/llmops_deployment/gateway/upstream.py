@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import httpcore
 import orjson
 
+from llmops import tracing
 from llmops_deployment.gateway.errors import UpstreamError
 from llmops_deployment.gateway.routing import Deployment, Replica
 from llmops_deployment.settings import DeploymentSettings
@@ -64,6 +65,8 @@ def url_of(replica: Replica, api: str) -> str:
 
 def headers_of(deployment: Deployment, request_id: str) -> dict[str, str]:
     headers = {"content-type": "application/json", "x-request-id": request_id}
+    if tracing.enabled():  # the backend (vLLM, TGI and transformers serve can trace) continues the request's trace
+        tracing.inject(headers)
     if deployment.secret_ref:
         # An external endpoint's key, from the gateway's environment (the key never travels in events or rows).
         secret = os.environ.get(deployment.secret_ref)
