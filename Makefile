@@ -59,7 +59,7 @@ test: lint infra-up ## every test (unit and integration on real Kafka, Postgres,
 test-unit: install ## the tests that need no infrastructure
 	$(RUN) pytest -m "not integration"
 
-demo: infra-up ## the platform's main job end to end on local infrastructure
+demo: infra-up ## the platform's main job end to end, every part in its own process (llmops up); KEEP=1 leaves it running
 	$(RUN) python infra/demo/demo.py
 
 bench-bus: infra-up ## events/s through outbox, Kafka and idempotent consumer vs raw aiokafka

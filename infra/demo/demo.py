@@ -1,23 +1,22 @@
-"""`make demo`: the platform's event path end to end on the local infrastructure, ending with the audit trail.
+"""`make demo`: the platform's main job end to end, run as it is deployed, ending with the audit trail.
 
-The audit service starts (migrations, consumer, API). A small HTTP app built with the platform's app factory then
-accepts a probe from an ml-engineer (its text stored in the S3 store; state and outbox row in one transaction),
-refuses a viewer (403) and an anonymous caller (401). The outbox relay publishes the probe and both denials to
-Kafka; the audit service appends all three to its hash chain; an auditor reads the trail of this run through the
-audit API, a checkpoint is signed, and the whole chain is verified.
+`llmops up` (:class:`llmops.stack.Stack`) starts the seven services, the gateway and a CPU worker each for training,
+evaluation and serving, every one a process of its own; the demo talks to them over HTTP only, as a team would.
 
-Between the two, the datasets and prompts services version a support-chat dataset and a prompt, and the training
-service fine-tunes a model on that dataset: a tiny Llama is built offline and registered as a base model, a LoRA job
-is requested, an in-process training worker takes it from Kafka and trains it on the CPU (a few seconds), and the
-registered model version is shown with its lineage (base model hash, dataset version and sha256, hyperparameters).
-The evaluation service had a suite attached to that model: the registration starts its run by itself, the base model
-is run on the same suite by request, an in-process evaluation worker generates and scores both, and the demo shows
-their metrics with 95% intervals, their comparison example by example, and the gate's decision.
+A small HTTP app built with the platform's app factory accepts a probe from an ml-engineer (its text stored in the
+S3 store; state and outbox row in one transaction) and refuses a viewer (403) and an anonymous caller (401). A dataset
+and a prompt are versioned; a tiny Llama is built offline and registered as a base model, a LoRA job is trained by the
+training worker and registered with its lineage; the evaluation suite attached to the model runs by itself on it, the
+base model is run by request, and the gate decides; the gated version is deployed and called through the gateway
+(:mod:`deployment_step`); drift in the traffic triggers a re-evaluation and a retrain on the dataset's newer version
+(:mod:`monitoring_step`). The audit trail of the run is read as an auditor, a checkpoint is signed and the whole chain
+is verified. The processes the demo started are stopped at the end (``KEEP=1`` leaves them running).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 import time
@@ -40,41 +39,21 @@ from llmops.auth import Permission, Principal, Role, issue_token, requires
 from llmops.bus import BUS_METADATA, add_to_outbox, make_broker
 from llmops.db import Database, create_database
 from llmops.http import CurrentRuntime, Session, correlation_id, create_app
+from llmops.infra.base import InfraError
 from llmops.logging import configure_logging
 from llmops.prompt_client import PromptClient
 from llmops.runtime import Runtime
-from llmops.settings import ServiceSettings
+from llmops.settings import ClientSettings, ServiceSettings
+from llmops.stack import Stack
 from llmops.storage import ObjectStore
-from llmops.testing import serve_in_thread
-from llmops_audit.app import AuditService
-from llmops_audit.app import migrate as migrate_audit
-from llmops_datasets.app import DatasetsService
-from llmops_datasets.app import migrate as migrate_datasets
-from llmops_deployment.app import DeploymentService
-from llmops_deployment.app import migrate as migrate_deployment
-from llmops_deployment.gateway.app import build_gateway
-from llmops_deployment.settings import DeploymentSettings
-from llmops_deployment.settings import Pool as ServingPool
-from llmops_deployment.worker import ServingWorker
-from llmops_evaluation.app import EvaluationService
-from llmops_evaluation.app import migrate as migrate_evaluation
-from llmops_evaluation.settings import EvaluationSettings
-from llmops_evaluation.settings import Pool as EvaluationPool
-from llmops_evaluation.worker import EvaluationWorker
-from llmops_monitoring.app import MonitoringService
-from llmops_monitoring.app import migrate as migrate_monitoring
-from llmops_monitoring.settings import MonitoringSettings
-from llmops_prompts.app import PromptsService
-from llmops_prompts.app import migrate as migrate_prompts
 from llmops_schemas import new_event
 from llmops_schemas.events import ProbeSent
-from llmops_training.app import TrainingService
-from llmops_training.app import migrate as migrate_training
+from llmops_training import repository as training_repository
+from llmops_training import retraining
 from llmops_training.cli import registry as models_cli
 from llmops_training.cli import tables as training_tables
 from llmops_training.cli import train as training_cli
-from llmops_training.settings import Pool, TrainingSettings
-from llmops_training.worker import TrainingWorker
+from llmops_training.settings import TrainingSettings
 
 console = Console(width=140)
 SEND_PROBE = Permission("platform.probe.send", {Role.ML_ENGINEER})
@@ -129,77 +108,32 @@ def auth(role: Role | None, subject: str) -> dict[str, str]:
     return {} if role is None else {"authorization": f"Bearer {issue_token(subject, [role], ['*'])}"}
 
 
-async def main() -> None:
+async def main(*, keep: bool = False) -> None:
     configure_logging("WARNING")
     console.rule("[bold]LLMOps platform demo")
+    began = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="llmops-demo-"))
     # transformers resolves its names lazily, and two threads resolving them at once can fail ("cannot import name
     # LlamaConfig"): the names the tiny model needs are resolved here first. torch and the weights take seconds more:
-    # the tiny base model is built in a thread while the first steps run.
+    # the tiny base model is built in a thread while the platform starts.
     import transformers
 
     _ = (transformers.LlamaConfig, transformers.LlamaForCausalLM, transformers.PreTrainedTokenizerFast)
     tiny = asyncio.create_task(asyncio.to_thread(_build_tiny_model, scratch / "tiny-llama"))
-    await asyncio.to_thread(migrate_audit)
-    await asyncio.to_thread(migrate_datasets)
-    await asyncio.to_thread(migrate_prompts)
-    await asyncio.to_thread(migrate_training)
-    await asyncio.to_thread(migrate_evaluation)
-    await asyncio.to_thread(migrate_deployment)
-    await asyncio.to_thread(migrate_monitoring)
-    audit = AuditService()
-    await audit.start()
-    datasets = DatasetsService()
-    await datasets.start()
-    prompts = PromptsService()
-    await prompts.start()
-    training_settings = TrainingSettings(
-        pools={DEMO_POOL: Pool(description="the demo's in-process CPU worker")},
-        pool=DEMO_POOL,
-        progress_interval_seconds=1.0,
-        work_dir=scratch / "training",
+    stack = Stack(env=DEMO_ENV)
+    already = {part.name for part in await asyncio.to_thread(stack.status) if part.pid is not None}
+    console.print(
+        "0. the platform as deployed (`llmops up`): seven services, the gateway, and a CPU worker each for training, "
+        "evaluation and serving, every one a process of its own"
+        + (f"; already running: {', '.join(sorted(already))}" if already else "")
     )
-    training = TrainingService(training_settings)
-    await training.start()
-    # Started now, so that it has joined its consumer group by the time the job is requested.
-    worker = TrainingWorker(training_settings, name="demo-worker")
-    worker_task = asyncio.create_task(worker.run())
-    evaluation_settings = EvaluationSettings(
-        pools={DEMO_POOL: EvaluationPool(description="the demo's in-process CPU worker")},
-        pool=DEMO_POOL,
-        default_pool=DEMO_POOL,
-        progress_interval_seconds=0.5,
-        work_dir=scratch / "evaluation",
-    )
-    evaluation = EvaluationService(evaluation_settings)
-    await evaluation.start()
-    evaluator = EvaluationWorker(evaluation_settings, name="demo-evaluator")
-    evaluator_task = asyncio.create_task(evaluator.run())
-    deployment_settings = DeploymentSettings(
-        pools={DEMO_POOL: ServingPool(backends=["transformers"], description="the demo's in-process serving worker")},
-        pool=DEMO_POOL,
-        gateway_cache_seconds=1.0,
-        work_dir=scratch / "serving",
-        cache_dir=scratch / "serving-cache",
-    )
-    deployment = DeploymentService(deployment_settings)
-    await deployment.start()
-    server = ServingWorker(deployment_settings, name="demo-server")
-    server_task = asyncio.create_task(server.run())
-    # Consumer groups of this run, from the topics' ends: the monitoring service sees this run's deployments and
-    # records, not every earlier run's (started now, it has joined its groups by the time they are published).
-    groups = uuid.uuid4().hex[:8]
-    monitoring = MonitoringService(
-        MonitoringSettings(
-            consumer_group=f"monitoring-demo-{groups}",
-            records_group=f"monitoring-records-demo-{groups}",
-            consumer_offset_reset="latest",
-            records_offset_reset="latest",
-            drift_interval_seconds=0,
-            publish_interval_seconds=0.5,
-        )
-    )
-    await monitoring.start()
+    try:
+        status = await asyncio.to_thread(stack.up, log=lambda line: console.print(f"   {line}", style="dim"))
+    except InfraError as exc:
+        console.print(f"[red]demo failed: the platform did not start: {exc}[/red]")
+        raise SystemExit(1) from exc
+    console.print(parts_table(status, time.monotonic() - began))
+    urls = ClientSettings()
     url = await _demo_database()
     runtime = Runtime(
         DemoSettings(database_url=url, outbox_poll_interval=0.05),
@@ -210,6 +144,7 @@ async def main() -> None:
     app = create_app(runtime, title="demo", routers=[router])
     await runtime.start()
     run = f"demo-{uuid.uuid4().hex[:8]}"
+    engineer = {**auth(Role.ML_ENGINEER, "ada"), "x-correlation-id": run}
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://demo") as http:
             table = Table("request", "HTTP", "answer", title=f"1. requests (correlation id {run})")
@@ -226,61 +161,51 @@ async def main() -> None:
             # Anonymous 401s are counted per source and recorded once a minute: end this window now.
             await runtime.anonymous_denials.flush()
 
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=datasets.app), base_url="http://ds") as api:
-            dataset = await _dataset_step(api, run)
-
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=prompts.app), base_url="http://pr") as api:
-            await _prompt_step(api, run, httpx.ASGITransport(app=prompts.app))
-
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=evaluation.app), base_url="http://ev", timeout=120
-        ) as evaluation_api:
-            engineer = {**auth(Role.ML_ENGINEER, "ada"), "x-correlation-id": run}
+        async with (
+            httpx.AsyncClient(base_url=urls.datasets_url, timeout=120) as datasets_api,
+            httpx.AsyncClient(base_url=urls.prompts_url, timeout=120) as prompts_api,
+            httpx.AsyncClient(base_url=urls.training_url, timeout=120) as api,
+            httpx.AsyncClient(base_url=urls.evaluation_url, timeout=120) as evaluation_api,
+            httpx.AsyncClient(base_url=urls.deployment_url, timeout=120) as deployment_api,
+            httpx.AsyncClient(base_url=urls.monitoring_url, timeout=300) as monitoring_api,
+        ):
+            dataset = await _dataset_step(datasets_api, run)
+            await _prompt_step(prompts_api, run, urls.prompts_url)
             suite = await evaluation_step.create_suite(evaluation_api, engineer, dataset, MODEL_NAME)
-            async with httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=training.app), base_url="http://tr", timeout=120
-            ) as api:
-                base_name, version = await _training_step(api, run, await tiny, dataset)
-                await _evaluation_step(evaluation_api, engineer, suite, base_name, version)
+            base_name, version = await _training_step(api, run, await tiny, dataset)
+            await _evaluation_step(evaluation_api, engineer, suite, base_name, version)
 
-                async def second_version() -> int:
-                    return await _train_again(api, run, base_name, dataset)
+            async def second_version() -> int:
+                return await _train_again(api, run, base_name, dataset)
 
-                async with httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=deployment.app), base_url="http://dp", timeout=120
-                ) as deployment_api:
-                    with serve_in_thread(build_gateway(deployment_settings)) as gateway_url:
-                        _, served = await deployment_step.run(
-                            deployment_api,
-                            gateway_url,
-                            console,
-                            engineer=engineer,
-                            admin={**auth(Role.ADMIN, "ava"), "x-correlation-id": run},
-                            model=MODEL_NAME,
-                            version=version,
-                            second_version=second_version,
-                            pool=DEMO_POOL,
-                        )
+            _, served = await deployment_step.run(
+                deployment_api,
+                urls.gateway_url,
+                console,
+                engineer=engineer,
+                admin={**auth(Role.ADMIN, "ava"), "x-correlation-id": run},
+                model=MODEL_NAME,
+                version=version,
+                second_version=second_version,
+                pool=POOL,
+            )
 
-                async def follow_run(run_id: str, label: str) -> dict:
-                    return await evaluation_step.follow(evaluation_api, engineer, run_id, console, label)
+            async def follow_run(run_id: str, label: str) -> dict:
+                return await evaluation_step.follow(evaluation_api, engineer, run_id, console, label)
 
-                async with httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=monitoring.app), base_url="http://mo", timeout=300
-                ) as monitoring_api:
-                    await monitoring_step.run(
-                        monitoring_api,
-                        evaluation_api,
-                        monitoring,
-                        console,
-                        engineer=engineer,
-                        deployment=served,
-                        suite=suite,
-                        scratch=scratch,
-                        follow_run=follow_run,
-                    )
+            await monitoring_step.run(
+                monitoring_api,
+                evaluation_api,
+                console,
+                engineer=engineer,
+                deployment=served,
+                suite=suite,
+                scratch=scratch,
+                follow_run=follow_run,
+                retrain=Retrain(run, dataset, api, datasets_api),
+            )
 
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=audit.app), base_url="http://audit") as api:
+        async with httpx.AsyncClient(base_url=urls.audit_url, timeout=60) as api:
             auditor = auth(Role.AUDITOR, "olivia")
             trail = await _wait_for_trail(api, auditor, run)
             table = Table(
@@ -304,21 +229,20 @@ async def main() -> None:
             )
             report = (await api.get("/audit/verify", headers=auditor)).json()
     finally:
-        worker.stop()
-        evaluator.stop()
-        server.stop()
-        await asyncio.gather(worker_task, evaluator_task, server_task, return_exceptions=True)
         tiny.cancel()
         await asyncio.gather(tiny, return_exceptions=True)
         await runtime.stop()
-        await training.stop()
-        await evaluation.stop()
-        await deployment.stop()
-        await monitoring.stop()
-        await datasets.stop()
-        await prompts.stop()
-        await audit.stop()
         await asyncio.to_thread(shutil.rmtree, scratch, True)
+        mine = [part.name for part in stack.parts if part.name not in already]
+        if keep:
+            console.print(
+                f"the platform keeps running (`llmops ps`; `llmops down` stops it); logs in {stack.paths.logs}"
+            )
+        elif mine:
+            await asyncio.to_thread(stack.down, mine, log=lambda line: None)
+            console.print(
+                f"stopped what the demo started ({len(mine)} processes); `make demo KEEP=1` leaves it running"
+            )
 
     missing = _missing(trail)
     if missing or not report["ok"]:
@@ -326,28 +250,37 @@ async def main() -> None:
         raise SystemExit(1)
     console.print(
         f"10. [green]chain verified[/green]: {report['checked']} entries, "
-        f"{report['checkpoints_checked']} signed checkpoint(s) match"
+        f"{report['checkpoints_checked']} signed checkpoint(s) match; the demo took {time.monotonic() - began:.0f} s"
     )
 
 
+def parts_table(status: list, seconds: float) -> Table:
+    """What `llmops ps` prints: each process, where it answers and its log."""
+    table = Table("part", "pid", "ready", "where", "log", title=f"the platform is up ({seconds:.0f} s)")
+    for part in status:
+        table.add_row(part.name, str(part.pid), "yes" if part.ready else "no", part.where, str(part.log_file))
+    return table
+
+
 #: What this run leaves in the audit trail, by event type (at least this many of each): the probe and two denials,
-#: the dataset and the prompt, then the training step's base model, job (its progress at least once) and model, and
-#: the evaluation step's suite and its two runs (the one the registration triggered and the base model's).
+#: the dataset (two versions) and the prompt, the training step's base model, jobs (progress at least once) and
+#: models (the first, the canary, the policy's retrain), the evaluation step's suite and its runs, the deployments
+#: and routes, and the monitoring step's two policies, the drift and what it triggered.
 EXPECTED_EVENTS = Counter(
     {
         "platform.probe.sent": 1,
         "security.access.denied": 2,
         "dataset.created": 1,
-        "dataset.version.created": 1,
+        "dataset.version.created": 2,
         "prompt.created": 1,
         "prompt.version.created": 1,
         "prompt.label.moved": 1,
         "base_model.registered": 1,
-        "training.job.requested": 1,
-        "training.job.started": 1,
+        "training.job.requested": 3,
+        "training.job.started": 3,
         "training.job.progress": 1,
-        "training.job.completed": 1,
-        "model.version.registered": 1,
+        "training.job.completed": 3,
+        "model.version.registered": 3,
         "model.alias.moved": 1,
         "evaluation.suite.created": 1,
         "evaluation.run.requested": 3,
@@ -358,14 +291,24 @@ EXPECTED_EVENTS = Counter(
         "deployment.ready": 2,
         "route.changed": 3,
         "api_key.created": 1,
-        "monitoring.policy.set": 1,
+        "monitoring.policy.set": 2,
         "monitoring.drift.detected": 1,
-        "monitoring.policy.triggered": 1,
+        "monitoring.policy.triggered": 2,
     }
 )
-#: The demo's worker pool: a consumer group of its own, so no other worker on the same Kafka (a test's, a compose
-#: one) takes the demo's job, and the demo's worker takes no one else's.
-DEMO_POOL = "demo"
+#: The pool of the CPU workers `llmops up` starts (training, evaluation, serving).
+POOL = "cpu"
+#: Settings the demo gives the processes it starts, so that its steps show within seconds: progress every second,
+#: the gateway's routes re-read every second, anomalies assessed every 2 s, no scheduled drift reports (the demo
+#: asks for one). A platform already running keeps its own settings; the demo waits longer then.
+DEMO_ENV = {
+    "LLMOPS_TRAINING_PROGRESS_INTERVAL_SECONDS": "1",
+    "LLMOPS_EVALUATION_PROGRESS_INTERVAL_SECONDS": "0.5",
+    "LLMOPS_DEPLOYMENT_GATEWAY_CACHE_SECONDS": "1",
+    "LLMOPS_MONITORING_PUBLISH_INTERVAL_SECONDS": "0.5",
+    "LLMOPS_MONITORING_ANOMALY_ASSESS_INTERVAL_SECONDS": "2",
+    "LLMOPS_MONITORING_DRIFT_INTERVAL_SECONDS": "0",
+}
 #: The model the demo trains (and evaluates).
 MODEL_NAME = "support-assistant"
 #: A few dozen steps of the tiny model: seconds on two CPU cores, and the loss visibly falls.
@@ -426,10 +369,10 @@ async def _dataset_step(api: httpx.AsyncClient, run: str) -> dict:
         f"PII redacted: {cleaning['pii_redacted']}",
     )
     console.print(table)
-    return {"name": name, "version": version["version"]}
+    return {"id": created.json()["id"], "name": name, "version": version["version"]}
 
 
-async def _prompt_step(api: httpx.AsyncClient, run: str, transport) -> None:
+async def _prompt_step(api: httpx.AsyncClient, run: str, prompts_url: str) -> None:
     engineer = {**auth(Role.ML_ENGINEER, "ada"), "x-correlation-id": run}
     name = f"support-answer-{run[-8:]}"
     (await api.post("/projects/demo/prompts", json={"name": name}, headers=engineer)).raise_for_status()
@@ -458,7 +401,7 @@ async def _prompt_step(api: httpx.AsyncClient, run: str, transport) -> None:
     )
     label.raise_for_status()
     token = auth(Role.VIEWER, "app")["authorization"].split()[1]
-    async with PromptClient("demo", base_url="http://pr", token=token, transport=transport) as client:
+    async with PromptClient("demo", base_url=prompts_url, token=token) as client:
         rendered = await client.render(
             name, {"company": "ACME", "language": "English", "question": "Where is my order?"}, label="production"
         )
@@ -491,14 +434,14 @@ async def _training_step(api: httpx.AsyncClient, run: str, tiny_dir: Path, datas
         "base_model": base_name,
         "dataset": {"name": dataset["name"], "version": dataset["version"]},
         "method": "lora",
-        "pool": DEMO_POOL,
+        "pool": POOL,
         "model_name": MODEL_NAME,
         "hyperparameters": DEMO_HYPERPARAMETERS,
     }
     job = await _request_job(api, engineer, body)
     console.print(
         f"4. base model {base_name} registered ({base['architecture']}, {base['parameters']:,} parameters, "
-        f"sha256 {base['manifest_sha256'][:16]}…); LoRA job {job['id']} queued on pool {DEMO_POOL!r}"
+        f"sha256 {base['manifest_sha256'][:16]}…); LoRA job {job['id']} queued on pool {POOL!r}"
     )
     job = await _follow(api, engineer, job["id"])
     if job["status"] != "completed":
@@ -534,7 +477,7 @@ async def _evaluation_step(
 ) -> None:
     """The run the registration triggered and the base model's, followed to their end, compared, gated."""
     tuned = await evaluation_step.triggered_run(api, engineer, MODEL_NAME, version)
-    base = await evaluation_step.request_base_run(api, engineer, base_name, DEMO_POOL)
+    base = await evaluation_step.request_base_run(api, engineer, base_name, POOL)
     console.print(
         f"5. suite {suite['name']} v{suite['version']} ({len(suite['spec']['scorers'])} scorers, gate "
         f"{'; '.join(evaluation_step.GATES)}) is attached to {MODEL_NAME}: its registration started run "
@@ -554,7 +497,7 @@ async def _train_again(api: httpx.AsyncClient, run: str, base_name: str, dataset
         "base_model": base_name,
         "dataset": {"name": dataset["name"], "version": dataset["version"]},
         "method": "lora",
-        "pool": DEMO_POOL,
+        "pool": POOL,
         "model_name": MODEL_NAME,
         "hyperparameters": {**DEMO_HYPERPARAMETERS, "seed": 8},
     }
@@ -564,6 +507,95 @@ async def _train_again(api: httpx.AsyncClient, run: str, base_name: str, dataset
         raise SystemExit(1)
     model = (await api.get(f"/projects/demo/models/{MODEL_NAME}", headers=engineer)).json()
     return next(v for v in model["versions"] if v["id"] == job["model_version_id"])["version"]
+
+
+class Retrain:
+    """The monitoring step's retraining: a newer version of the dataset arrives (questions on the topic the traffic
+    drifted to), and the job the ``retrain`` policy requested is followed to the model version it registers, whose
+    lineage names that newer version."""
+
+    def __init__(self, run: str, dataset: dict, training_api: httpx.AsyncClient, datasets_api: httpx.AsyncClient):
+        self.run = run
+        self.dataset = dataset
+        self.api = training_api
+        self.datasets = datasets_api
+        self.engineer = {**auth(Role.ML_ENGINEER, "ada"), "x-correlation-id": run}
+
+    async def new_data(self) -> dict:
+        """Version 2 of the dataset: version 1's rows and recipe questions; once the training service has it."""
+        steward = {**auth(Role.DATA_STEWARD, "sam"), "x-correlation-id": self.run}
+        response = await self.datasets.post(
+            f"/projects/demo/datasets/{self.dataset['name']}/versions",
+            content=demo_rows(self.run) + recipe_rows(),
+            params={"redact_pii": "all", "train": 0.7, "validation": 0.1, "test": 0.2},
+            headers=steward | {"content-type": "application/jsonl"},
+        )
+        response.raise_for_status()
+        version = response.json()
+        # The training service learns of it from the datasets service's event (its projection, in its database):
+        # read there, so that the drift does not overtake it.
+        training = Database(TrainingSettings().db_url)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                async with training.transaction() as session:
+                    newest = await training_repository.newest_dataset_version(session, "demo", self.dataset["id"])
+                if newest is not None and newest.version == version["version"]:
+                    break
+                if time.monotonic() > deadline:
+                    raise SystemExit("demo failed: the training service did not see the new dataset version in 60 s")
+                await asyncio.sleep(0.2)
+        finally:
+            await training.dispose()
+        return {
+            **self.dataset,
+            "version": version["version"],
+            "rows": version["row_count"],
+            "sha256": version["sha256"],
+        }
+
+    async def follow(self, event_id: str, newer: dict) -> dict:
+        """The job the policy event requested (its id derives from the event's) to its end; the new version."""
+        job_id = retraining.job_id_of(event_id)
+        deadline = time.monotonic() + 60
+        while (
+            response := await self.api.get(f"/projects/demo/training/jobs/{job_id}", headers=self.engineer)
+        ).status_code == 404:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"demo failed: the policy's retrain job {job_id} was not requested in 60 s")
+            await asyncio.sleep(0.2)
+        response.raise_for_status()
+        job = await _follow(self.api, self.engineer, job_id)
+        if job["status"] != "completed":
+            raise SystemExit(f"demo failed: the retrain job ended {job['status']}: {job.get('error')}")
+        model = (await self.api.get(f"/projects/demo/models/{MODEL_NAME}", headers=self.engineer)).json()
+        version = next(v for v in model["versions"] if v["id"] == job["model_version_id"])
+        lineage = await self.api.get(
+            f"/projects/demo/models/{MODEL_NAME}/versions/{version['version']}/lineage", headers=self.engineer
+        )
+        lineage.raise_for_status()
+        console.print(
+            training_tables.lineage_table(MODEL_NAME, f"v{version['version']}", lineage.json(), version["metrics"])
+        )
+        data = lineage.json()["dataset"]
+        if (data["dataset_id"], data["version"]) != (newer["id"], newer["version"]):
+            raise SystemExit(f"demo failed: the retrained version's lineage names {data}, not {newer}")
+        return version
+
+
+def recipe_rows() -> bytes:
+    """Support chats on what the traffic drifted to: recipe questions, answered."""
+    dishes = ("pasta", "risotto", "bread", "custard", "roast chicken", "broth", "pizza dough", "saffron rice")
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"How long should the {dish} simmer or bake? Recipe {i} is unclear."},
+                {"role": "assistant", "content": f"For the {dish}: follow step {i % 5 + 1}, then taste and adjust."},
+            ]
+        }
+        for i, dish in enumerate(dishes * 3)
+    ]
+    return b"".join(orjson.dumps(r) + b"\n" for r in rows)
 
 
 async def _request_job(api: httpx.AsyncClient, headers: dict[str, str], body: dict) -> dict:
@@ -620,4 +652,4 @@ async def _wait_for_trail(api: httpx.AsyncClient, headers, correlation: str) -> 
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(keep=os.environ.get("KEEP", "") not in ("", "0")))

@@ -3,8 +3,10 @@ system's gateway (the demo, with a plain Kafka producer) publishes two hours of 
 the deployment: an hour of normal traffic, then an hour of shifted traffic (longer questions on another topic, slower
 answers, some refusals). The monitoring service stores them (Parquet), counts them (metrics), flags the refusals
 (an anomaly event), and a drift report of the second hour against the first finds the shift; the drift event
-triggers the policy, and the evaluation service re-runs the suite on the deployed model version (what
-``llmops monitor metrics|anomalies|drift|policies`` print)."""
+triggers the policies: the evaluation service re-runs the suite on the deployed model version, and the training
+service retrains that version's recipe (base model, method, hyperparameters) on the newest version of the dataset,
+which arrived meanwhile with questions on the new topic; the new model version's lineage names that version (what
+``llmops monitor metrics|anomalies|drift|policies`` and ``llmops models lineage`` print)."""
 
 from __future__ import annotations
 
@@ -138,7 +140,6 @@ async def _until(what: str, probe, *, within: float = 180) -> Any:
 async def run(
     api: httpx.AsyncClient,
     evaluation_api: httpx.AsyncClient,
-    monitoring: Any,
     console: Console,
     *,
     engineer: dict[str, str],
@@ -146,6 +147,7 @@ async def run(
     suite: dict,
     scratch: Path,
     follow_run,
+    retrain: Any,
 ) -> None:
     policy = _checked(
         await api.post(
@@ -162,9 +164,29 @@ async def run(
             headers=engineer,
         )
     )
+    retraining = _checked(
+        await api.post(
+            "/projects/demo/monitoring/policies",
+            json={
+                "name": f"retrain {deployment['name']} on drift {deployment['id'][:8]}",
+                "deployment_id": deployment["id"],
+                "on": "drift",
+                "action": "retrain",
+                "dataset_id": retrain.dataset["id"],
+                "cool_down_seconds": 3600,
+            },
+            headers=engineer,
+        )
+    )
     console.print(
-        f"7. policy {policy['name']!r}: when {deployment['name']} drifts, re-run suite {suite['name']!r} "
-        f"(cool-down {policy['cool_down_seconds'] // 60} min)"
+        f"7. policies: when {deployment['name']} drifts, re-run suite {suite['name']!r}, and retrain its model "
+        f"version on the newest version of dataset {retrain.dataset['name']} (cool-down "
+        f"{policy['cool_down_seconds'] // 60} min)"
+    )
+    newer = await retrain.new_data()
+    console.print(
+        f"   dataset {newer['name']} v{newer['version']} arrived ({newer['rows']} rows, recipe questions added; "
+        f"sha256 {newer['sha256'][:16]}…), and the training service has it"
     )
     now = datetime.now(UTC).replace(microsecond=0)
     normal = traffic(deployment, now - timedelta(hours=2), shifted=False, seed=1)
@@ -194,10 +216,11 @@ async def run(
     )
     console.print(metrics_table(stepped["groups"], [], True))
 
-    await monitoring.assess_anomalies()
-    anomalies = _checked(await api.get("/projects/demo/monitoring/anomalies", params=window, headers=engineer))[
-        "windows"
-    ]
+    async def assessed() -> Any:  # the service assesses closed windows every few seconds
+        windows = _checked(await api.get("/projects/demo/monitoring/anomalies", params=window, headers=engineer))
+        return windows["windows"] if any(w["flags"] for w in windows["windows"]) else None
+
+    anomalies = await _until("the refusals to be flagged", assessed)
     flagged = [w for w in anomalies if w["flags"]]
     console.print(anomalies_table(flagged[-3:]))
     console.print("   refusals past their threshold in those windows: monitoring.anomaly.detected (throttled)")
@@ -234,4 +257,18 @@ async def run(
     console.print(
         f"   monitoring.drift.detected -> monitoring.policy.triggered -> evaluation run {rerun['id']} "
         f"({rerun['status']}): each event caused by the one before, one correlation id"
+    )
+
+    async def retrain_triggered() -> Any:
+        done = _checked(
+            await api.get(f"/projects/demo/monitoring/policies/{retraining['id']}/actions", headers=engineer)
+        )
+        return next((a for a in done if a["outcome"] == "triggered" and a["event_id"]), None)
+
+    action = await _until("the policy's retrain to be triggered", retrain_triggered)
+    version = await retrain.follow(action["event_id"], newer)
+    console.print(
+        f"   monitoring.drift.detected -> monitoring.policy.triggered -> training job -> "
+        f"[bold]{ROUTE} v{version['version']}[/bold], "
+        f"trained on {newer['name']} v{newer['version']} (its lineage above)"
     )
