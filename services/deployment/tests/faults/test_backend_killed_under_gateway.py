@@ -6,7 +6,6 @@ no client sees an error at all while the backend is down."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
@@ -15,55 +14,13 @@ from urllib.parse import urlsplit
 import openai
 import pytest
 
-from llmops.testing import serve_in_thread
-
 from ..gateway.conftest import Backend, eventually
 from ..gateway.rows import Rows
 from ..worker_support import full_model, request_deployment, serving, upload, wait_for, wait_for_event
 from .test_backend_killed import listener_of
+from .traffic import Traffic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
-
-CHAT = [{"role": "user", "content": "Hello there"}]
-CLIENTS = 4
-
-
-class Traffic:
-    """``CLIENTS`` callers asking the route in a loop until stopped; every answer or error kept with its duration."""
-
-    def __init__(self, client: openai.AsyncOpenAI, route: str) -> None:
-        self.client, self.route = client, route
-        self.outcomes: list[tuple[float, float, str]] = []  # (started, seconds, "ok" | error kind)
-        self.stopping = asyncio.Event()
-        self.tasks = [asyncio.create_task(self._caller()) for _ in range(CLIENTS)]
-
-    async def _caller(self) -> None:
-        while not self.stopping.is_set():
-            started = time.monotonic()
-            try:
-                await self.client.chat.completions.create(model=self.route, messages=CHAT, max_tokens=4)
-                outcome = "ok"
-            except openai.APIStatusError as error:
-                outcome = f"status {error.status_code}"
-            except openai.APIError as error:  # a connection error or timeout would be the gateway's failure
-                outcome = type(error).__name__
-            self.outcomes.append((started, time.monotonic() - started, outcome))
-
-    def since(self, moment: float) -> list[str]:
-        return [outcome for started, _, outcome in self.outcomes if started >= moment]
-
-    async def stop(self) -> None:
-        self.stopping.set()
-        await asyncio.wait_for(asyncio.gather(*self.tasks), 60)
-
-
-@pytest.fixture
-async def gateway_url(deployment_settings):
-    from llmops_deployment.gateway.app import build_gateway
-
-    settings = deployment_settings.model_copy(update={"gateway_cache_seconds": 0.2, "first_token_timeout_seconds": 20})
-    with serve_in_thread(build_gateway(settings)) as url:
-        yield url
 
 
 async def test_a_served_backend_killed_under_gateway_traffic(deployment_settings, deployment, tiny_model, gateway_url):
@@ -95,7 +52,7 @@ async def test_a_served_backend_killed_under_gateway_traffic(deployment_settings
             errors = {outcome for outcome in during if outcome != "ok"}
             assert errors, "the kill was never seen by a client"
             assert errors <= {"status 502", "status 503"}, errors  # clean errors from the gateway, not transport ones
-            assert max(seconds for _, seconds, _ in traffic.outcomes) < 30, "a request hung"
+            assert max(seconds for _, _, seconds, _ in traffic.outcomes) < 30, "a request hung"
             again = await wait_for(deployment, deployment_id, lambda r: r.status == "ready")
             assert again.endpoint != first.endpoint and again.restarts == 1
 
@@ -120,7 +77,7 @@ async def test_a_served_backend_killed_under_gateway_traffic(deployment_settings
             await traffic.stop()
             assert await spare.requests() == spare_then, "traffic stayed on the fallback after the restart"
             assert set(traffic.since(0)) == {"ok"}, set(traffic.since(0))
-            assert max(seconds for _, seconds, _ in traffic.outcomes) < 30, "a request hung"
+            assert max(seconds for _, _, seconds, _ in traffic.outcomes) < 30, "a request hung"
             await client.close()
     finally:
         spare.kill()
