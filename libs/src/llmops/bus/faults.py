@@ -25,6 +25,9 @@ _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.CannotConnectNowError,
+    # "cannot switch to state 12; another operation is in progress": a pooled connection whose server went away
+    # in the middle of an operation (seen under `make chaos` when Postgres restarts)
+    asyncpg.exceptions.InternalClientError,
     sa_exc.TimeoutError,  # no pooled connection within the pool's timeout
     sa_exc.DisconnectionError,
     KafkaConnectionError,

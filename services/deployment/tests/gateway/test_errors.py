@@ -42,6 +42,18 @@ class TestErrors:
         with pytest.raises(openai.PermissionDeniedError):
             await client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}])
 
+    async def test_an_outage_behind_the_gateway_is_a_clean_503_and_the_backend_is_not_called(self, setup, gateway):
+        gateway.state.budgets.deny = ConnectionRefusedError(111, "Connection refused")  # its database restarting
+        try:
+            with pytest.raises(openai.InternalServerError) as raised:
+                await setup["client"].chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}])
+        finally:
+            gateway.state.budgets.deny = None
+        assert raised.value.status_code == 503
+        assert raised.value.body["code"] == "gateway_unavailable"
+        assert raised.value.response.headers["retry-after"] == "1"
+        assert await setup["backend"].requests() == 0
+
     async def test_an_unknown_route_is_404_and_the_backend_is_not_called(self, setup):
         with pytest.raises(openai.NotFoundError) as raised:
             await setup["client"].chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])

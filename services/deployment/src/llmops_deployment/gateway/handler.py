@@ -15,6 +15,7 @@ from starlette.responses import Response, StreamingResponse
 
 from llmops import tracing
 from llmops.auth import AuthError
+from llmops.bus.faults import is_transient
 from llmops_deployment.gateway.admission import Admission
 from llmops_deployment.gateway.auth import Authenticator, Caller
 from llmops_deployment.gateway.budgets import Budgets
@@ -75,6 +76,10 @@ class Handler:
             self.on_denied(request, error, getattr(error, "subject", None), header)
             headers = {"www-authenticate": "Bearer"} if error.status == 401 else None
             raise GatewayError(error.status, error.detail, code=error.reason, headers=headers) from error
+        except Exception as exc:
+            if is_transient(exc):  # the keys' database away: refused before the caller is known (nothing to record)
+                raise unavailable(exc) from exc
+            raise
 
     async def models(self, request: Request) -> Response:
         request.state.request_id = rid = request_id_of(request.headers.get("x-request-id"))
@@ -116,6 +121,12 @@ class Handler:
         try:
             return await self._complete(request, api, caller, record, started)
         except GatewayError as error:
+            self._failed(record, started, error.status, error.message)
+            return error.response(rid)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            error = unavailable(exc)  # routes, budgets or prompts out of reach: a clean 503, recorded
             self._failed(record, started, error.status, error.message)
             return error.response(rid)
 
@@ -369,3 +380,13 @@ class Handler:
         self.records.submit(
             ("failed", {**record, "latency_ms": elapsed * 1000, "status": status, "error": error[:2000] or "error"})
         )
+
+
+def unavailable(exc: Exception) -> GatewayError:
+    """What an infrastructure outage (the gateway's database restarting, say) answers: 503, try again shortly."""
+    return GatewayError(
+        503,
+        f"the gateway cannot reach what it needs to serve this request ({type(exc).__name__}); try again shortly",
+        code="gateway_unavailable",
+        headers={"retry-after": "1"},
+    )
