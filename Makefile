@@ -10,7 +10,7 @@ LLMOPS := $(RUN) llmops
 # Local development: the repository's development secrets are accepted (unset, LLMOPS_ENV means production rules).
 export LLMOPS_ENV ?= local
 
-.PHONY: help install infra-up infra-down infra-status up down ps lint format schemas test test-unit demo bench-bus bench-audit bench-datasets bench-pii bench-prompts bench-train bench-eval bench-gateway bench-monitoring clean
+.PHONY: help install infra-up infra-down infra-status up down ps lint format schemas test test-unit demo chaos bench-bus bench-audit bench-datasets bench-pii bench-prompts bench-train bench-eval bench-gateway bench-monitoring clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ test-unit: install ## the tests that need no infrastructure
 
 demo: infra-up ## the platform's main job end to end, every part in its own process (llmops up); KEEP=1 leaves it running
 	$(RUN) python infra/demo/demo.py
+
+chaos: infra-up ## the platform under mixed load while its processes are killed and Kafka and Postgres restarted; prints and checks the invariants (CHAOS_SEED, CHAOS_BREAK=commit-first)
+	$(RUN) python tests/chaos/chaos.py
 
 bench-bus: infra-up ## events/s through outbox, Kafka and idempotent consumer vs raw aiokafka
 	$(RUN) python tests/bench/bench_bus.py
