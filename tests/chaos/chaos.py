@@ -442,59 +442,51 @@ async def snapshot(platform: Platform) -> dict:
     }
 
 
-async def _behind(consumer: AIOKafkaConsumer, ends: dict) -> bool:
-    return any([await consumer.position(tp) < end for tp, end in ends.items()])
-
-
-async def dead_letters(platform: Platform) -> list[tuple[bytes, str]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=platform.kafka_settings.bootstrap_servers, enable_auto_commit=False)
+async def whole_topic(platform: Platform, topic: str) -> list:
+    """Every record of ``topic`` from its start to its end now."""
+    bootstrap = platform.kafka_settings.bootstrap_servers
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)  # its metadata: the topic's partitions
+    await producer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in await producer.partitions_for(topic)]
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        producer = AIOKafkaProducer(bootstrap_servers=platform.kafka_settings.bootstrap_servers)
-        await producer.start()
-        partitions = [TopicPartition(topics.DEAD_LETTER, p) for p in await producer.partitions_for(topics.DEAD_LETTER)]
-        await producer.stop()
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         found = []
-        while await _behind(consumer, ends):
+        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
             for messages in (await consumer.getmany(timeout_ms=1000)).values():
-                for message in messages:
-                    reason = dict(message.headers).get("x-dlq-reason", b"").decode()
-                    found.append((message.value, reason))
+                found += messages
         return found
     finally:
         await consumer.stop()
 
 
+async def dead_letters(platform: Platform) -> list[tuple[bytes, str]]:
+    """Each dead letter's original bytes and reason."""
+    return [
+        (m.value, dict(m.headers).get("x-dlq-reason", b"").decode())
+        for m in await whole_topic(platform, topics.DEAD_LETTER)
+    ]
+
+
 async def gateway_records(platform: Platform, ids: set[str]) -> Counter:
-    """How many records each of ``ids`` has on the inference topic (and their types)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=platform.kafka_settings.bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        producer = AIOKafkaProducer(bootstrap_servers=platform.kafka_settings.bootstrap_servers)
-        await producer.start()
-        partitions = [TopicPartition(topics.INFERENCE, p) for p in await producer.partitions_for(topics.INFERENCE)]
-        await producer.stop()
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        counts: Counter = Counter()
-        while await _behind(consumer, ends):
-            for messages in (await consumer.getmany(timeout_ms=1000)).values():
-                for message in messages:
-                    try:
-                        event = orjson.loads(message.value)
-                    except orjson.JSONDecodeError:
-                        continue
-                    data = event.get("data") or {}
-                    if data.get("request_id") in ids:
-                        status = "200" if event["type"] == "inference.completed" else str(data.get("status"))
-                        counts[(data["request_id"], status)] += 1
-        return counts
-    finally:
-        await consumer.stop()
+    """How many records each of ``ids`` has on the inference topic, by the status they say the client got."""
+    counts: Counter = Counter()
+    for message in await whole_topic(platform, topics.INFERENCE):
+        try:
+            event = orjson.loads(message.value)
+        except orjson.JSONDecodeError:
+            continue
+        data = event.get("data") or {}
+        if data.get("request_id") in ids:
+            status = "200" if event["type"] == "inference.completed" else str(data.get("status"))
+            counts[(data["request_id"], status)] += 1
+    return counts
 
 
 async def check(platform: Platform, load: Load) -> list[tuple[str, bool, str]]:
