@@ -7,11 +7,15 @@ import os
 
 if os.environ.get("LLMOPS_CHAOS_BREAK") == "commit-first":
     import asyncio
+    from typing import Any
+
+    from faststream.kafka import KafkaMessage
 
     from llmops.bus import consumer
 
     def _committing_first(on_batch):
-        async def handler(body, message):
+        # annotated as the original is: FastStream injects by these annotations
+        async def handler(body: Any, message: KafkaMessage) -> None:
             await message.ack()  # the offsets first...
             await asyncio.sleep(0.5)
             await on_batch(message)  # ...then the transaction (its own ack is then a no-op)

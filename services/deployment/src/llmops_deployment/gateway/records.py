@@ -28,6 +28,9 @@ SOURCE = "/llmops/deployment/gateway"
 BATCH = 1000
 #: Seconds the drain task waits after a wake for more records (the producer lingers 20 ms as well).
 LINGER = 0.02
+#: Sends failing this long get a new producer: after a broker restart, aiokafka's producer was seen (make chaos) to
+#: keep failing "Unable connect to node with id 1" for good while every other client of the broker had recovered.
+RECONNECT_AFTER_SECONDS = 10.0
 
 
 def sha256(text: str) -> str:
@@ -108,6 +111,7 @@ class Records:
         if self.text_mode == "redacted":
             self._redactor = await asyncio.to_thread(PiiRedactor)
         self._producer = await self._connect()
+        failing_since: float | None = None
         while True:
             if not self.buffer:
                 self._wake.clear()
@@ -121,9 +125,25 @@ class Records:
             events = [record if isinstance(record, CloudEvent) else self._event(record) for record in batch]
             failed = await self._send([e for e in events if e is not None])
             self.in_flight = 0
-            if failed:
-                self.buffer.extendleft(reversed(failed))
-                await asyncio.sleep(0.5)
+            if not failed:
+                failing_since = None
+                continue
+            self.buffer.extendleft(reversed(failed))
+            failing_since = failing_since or time.monotonic()
+            if time.monotonic() - failing_since > RECONNECT_AFTER_SECONDS:
+                await self._reconnect(time.monotonic() - failing_since)
+                failing_since = None
+            await asyncio.sleep(0.5)
+
+    async def _reconnect(self, failing_for: float) -> None:
+        """A new producer in place of one whose sends keep failing (the records stay buffered meanwhile)."""
+        log.warning("gateway.records.reconnecting", failing_for=round(failing_for, 1), buffered=self.buffered)
+        old, self._producer = self._producer, None
+        try:
+            await asyncio.wait_for(old.stop(), 5)
+        except Exception as exc:  # a stuck producer: dropped as it is, its records are in the buffer
+            log.warning("gateway.records.producer_not_stopped", error=repr(exc))
+        self._producer = await self._connect()
 
     async def _send(self, events: list[CloudEvent]) -> list[CloudEvent]:
         """Send a batch; returns the events whose send failed (to send again)."""
