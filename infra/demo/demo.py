@@ -169,6 +169,7 @@ async def main(*, keep: bool = False) -> None:
             httpx.AsyncClient(base_url=urls.deployment_url, timeout=120) as deployment_api,
             httpx.AsyncClient(base_url=urls.monitoring_url, timeout=300) as monitoring_api,
         ):
+            await _stop_earlier_deployments(deployment_api, engineer)
             dataset = await _dataset_step(datasets_api, run)
             await _prompt_step(prompts_api, run, urls.prompts_url)
             suite = await evaluation_step.create_suite(evaluation_api, engineer, dataset, MODEL_NAME)
@@ -252,6 +253,22 @@ async def main(*, keep: bool = False) -> None:
         f"10. [green]chain verified[/green]: {report['checked']} entries, "
         f"{report['checkpoints_checked']} signed checkpoint(s) match; the demo took {time.monotonic() - began:.0f} s"
     )
+
+
+async def _stop_earlier_deployments(api: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    """Stop what earlier demo runs left serving: the one CPU serving worker would otherwise take their replicas back
+    before this run's."""
+    listed = await api.get("/projects/demo/deployments", headers=headers)
+    listed.raise_for_status()
+    for deployment in listed.json():
+        if deployment["status"] not in ("stopped", "failed", "stopping"):
+            stopped = await api.post(
+                f"/projects/demo/deployments/{deployment['id']}/stop",
+                json={"reason": "an earlier demo run's"},
+                headers=headers,
+            )
+            if stopped.status_code not in (200, 409):
+                stopped.raise_for_status()
 
 
 def parts_table(status: list, seconds: float) -> Table:
