@@ -21,6 +21,7 @@ from llmops.bus import add_to_outbox, make_broker, outbox
 from llmops.db import Database
 from llmops.errors import Forbidden, Problem
 from llmops.http import Session, create_app
+from llmops.infra.private import free_port
 from llmops.runtime import Runtime
 from llmops.settings import AuthSettings, ServiceSettings
 from llmops.storage import ObjectStore
@@ -55,6 +56,11 @@ async def open_vault(scope: Annotated[ProjectScope, Depends(in_project(READ_THIN
 @router.get("/projects/{project}/crash")
 async def crash(project: str, principal: Annotated[Principal, Depends(requires(READ_THINGS))]) -> dict:
     raise RuntimeError(f"a bug in {project}")
+
+
+@router.get("/projects/{project}/count")
+async def count(project: str, session: Session, _: Annotated[Principal, Depends(requires(READ_THINGS))]) -> dict:
+    return {"one": (await session.execute(select(1))).scalar_one()}
 
 
 @router.post("/projects/{project}/notes")
@@ -363,6 +369,26 @@ class TestCrashes:
         assert len(lines) == 1, lines
         logged = json.loads(lines[0])
         assert logged["event"] == "http.unhandled_error" and "RuntimeError: a bug in p1" in logged["exception"]
+
+    async def test_postgres_out_of_reach_is_a_503_to_retry_not_a_500(self, database_url, capsys):
+        from llmops.logging import configure_logging
+
+        configure_logging("INFO", json=True)
+        away = database_url.replace(":5433/", f":{free_port()}/")  # nothing listens there: connection refused
+        runtime = Runtime(Settings(database_url=away), Database(away), make_broker(client_id="tests-away"), None)
+        app = create_app(runtime, title="things", routers=[router])
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            response = await http.get("/projects/p1/count", headers=bearer(Role.VIEWER))
+            served = await http.get("/projects/p1/things", headers=bearer(Role.VIEWER))  # needs no query
+        await runtime.db.dispose()
+        assert response.status_code == 503, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["retry-after"] == "2"
+        body = response.json()
+        assert body["type"] == "urn:llmops:problem:dependency-unavailable" and "retry" in body["detail"]
+        assert served.status_code == 200
+        logged = [json.loads(line) for line in capsys.readouterr().err.splitlines() if body["request_id"] in line]
+        assert [line["event"] for line in logged] == ["http.dependency_unavailable"]
 
 
 class TestNulCharacters:

@@ -25,9 +25,10 @@ Not yet: evaluation runs in the load, the object store stopped for a while (it i
 compared with a rebuild from their topics; the SIGKILL of a worker in the middle of a job is only as likely as the
 schedule makes it.
 
-``--break commit-first`` runs the same with the audit consumer committing its offsets before its transaction (a
-sitecustomize in the processes' path patches it), meant to show the checks catch a broken delivery guarantee; the
-kills do not yet aim at that window, so a broken run can still pass.
+``--broken commit-first`` runs the same with every consumer committing its offsets before its transaction (a
+sitecustomize in the processes' path patches it), to show the checks catch a broken delivery guarantee: each process
+then shows when a batch is in that window (a file named by its pid), and its SIGKILL waits up to
+``AIM_SECONDS`` for it, so the kills land where the break loses data.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ BUFFERED_SECONDS = 1.0
 #: Answers already sent when the signal lands arrive a little after it.
 ON_THE_WIRE = 0.5
 EXTERNAL = 200
+#: In a broken run, how long a SIGKILL waits for its process to be in the window the break opens.
+AIM_SECONDS = 30
 
 
 def auth(role: Role, subject: str = "chaos") -> dict[str, str]:
@@ -82,7 +85,7 @@ class Platform:
     """The private infrastructure and the processes on it."""
 
     def __init__(self, home: Path, broken: str | None) -> None:
-        self.home = home
+        self.home, self.broken = home, broken
         self.postgres, self.pg = private_postgres(home / "pg", SERVICES)
         self.kafka, self.kafka_settings = private_kafka(home / "kafka", topics.ALL_TOPICS)
         env = {
@@ -364,12 +367,13 @@ async def faults(platform: Platform, rng: random.Random, load: Load, gap: float)
         process = platform.stack.process(next(p for p in PARTS if p.name == name))
         pid = process.pid()
         if pid is not None:
+            aimed = await in_the_window(platform, pid) if platform.broken else ""
             load.phase = f"SIGKILL {name}"
             if name == "gateway":
                 load.gateway_killed_at.append(time.monotonic())
             os.kill(pid, 9)
-            done.append(f"SIGKILL {name} (pid {pid})")
-            console.print(f"   [red]SIGKILL[/red] {name} (pid {pid})")
+            done.append(f"SIGKILL {name} (pid {pid}{aimed})")
+            console.print(f"   [red]SIGKILL[/red] {name} (pid {pid}{aimed})")
         await asyncio.sleep(1.0)
         await asyncio.to_thread(platform.stack.up, [name], log=lambda _: None)
     for label, part in (("Kafka broker", platform.kafka), ("Postgres", platform.postgres)):
@@ -381,6 +385,18 @@ async def faults(platform: Platform, rng: random.Random, load: Load, gap: float)
         await asyncio.to_thread(part.start)
         done.append(f"restarted {label} (down 5 s)")
     return done
+
+
+async def in_the_window(platform: Platform, pid: int) -> str:
+    """Wait (at most ``AIM_SECONDS``) until process ``pid`` has a batch between its early commit and its transaction,
+    as the broken-on-purpose sitecustomize shows it; what to say of the kill."""
+    marker = platform.home / "chaos-windows" / str(pid)
+    deadline = time.monotonic() + AIM_SECONDS
+    while time.monotonic() < deadline:
+        if marker.exists():
+            return ", in its commit-first window"
+        await asyncio.sleep(0.01)
+    return ", no batch in its window"
 
 
 async def settle(platform: Platform, within: float = 300) -> None:

@@ -16,6 +16,7 @@ from prometheus_client import Counter, Histogram
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llmops.bus.faults import is_transient
 from llmops.errors import PROBLEM_JSON, Problem
 from llmops.logging import bound_context, get_logger
 from llmops.problems import BodyTooLarge, InvalidInput
@@ -31,7 +32,7 @@ class RequestContext:
     """Pure ASGI middleware (a ``BaseHTTPMiddleware`` passes every chunk of a streamed body through extra tasks and
     memory streams): gives each request its id (``X-Request-ID``, made up when absent) and correlation id, binds
     both to the logs, returns the request id in the response, and counts requests and latency by route and status
-    (500 for a request that raised)."""
+    (500 for a request that raised, 503 for one that met an outage of its infrastructure)."""
 
     def __init__(self, app: ASGIApp, *, service: str) -> None:
         self.app, self.service = app, service
@@ -59,7 +60,16 @@ class RequestContext:
             with bound_context(request_id=request_id, correlation_id=correlation_id, service=self.service):
                 try:
                     await self.app(scope, receive, send_with_id)
-                except Exception:
+                except Exception as exc:
+                    if is_transient(exc):
+                        # Postgres, Kafka or the object store out of reach (restarting, say): no fault of the
+                        # service's, and the same request may well succeed shortly: a 503 to retry, one log line.
+                        log.warning(
+                            "http.dependency_unavailable", method=scope["method"], path=scope["path"], error=repr(exc)
+                        )
+                        if not responded:
+                            await _send_problem(scope, send_with_id, _unavailable(exc))
+                        return
                     # Logged here, once, with the request id the 500 answer names; not raised on, so neither
                     # Starlette nor the server logs the same traceback again without it.
                     log.exception("http.unhandled_error", method=scope["method"], path=scope["path"])
@@ -70,6 +80,20 @@ class RequestContext:
             route = getattr(scope.get("route"), "path", "unmatched")
             LATENCY.labels(self.service, scope["method"], route).observe(time.perf_counter() - started)
             REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
+
+
+#: Seconds a client is told to wait before it retries a request that met an outage.
+RETRY_AFTER_SECONDS = 2
+
+
+def _unavailable(exc: BaseException) -> Problem:
+    return Problem(
+        503,
+        f"a dependency of the service (Postgres, Kafka or the object store) is out of reach ({type(exc).__name__}); "
+        "retry shortly",
+        type_="urn:llmops:problem:dependency-unavailable",
+        headers={"retry-after": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 async def _send_crash(scope: Scope, send: Send) -> None:
@@ -192,5 +216,6 @@ async def _send_problem(scope: Scope, send: Send, problem: Problem) -> None:
         }
     )
     headers = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]
+    headers += [(name.lower().encode(), value.encode()) for name, value in (problem.headers or {}).items()]
     await send({"type": "http.response.start", "status": problem.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -101,8 +101,9 @@ def _answer(status: int, description: str | None = None) -> dict[str, Any]:
 
 def route_problems(route: APIRoute | None, method: str, operation: dict[str, Any]) -> list[int]:
     """The problem statuses a route answers by its shape: 401/403 with a permission, 404 for a resource path,
-    400/413 with a body (415 too for an upload), 409 for a write, 422 with any input, 500 always."""
-    statuses = {500}
+    400/413 with a body (415 too for an upload), 409 for a write, 422 with any input, 500 and 503 (an outage of
+    Postgres, Kafka or the object store) always."""
+    statuses = {500, 503}
     if route is None:
         return sorted(statuses)
     if route_permission(route) is not None:

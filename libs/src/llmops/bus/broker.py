@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
+import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -73,7 +76,7 @@ def client_options(settings: KafkaSettings | None = None, *, client_id: str) -> 
 
 def make_producer(settings: KafkaSettings | None = None, *, client_id: str = "llmops-outbox-relay") -> AIOKafkaProducer:
     """A bare idempotent aiokafka producer (acks=all) for the outbox relay, whose hot loop needs no framework."""
-    return AIOKafkaProducer(
+    producer = AIOKafkaProducer(
         **client_options(settings, client_id=client_id),
         enable_idempotence=True,
         acks="all",
@@ -81,6 +84,42 @@ def make_producer(settings: KafkaSettings | None = None, *, client_id: str = "ll
         # The relay sends whole outbox batches at once: larger record batches mean fewer requests per batch.
         max_batch_size=256 * 1024,
     )
+    pace_metadata_updates(producer)
+    return producer
+
+
+def pace_metadata_updates(producer: AIOKafkaProducer, backoff_seconds: float = 0.25) -> None:
+    """Keep ``producer`` from spinning while the broker is away.
+
+    aiokafka 0.14's sender asks for a metadata update whenever a batch waits for a partition whose leader is unknown,
+    and waits on that update; with the broker down the update fails at once (connection refused), so the loop runs
+    again at once: ``make chaos`` saw a gateway log 84,000 "Unable connect to node" lines and burn its CPU during a
+    5 s broker restart (the same report upstream: aio-libs/aiokafka#496). Here an update asked for within
+    ``backoff_seconds`` of a failed one first waits out the rest of that time."""
+    client = producer.client
+    update = client.force_metadata_update
+    failed_at = -math.inf
+    pending: asyncio.Task | None = None
+
+    async def paced() -> bool:
+        nonlocal failed_at
+        wait = failed_at + backoff_seconds - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        updated = await update()
+        if not updated:
+            failed_at = time.monotonic()
+        return updated
+
+    def force() -> asyncio.Future:
+        # One update at a time, shared by whoever asks meanwhile (as the original shares its future); a task, which
+        # the sender can put in its ``asyncio.wait``, as it does the original's shielded future.
+        nonlocal pending
+        if pending is None or pending.done():
+            pending = asyncio.ensure_future(paced())
+        return asyncio.shield(pending)
+
+    client.force_metadata_update = force
 
 
 def make_consumer(settings: KafkaSettings | None = None, *, client_id: str, **options) -> AIOKafkaConsumer:

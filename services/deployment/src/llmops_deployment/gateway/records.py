@@ -16,7 +16,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from llmops.bus.broker import client_options
+from llmops.bus.broker import client_options, pace_metadata_updates
 from llmops.logging import get_logger
 from llmops.settings import KafkaSettings
 from llmops_schemas import CloudEvent, new_event
@@ -96,6 +96,7 @@ class Records:
                 max_batch_size=256 * 1024,
                 request_timeout_ms=15_000,
             )
+            pace_metadata_updates(producer)
             try:
                 await producer.start()
                 return producer
