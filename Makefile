@@ -62,7 +62,7 @@ test-unit: install ## the tests that need no infrastructure
 demo: infra-up ## the platform's main job end to end, every part in its own process (llmops up); KEEP=1 leaves it running
 	$(RUN) python infra/demo/demo.py
 
-chaos: infra-up ## the platform under mixed load while its processes are killed and Kafka and Postgres restarted; prints and checks the invariants (CHAOS_SEED, CHAOS_BREAK=commit-first)
+chaos: infra-up ## the platform under mixed load while its processes are killed and Kafka, Postgres and the object store restarted; prints and checks the invariants (CHAOS_SEED, CHAOS_BREAK=commit-first)
 	$(RUN) python tests/chaos/chaos.py
 
 bench-bus: infra-up ## events/s through outbox, Kafka and idempotent consumer vs raw aiokafka

@@ -149,35 +149,19 @@ async def run(
     follow_run,
     retrain: Any,
 ) -> None:
-    policy = _checked(
-        await api.post(
-            "/projects/demo/monitoring/policies",
-            json={
-                # a name per deployment: the project keeps the policies of earlier demo runs
-                "name": f"re-evaluate {deployment['name']} on drift {deployment['id'][:8]}",
-                "deployment_id": deployment["id"],
-                "on": "drift",
-                "action": "evaluate",
-                "suite_id": suite["suite_id"],
-                "cool_down_seconds": 3600,
-            },
-            headers=engineer,
-        )
-    )
-    retraining = _checked(
-        await api.post(
-            "/projects/demo/monitoring/policies",
-            json={
-                "name": f"retrain {deployment['name']} on drift {deployment['id'][:8]}",
-                "deployment_id": deployment["id"],
-                "on": "drift",
-                "action": "retrain",
-                "dataset_id": retrain.dataset["id"],
-                "cool_down_seconds": 3600,
-            },
-            headers=engineer,
-        )
-    )
+    async def on_drift(verb: str, action: dict[str, Any]) -> dict:
+        body = {
+            # a name per deployment: the project keeps the policies of earlier demo runs
+            "name": f"{verb} {deployment['name']} on drift {deployment['id'][:8]}",
+            "deployment_id": deployment["id"],
+            "on": "drift",
+            "cool_down_seconds": 3600,
+            **action,
+        }
+        return _checked(await api.post("/projects/demo/monitoring/policies", json=body, headers=engineer))
+
+    policy = await on_drift("re-evaluate", {"action": "evaluate", "suite_id": suite["suite_id"]})
+    retraining = await on_drift("retrain", {"action": "retrain", "dataset_id": retrain.dataset["id"]})
     console.print(
         f"7. policies: when {deployment['name']} drifts, re-run suite {suite['name']!r}, and retrain its model "
         f"version on the newest version of dataset {retrain.dataset['name']} (cool-down "

@@ -476,3 +476,42 @@ async def test_runtime_roles_reach_their_own_database_but_cannot_change_its_sche
         await conn.close()
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await connect(postgres.app_role(own), f"llmops_{other}")
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+def test_a_private_seaweedfs_beside_the_shared_one_stops_and_starts_with_its_objects(
+    running: None, tmp_path: Path
+) -> None:
+    import io
+
+    from llmops.bus.faults import is_transient
+    from llmops.infra.private import private_seaweedfs
+
+    part, settings = private_seaweedfs(tmp_path / "s3")
+    assert settings.endpoint != S3Settings().endpoint
+    part.start()
+    try:
+        client = seaweedfs.minio_client(settings)
+        client.put_object(settings.bucket, "kept/object", io.BytesIO(b"hello"), 5)
+        shared = seaweedfs.minio_client(S3Settings())
+        assert shared.bucket_exists(S3Settings().bucket)  # the shared one runs on beside it, untouched
+        part.stop()
+        with pytest.raises(Exception) as away:
+            client.get_object(settings.bucket, "kept/object")
+        assert is_transient(away.value)  # an outage, which the platform's consumers wait out
+        part.start()
+        deadline = time.monotonic() + 60
+        while True:  # just after a start SeaweedFS may answer InternalError while its volume server registers
+            try:
+                assert client.get_object(settings.bucket, "kept/object").read() == b"hello"
+                break
+            except S3Error as exc:
+                assert is_transient(exc), exc  # ...which is told an outage too, not a missing object
+                assert time.monotonic() < deadline, exc
+                time.sleep(0.2)
+        with pytest.raises(S3Error) as missing:
+            client.get_object(settings.bucket, "never/written")
+        assert missing.value.code == "NoSuchKey" and not is_transient(missing.value)
+    finally:
+        part.close()

@@ -3,6 +3,8 @@ own provider (the process's global provider is left alone), and a process that d
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -68,6 +70,22 @@ def test_a_span_of_a_claimed_row_joins_the_trace_it_names(recorded):
     (finished,) = recorded.get_finished_spans()
     assert format(finished.context.trace_id, "032x") == CALLER.split("-")[1]
     assert finished.attributes["llmops.deployment_id"] == "d1"
+
+
+async def test_a_started_span_outlives_its_block_and_what_runs_within_it_is_its_child(recorded):
+    started = tracing.started_span("serve replica", parent=CALLER, **{"llmops.deployment_id": "d1"})
+    with tracing.within(started):
+        task = asyncio.create_task(asyncio.sleep(0))  # a task created within it: its context holds the span
+    await task
+    assert recorded.get_finished_spans() == ()  # not ended by leaving the block
+    with tracing.within(started), tracing.span("report"):
+        pass
+    started.end()
+    report, replica = recorded.get_finished_spans()
+    assert (report.name, replica.name) == ("report", "serve replica")
+    assert report.parent.span_id == replica.context.span_id
+    assert format(replica.context.trace_id, "032x") == CALLER.split("-")[1]
+    assert replica.end_time > replica.start_time
 
 
 async def test_the_middleware_names_the_server_span_after_the_route_and_passes_the_trace_on(recorded):

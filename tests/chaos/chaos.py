@@ -1,14 +1,16 @@
 """`make chaos`: the platform as deployed (`llmops up`: seven services, the gateway, the CPU workers, each a process)
-on a Postgres and a Kafka of this run's own (``llmops.infra.private``), under mixed load while its parts are killed
-one after the other, the Kafka broker is restarted and Postgres is restarted. Bounded and self-stopping; afterwards it
-checks the invariants, prints them, and exits 1 when one fails.
+on a Postgres, a Kafka and an object store (SeaweedFS) of this run's own (``llmops.infra.private``), under mixed load
+while its parts are killed one after the other and the Kafka broker, Postgres and the object store are each stopped
+and started again. Bounded and self-stopping; afterwards it checks the invariants, prints them, and exits 1 when one
+fails.
 
 Load: dataset versions uploaded, prompt versions committed and labels moved, LoRA jobs of a tiny model on the newest
-dataset version, chat requests through the gateway to an external deployment, and ``inference.completed`` records
-published by another system with a plain Kafka client, some of them malformed on purpose.
+dataset version, evaluation runs (of a suite attached to the trained model: each version registered starts one; and
+of the base model, asked for), chat requests through the gateway to an external deployment, and
+``inference.completed`` records published by another system with a plain Kafka client, some malformed on purpose.
 
-Faults, in turn: each of the eleven processes SIGKILLed (then started again, as a supervisor would), the broker
-restarted, Postgres restarted.
+Faults, in turn: each of the eleven processes SIGKILLed (then started again, as a supervisor would), then the broker,
+Postgres and the object store each stopped (for 5 s, plus the time their stop and start take) and started again.
 
 Invariants:
 
@@ -21,9 +23,10 @@ Invariants:
   before the caller is known (no project to record it under, like a 401), and the records of requests answered in
   the second before the gateway's SIGKILL, still in its memory (counted and printed).
 
-Not yet: evaluation runs in the load, the object store stopped for a while (it is the shared one here), projections
-compared with a rebuild from their topics; the SIGKILL of a worker in the middle of a job is only as likely as the
-schedule makes it.
+- every projection of another service's events (dataset and prompt versions in training and evaluation, model
+  versions in evaluation and deployment) holds exactly what a rebuild from its topic gives, key and content;
+
+Not yet: the SIGKILL of a worker in the middle of a job or run is only as likely as the schedule makes it.
 
 ``--broken commit-first`` runs the same with every consumer committing its offsets before its transaction (a
 sitecustomize in the processes' path patches it), to show the checks catch a broken delivery guarantee: each process
@@ -55,7 +58,7 @@ from sqlalchemy import text
 
 from llmops.auth import Role, issue_token
 from llmops.db import Database
-from llmops.infra.private import free_port, private_kafka, private_postgres
+from llmops.infra.private import free_port, private_kafka, private_postgres, private_seaweedfs
 from llmops.settings import ClientSettings
 from llmops.stack import PARTS, Stack
 from llmops_schemas import new_event, topics
@@ -88,7 +91,9 @@ class Platform:
         self.home, self.broken = home, broken
         self.postgres, self.pg = private_postgres(home / "pg", SERVICES)
         self.kafka, self.kafka_settings = private_kafka(home / "kafka", topics.ALL_TOPICS)
+        self.object_store, self.s3 = private_seaweedfs(home / "s3")
         env = {
+            "LLMOPS_S3_ENDPOINT": self.s3.endpoint,
             "LLMOPS_HOME": str(home),
             "LLMOPS_POSTGRES_PORT": str(self.pg.port),
             "LLMOPS_KAFKA_BOOTSTRAP_SERVERS": self.kafka_settings.bootstrap_servers,
@@ -114,11 +119,13 @@ class Platform:
     def start(self) -> None:
         self.postgres.start()
         self.kafka.start()
+        self.object_store.start()
         self.stack.up(log=lambda line: console.print(f"   {line}", style="dim"))
 
     def close(self) -> None:
         self.stack.down(log=lambda _: None)
         self.kafka.stop()
+        self.object_store.stop()
         self.postgres.close()
 
     def db(self, service: str) -> Database:
@@ -147,8 +154,8 @@ class Load:
         """``step()`` until stopped; an error (a part being down) is counted and retried after the pause."""
         while not self.stopping.is_set():
             try:
-                await step()
-                self.counts[f"{kind} ok"] += 1
+                done = await step()
+                self.counts[f"{kind} {'ok' if done is not False else 'waiting'}"] += 1
             except (httpx.HTTPError, OSError) as exc:
                 self.counts[f"{kind} error {type(exc).__name__}"] += 1
             except Answered as answered:
@@ -160,6 +167,7 @@ class Load:
         datasets = await self._http(client.datasets_url, Role.DATA_STEWARD)
         prompts = await self._http(client.prompts_url, Role.ML_ENGINEER)
         training = await self._http(client.training_url, Role.ML_ENGINEER)
+        evaluation = await self._http(client.evaluation_url, Role.ML_ENGINEER)
         gateway = httpx.AsyncClient(
             base_url=client.gateway_url, headers={"authorization": f"Bearer {gateway_key}"}, timeout=30
         )
@@ -176,7 +184,7 @@ class Load:
                 await datasets.post(
                     f"/projects/{PROJECT}/datasets/{dataset}/versions",
                     content=rows,
-                    params={"train": 0.8, "test": 0.2},
+                    params={"train": 0.8, "validation": 0, "test": 0.2},
                     headers={"content-type": "application/jsonl"},
                 )
             )
@@ -197,9 +205,9 @@ class Load:
                 )
             )
 
-        async def train() -> None:
+        async def train() -> bool:
             if self.dataset_version is None:
-                return
+                return False  # no dataset version yet: nothing done
             body = {
                 "base_model": base_model,
                 "dataset": {"name": dataset, "version": self.dataset_version},
@@ -208,6 +216,29 @@ class Load:
                 "hyperparameters": {"max_steps": 5, "batch_size": 2, "max_seq_length": 32},
             }
             _ok(await training.post(f"/projects/{PROJECT}/training/jobs", json=body))
+            return True
+
+        suite: dict = {}
+
+        async def evaluate() -> bool:
+            """The suite first (attached to the trained model: each version registered starts a run of it), once the
+            evaluation service has the dataset; then runs of it on the base model."""
+            if self.dataset_version is None:
+                return False
+            if not suite:
+                body = {
+                    "name": "chaos-suite",
+                    "dataset": {"name": dataset, "version": self.dataset_version, "split": "test"},
+                    "generation": {"max_new_tokens": 4},
+                    "scorers": [{"type": "rouge"}],
+                    "gates": ["rouge_l >= 0"],
+                    "models": ["chaos-model"],
+                }
+                suite.update(_ok(await evaluation.post(f"/projects/{PROJECT}/evaluation/suites", json=body)))
+                return True
+            body = {"suite": "chaos-suite", "base_model": base_model, "pool": "cpu"}
+            _ok(await evaluation.post(f"/projects/{PROJECT}/evaluation/runs", json=body))
+            return True
 
         async def ask() -> None:
             request_id = uuid.uuid4().hex
@@ -266,11 +297,12 @@ class Load:
                 self._loop("upload", upload, 2.0),
                 self._loop("prompt", commit_prompt, 1.5),
                 self._loop("train", train, 25.0),
+                self._loop("evaluate", evaluate, 20.0),
                 *(self._loop("ask", ask, 0.05) for _ in range(3)),
                 external(),
             )
         finally:
-            for http in (datasets, prompts, training, gateway):
+            for http in (datasets, prompts, training, evaluation, gateway):
                 await http.aclose()
 
 
@@ -358,7 +390,8 @@ async def prepare(platform: Platform, scratch: Path) -> tuple[str, str, str, str
 
 
 async def faults(platform: Platform, rng: random.Random, load: Load, gap: float) -> list[str]:
-    """Each part SIGKILLed in turn and started again, then the broker and Postgres restarted; what was done."""
+    """Each part SIGKILLed in turn and started again, then the broker, Postgres and the object store restarted; what
+    was done."""
     done = []
     order = [part.name for part in PARTS]
     rng.shuffle(order)
@@ -376,14 +409,19 @@ async def faults(platform: Platform, rng: random.Random, load: Load, gap: float)
             console.print(f"   [red]SIGKILL[/red] {name} (pid {pid}{aimed})")
         await asyncio.sleep(1.0)
         await asyncio.to_thread(platform.stack.up, [name], log=lambda _: None)
-    for label, part in (("Kafka broker", platform.kafka), ("Postgres", platform.postgres)):
+    for label, part in (
+        ("Kafka broker", platform.kafka),
+        ("Postgres", platform.postgres),
+        ("object store", platform.object_store),
+    ):
         await asyncio.sleep(gap)
         console.print(f"   [red]restart[/red] {label}")
         load.phase = f"restart {label}"
+        stopping = time.monotonic()
         await asyncio.to_thread(part.stop)
         await asyncio.sleep(5)
         await asyncio.to_thread(part.start)
-        done.append(f"restarted {label} (down 5 s)")
+        done.append(f"restarted {label} (away for {time.monotonic() - stopping:.0f} s)")
     return done
 
 
@@ -505,6 +543,76 @@ async def gateway_records(platform: Platform, ids: set[str]) -> Counter:
     return counts
 
 
+#: Projections of other services' events, each rebuilt here from its topic: (service, table, key column, content
+#: column), (topic, event type, the data's key field, its content field).
+PROJECTIONS = [
+    *(
+        (
+            (service, "dataset_versions", "version_id", "sha256"),
+            (topics.DATASETS, "dataset.version.created", "version_id", "sha256"),
+        )
+        for service in ("training", "evaluation")
+    ),
+    *(
+        (
+            (service, "prompt_versions", "version_id", "hash"),
+            (topics.PROMPTS, "prompt.version.created", "version_id", "hash"),
+        )
+        for service in ("training", "evaluation")
+    ),
+    *(
+        (
+            (service, "model_versions", "model_version_id", "manifest_sha256"),
+            (topics.MODELS, "model.version.registered", "model_version_id", "manifest_sha256"),
+        )
+        for service in ("evaluation", "deployment")
+    ),
+]
+
+
+async def projections(platform: Platform) -> list[str]:
+    """Each projection compared with a rebuild of it from its topic (every event of its type, key and content):
+    what differs, as lines."""
+    differences, rebuilt = [], {}
+    for (service, table, key, content), (topic, event_type, data_key, data_content) in PROJECTIONS:
+        if topic not in rebuilt:
+            rebuilt[topic] = [orjson.loads(m.value) for m in await whole_topic(platform, topic)]
+        expected = {
+            (event["data"][data_key], event["data"][data_content])
+            for event in rebuilt[topic]
+            if event.get("type") == event_type and event["data"].get("project") == PROJECT
+        }
+        db = platform.db(service)
+        try:
+            async with db.sessions() as session:
+                rows = await session.execute(
+                    text(f"SELECT {key}, {content} FROM {table} WHERE project = :p"),  # noqa: S608 (names: constants)
+                    {"p": PROJECT},
+                )
+                held = {(row[0], row[1]) for row in rows}
+        finally:
+            await db.dispose()
+        if held != expected:
+            differences.append(
+                f"{service}.{table}: {len(expected - held)} missing, {len(held - expected)} not from the topic"
+            )
+    return differences
+
+
+async def outcomes_of_work(platform: Platform) -> dict[str, dict[str, int]]:
+    """How the training jobs and evaluation runs of the load ended, by status."""
+    found = {}
+    for service, table in (("training", "jobs"), ("evaluation", "runs")):
+        db = platform.db(service)
+        try:
+            async with db.sessions() as session:
+                rows = await session.execute(text(f"SELECT status, count(*) FROM {table} GROUP BY status"))  # noqa: S608
+                found[table] = {status: count for status, count in rows}
+        finally:
+            await db.dispose()
+    return found
+
+
 async def check(platform: Platform, load: Load) -> list[tuple[str, bool, str]]:
     results = []
     state = await snapshot(platform)
@@ -520,8 +628,21 @@ async def check(platform: Platform, load: Load) -> list[tuple[str, bool, str]]:
         token = {"authorization": f"Bearer {issue_token('chaos-auditor', [Role.AUDITOR], ['*'])}"}
         report = (await http.get("/audit/verify", headers=token)).json()
     results.append(("the audit chain verifies", bool(report.get("ok")), f"{report.get('checked')} entries checked"))
+    ended = await outcomes_of_work(platform)
     results.append(
-        ("no job, run or deployment left in progress", not state["unfinished"], str(state["unfinished"] or "none"))
+        (
+            "no job, run or deployment left in progress",
+            not state["unfinished"],
+            f"{state['unfinished'] or 'none'}; ended: {ended}",
+        )
+    )
+    differences = await projections(platform)
+    results.append(
+        (
+            "every projection equals its rebuild from the topic",
+            not differences,
+            "; ".join(differences) or f"{len(PROJECTIONS)} projections, each as its topic rebuilds it",
+        )
     )
     letters = await dead_letters(platform)
     unexpected = [(value[:60], reason) for value, reason in letters if value not in set(load.malformed)]

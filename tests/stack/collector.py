@@ -23,6 +23,7 @@ class Span:
     name: str
     kind: int
     attributes: dict
+    seconds: float = 0.0  # from its start to its end
 
 
 class Collector:
@@ -74,6 +75,7 @@ class Collector:
                             name=span.name,
                             kind=span.kind,
                             attributes={a.key: _value(a.value) for a in span.attributes},
+                            seconds=(span.end_time_unix_nano - span.start_time_unix_nano) / 1e9,
                         )
                     )
         with self._lock:

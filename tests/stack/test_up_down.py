@@ -255,6 +255,8 @@ async def one_trace_across_the_processes(env: dict[str, str], collector: Collect
     # inside the request's server span
     assert descends(worker, request, spans), f"the worker continued the trace of the request: {tree}"
     assert worker.attributes["llmops.deployment_id"] == deployment_id
+    # it lasts from the claim until the replica is ready: the health check of the backend at least
+    assert worker.seconds > 0.001, f"the worker's span lasted {worker.seconds} s"
     assert descends(by_name["monitoring", "process deployment.requested"], request, spans), tree
     ready_span = by_name["monitoring", "process deployment.ready"]
     assert ready_span.parent_id == worker.span_id, "deployment.ready carried the worker's span"

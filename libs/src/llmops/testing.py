@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -168,3 +169,101 @@ async def caught_up(group: str, topics: list[str], *, within: float = 60, kafka:
     finally:
         await probe.stop()
         await admin.close()
+
+
+def schemathesis(
+    openapi_url: str, *, config: Path, authorization: str, seed: str, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed schemathesis (``st``) with all its checks against the OpenAPI document at ``openapi_url``,
+    with ``config`` (its folder on ``PYTHONPATH``, for the hooks it names) and an ``Authorization`` header.
+    ``LLMOPS_FUZZ_SEED`` overrides ``seed`` (fixed by default, so that CI is reproducible; set it to explore) and
+    ``LLMOPS_FUZZ_EXAMPLES`` the config's examples per operation; the report is the output."""
+    command = [
+        str(Path(sys.executable).with_name("st")),
+        "--config-file",
+        str(config),
+        "run",
+        openapi_url,
+        "--header",
+        f"Authorization: {authorization}",
+        "--seed",
+        os.environ.get("LLMOPS_FUZZ_SEED", seed),
+        "--no-color",
+    ]
+    if examples := os.environ.get("LLMOPS_FUZZ_EXAMPLES"):
+        command += ["--max-examples", examples]
+    env = {**os.environ, "PYTHONPATH": str(config.parent)}
+    return subprocess.run(command, capture_output=True, text=True, timeout=840, cwd=cwd, env=env, check=False)
+
+
+class CuttableLink:
+    """A TCP forwarder to ``host:port`` on a port of its own, for fault tests: :meth:`cut` closes its listening socket
+    and every connection through it (a client then meets "connection refused", as when the server is down), and
+    :meth:`restore` listens again on the same port. Use as ``async with CuttableLink(host, port) as link``."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.listen_port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.listen_port}"
+
+    async def __aenter__(self) -> CuttableLink:
+        await self.restore()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.cut()
+
+    async def restore(self) -> None:
+        self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.listen_port)
+        self.listen_port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(self.host, self.port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, upstream_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except OSError:
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+        self._writers -= {writer, upstream_writer}
+
+
+@asynccontextmanager
+async def worker_behind_a_link(worker_class: Any, settings: Any, *, name: str) -> AsyncIterator[CuttableLink]:
+    """A worker (training, evaluation: ``run()``, ``ready``, ``stop()``) whose only way to the object store is a
+    :class:`CuttableLink`, running and ready; the link, to cut and restore. Stopped at the end."""
+    host, _, port = settings.s3.endpoint.rpartition(":")
+    async with CuttableLink(host, int(port)) as link:
+        s3 = settings.s3.model_copy(update={"endpoint": link.address})
+        worker = worker_class(settings.model_copy(update={"s3": s3}), name=name)
+        task = asyncio.create_task(worker.run())
+        try:
+            await asyncio.wait_for(worker.ready.wait(), 60)
+            yield link
+        finally:
+            worker.stop()
+            await asyncio.wait_for(task, 60)

@@ -114,6 +114,22 @@ def consuming(event: Any, *, consumer: str, topic: str | None = None) -> Iterato
         yield span
 
 
+def started_span(name: str, *, parent: str | None = None, **attributes: Any) -> trace.Span:
+    """A span of the trace ``parent`` names, started now and ended by whoever holds it (``span.end()``), for work
+    that outlives the block that begins it; make it current with ``trace.use_span(span, end_on_exit=False)``. The
+    invalid span (whose ``end`` does nothing) in a process that does not record. ``within(span)`` makes it the
+    current span of a block."""
+    if _configured is None:
+        return trace.INVALID_SPAN
+    return tracer().start_span(name, context=context_of(parent), attributes=attributes)
+
+
+def within(span: trace.Span):
+    """A block in which ``span`` (of :func:`started_span`) is current, left without ending it: tasks created there
+    and events written there belong to it."""
+    return trace.use_span(span, end_on_exit=False)
+
+
 @contextmanager
 def span(
     name: str, *, parent: str | None = None, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any

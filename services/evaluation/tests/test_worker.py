@@ -1,7 +1,8 @@
 """The evaluation worker on real Kafka, Postgres and object store: runs on a base model, on an adapter model version
 and on an OpenAI-compatible endpoint complete with one score per example, intervals and the outputs' artifact; an
 endpoint failing some examples counts them as errors; a dataset without a usable row fails the run with the reason;
-a malformed request goes to the dead-letter topic and the worker carries on."""
+a run that meets an outage of the object store is queued again and completes once the store is back; a malformed
+request goes to the dead-letter topic and the worker carries on."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 
 from llmops.bus.dead_letters import DeadLetterReader, Selection
 from llmops.settings import KafkaSettings
+from llmops.testing import worker_behind_a_link
 from llmops_evaluation.worker import EvaluationWorker
 from llmops_schemas import topics
 
@@ -140,6 +142,26 @@ class TestAStoppingWorker:
         assert len(await examples_of(evaluation, run_id)) == 160
         types = [e["type"] for e in await outbox_events(evaluation, run_id)]
         assert types.count("evaluation.run.completed") == 1 and types.count("evaluation.run.started") == 2
+
+
+class TestAnOutageOfTheObjectStore:
+    async def test_a_run_that_meets_it_is_queued_again_not_failed_and_completes_once_the_store_is_back(
+        self, evaluation_settings, evaluation, suite, tiny_model
+    ):
+        await seed_base_model(evaluation, tiny_model)
+        async with worker_behind_a_link(EvaluationWorker, evaluation_settings, name="test-worker-outage") as link:
+            await link.cut()  # from now on the worker's way to the store: connection refused
+            run_id = await request_run(evaluation, base_model="tiny")
+            # taken (it has a start time), met the outage, handed back: queued again, not failed
+            handed_back = await wait_for_run(
+                evaluation, run_id, lambda run: run.started_at is not None and run.status in ("queued", "failed")
+            )
+            assert handed_back.status == "queued" and handed_back.worker is None, handed_back
+            await link.restore()
+            run = await finished(evaluation, run_id)
+        assert run.status == "completed", run.error
+        assert run.attempt == 1, run  # the starts that met the outage were handed back, not counted
+        assert len(await examples_of(evaluation, run_id)) == len(suite)
 
 
 class TestAnEndpointRun:

@@ -1,6 +1,7 @@
 """The training worker on real Kafka, Postgres and object store: jobs run end to end and register model versions
 with lineage; a SIGKILLed worker's job resumes from its checkpoint on another worker and registers once; a job whose
-data cannot train fails and the worker goes on; cancellation; the same seed gives the same loss curve."""
+data cannot train fails and the worker goes on; a job that meets an outage of the object store is queued again and
+completes once the store is back; cancellation; the same seed gives the same loss curve."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from llmops.artifacts import fetch_directory
+from llmops.testing import worker_behind_a_link
 from llmops_training.worker import TrainingWorker
 
 from .conftest import ENGINEER, VIEWER, outbox_events, register_tiny, seed_dataset
@@ -156,6 +158,31 @@ class TestFailures:
         assert response.status_code == 201
         failed = await finished(client, (await start_job(client, base_model="remote"))["id"])
         assert failed["status"] == "failed" and "cannot resolve base model 'org/not-here'" in failed["error"]
+
+
+class TestAnOutageOfTheObjectStore:
+    async def test_a_job_that_meets_it_is_queued_again_not_failed_and_completes_once_the_store_is_back(
+        self, client, seeded, training, training_settings
+    ):
+        async with worker_behind_a_link(TrainingWorker, training_settings, name="test-worker-outage") as link:
+            await link.cut()  # from now on the worker's way to the store: connection refused
+            job_id = (await start_job(client))["id"]
+
+            async def requeued() -> list[dict]:
+                events = await outbox_events(training)
+                return [e for e in events if e["subject"] == job_id and e["type"] == "training.job.requeued"]
+
+            deadline = time.monotonic() + 120
+            while not await requeued():
+                assert time.monotonic() < deadline, await job_of(client, job_id)
+                await asyncio.sleep(0.2)
+            assert (await job_of(client, job_id))["status"] in ("queued", "running")  # not failed
+            await link.restore()
+            job = await finished(client, job_id)
+        assert job["status"] == "completed", job
+        (first, *_) = await requeued()
+        assert "outage" in first["data"]["reason"] and "MaxRetryError" in first["data"]["reason"]
+        assert job["attempt"] <= 2, job  # the starts that met the outage were hand-overs, not attempts
 
 
 class TestCancellation:

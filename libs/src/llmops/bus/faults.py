@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncpg
 import urllib3.exceptions
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from minio.error import S3Error
 from sqlalchemy import exc as sa_exc
 
 # SQLSTATE classes and codes that describe the server's state, not the statement: connection exceptions (08),
@@ -17,6 +18,10 @@ from sqlalchemy import exc as sa_exc
 # (55P03). A retry of the same work can succeed.
 _TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "53"})
 _TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "57P04", "57P05"})
+
+# S3 error codes that AWS documents as retriable; SeaweedFS answers InternalError for a second or two after it restarts,
+# while its volume server registers again (seen under `make chaos`).
+_TRANSIENT_S3_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout"})
 
 _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     ConnectionError,  # refused, reset, aborted, broken pipe
@@ -36,6 +41,8 @@ _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     urllib3.exceptions.NewConnectionError,
     urllib3.exceptions.ProtocolError,
     urllib3.exceptions.TimeoutError,
+    # retries used up on 5xx answers (SeaweedFS answers 500 while it restarts): the reason of a MaxRetryError
+    urllib3.exceptions.ResponseError,
 )
 
 
@@ -59,6 +66,8 @@ def is_transient(error: BaseException) -> bool:
         if isinstance(sqlstate, str) and (
             sqlstate in _TRANSIENT_SQLSTATES or sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
         ):
+            return True
+        if isinstance(current, S3Error) and current.code in _TRANSIENT_S3_CODES:
             return True
         # ``reason``: what urllib3's MaxRetryError gave up on (the SDK raises it without chaining the cause)
         pending += [current.__cause__, current.__context__, getattr(current, "orig", None)]

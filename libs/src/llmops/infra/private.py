@@ -1,10 +1,12 @@
-"""Private copies of Postgres and Kafka for fault tests: each with its own data directory and ports under a folder
-of the test's, so a test can stop, kill and start them without touching the shared local infrastructure (or the
-other tests that use it). They reuse what the shared install already holds (Postgres binaries, Kafka's jars).
+"""Private copies of Postgres, Kafka and SeaweedFS for fault tests: each with its own data directory and ports under
+a folder of the test's, so a test can stop, kill and start them without touching the shared local infrastructure (or
+the other tests that use it). They reuse what the shared install already holds (Postgres binaries, Kafka's jars, the
+``weed`` binary).
 """
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 from collections.abc import Sequence
@@ -13,7 +15,8 @@ from pathlib import Path
 from llmops.infra.base import Component, Paths, quiet_log, wait_healthy
 from llmops.infra.kafka import Kafka
 from llmops.infra.postgres import Postgres
-from llmops.settings import KafkaSettings, PostgresSettings
+from llmops.infra.seaweedfs import GRPC_OFFSET, SeaweedFS
+from llmops.settings import KafkaSettings, PostgresSettings, S3Settings
 
 
 def free_port() -> int:
@@ -21,6 +24,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port_pair(offset: int) -> int:
+    """A port ``p`` such that nothing listens on ``p`` or on ``p + offset`` (SeaweedFS's gRPC ports), below the
+    ephemeral range so that ``p + offset`` is a valid port."""
+    for _ in range(1000):
+        port = random.randrange(20000, 65535 - offset)
+        if _bindable(port) and _bindable(port + offset):
+            return port
+    raise RuntimeError(f"no free pair of ports {offset} apart")
 
 
 class PrivatePart:
@@ -65,3 +87,21 @@ def private_kafka(home: Path, topics: Sequence[str]) -> tuple[PrivatePart, Kafka
     if not kafka.lib.exists():
         kafka.lib.symlink_to(shared, target_is_directory=True)
     return PrivatePart(kafka), settings
+
+
+def private_seaweedfs(home: Path) -> tuple[PrivatePart, S3Settings]:
+    """A SeaweedFS of its own under ``home`` (S3 with the platform's bucket; master, volume and filer on ports of its
+    own), not started yet; its ``weed`` is the shared install's (``llmops infra up`` must have run)."""
+    ports = [free_port_pair(GRPC_OFFSET) for _ in range(4)]
+    while len(set(ports) | {p + GRPC_OFFSET for p in ports}) < 8:  # the four pairs overlapping: pick again
+        ports = [free_port_pair(GRPC_OFFSET) for _ in range(4)]
+    settings = S3Settings(endpoint=f"127.0.0.1:{ports[0]}")
+    paths = Paths(home)
+    store = SeaweedFS(paths, quiet_log, settings, inner_ports=(ports[1], ports[2], ports[3]))
+    shared = SeaweedFS(Paths.from_settings(), quiet_log).binary
+    if not shared.is_file():
+        raise FileNotFoundError(f"no weed binary at {shared}: run `llmops infra up` first")
+    store.binary.parent.mkdir(parents=True, exist_ok=True)
+    if not store.binary.exists():
+        store.binary.symlink_to(shared)
+    return PrivatePart(store), settings

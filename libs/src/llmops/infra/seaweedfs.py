@@ -93,9 +93,19 @@ def minio_client(s3: S3Settings, *, timeout: float = 5.0, retries: int = 0) -> M
 class SeaweedFS(Component):
     name = "seaweedfs"
 
-    def __init__(self, paths: Paths, log: Log, settings: S3Settings | None = None) -> None:
+    def __init__(
+        self,
+        paths: Paths,
+        log: Log,
+        settings: S3Settings | None = None,
+        *,
+        inner_ports: tuple[int, int, int] = (MASTER_PORT, VOLUME_PORT, FILER_PORT),
+    ) -> None:
+        """``inner_ports``: the master's, the volume server's and the filer's HTTP ports (each one's gRPC port is
+        that + ``GRPC_OFFSET``); a private SeaweedFS beside the shared one takes others."""
         super().__init__(paths, log)
         self.settings = settings or S3Settings()
+        self.master_port, self.volume_port, self.filer_port = inner_ports
         self.binary = paths.bin / "weed"
         self.version_file = paths.bin / "weed.version"
         self.build_dir = paths.build / "seaweedfs"
@@ -116,7 +126,7 @@ class SeaweedFS(Component):
         return f"{host}:{port}"
 
     def ports(self) -> list[tuple[str, int]]:
-        http = [self.s3_port, MASTER_PORT, VOLUME_PORT, FILER_PORT]
+        http = [self.s3_port, self.master_port, self.volume_port, self.filer_port]
         return [(BIND_HOST, p) for p in http + [p + GRPC_OFFSET for p in http]]
 
     def _wanted_build(self) -> tuple[str, list[Path]]:
@@ -216,14 +226,14 @@ class SeaweedFS(Component):
             f"-dir={self.data_dir}",
             f"-ip={BIND_HOST}",
             f"-ip.bind={BIND_HOST}",
-            f"-master.port={MASTER_PORT}",
+            f"-master.port={self.master_port}",
             "-master.telemetry=false",
             "-master.volumeSizeLimitMB=256",
-            f"-volume.port={VOLUME_PORT}",
+            f"-volume.port={self.volume_port}",
             "-volume.max=0",  # as many volumes as the free disk allows (volumes are not preallocated)
             "-volume.preStopSeconds=1",
             "-filer",
-            f"-filer.port={FILER_PORT}",
+            f"-filer.port={self.filer_port}",
             f"-filer.localSocket={run / 'seaweedfs-filer.sock'}",
             "-s3",
             f"-s3.port={self.s3_port}",

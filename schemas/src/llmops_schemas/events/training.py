@@ -136,8 +136,8 @@ class TrainingJobFailed(EventPayload):
 
 class TrainingJobRequeued(EventPayload):
     """A running job went back to the queue: its worker was stopping, so it saved a checkpoint at ``at_step`` (None:
-    before training began) and handed the job over; the next worker of the pool resumes from there. Subject: the job
-    id."""
+    before training began) and handed the job over, or it met an outage of the infrastructure (``reason`` says which);
+    the next worker of the pool resumes from its last checkpoint. Subject: the job id."""
 
     event_type: ClassVar[str] = "training.job.requeued"
     topic: ClassVar[str] = topics.TRAINING

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,8 @@ class ReplicaRunner:
     def __init__(
         self, settings: DeploymentSettings, runtime: Runtime, worker: str, cache_dir: Path, claim: Claim, since: float
     ) -> None:
+        #: Called each time the replica becomes ready (the worker ends its span for the claim with it).
+        self.on_ready: Callable[[], object] = lambda: None
         self.settings, self.runtime, self.worker, self.cache_dir, self.claim = (
             settings,
             runtime,
@@ -342,6 +345,7 @@ class ReplicaRunner:
         )
         if ready:
             log.info("deployment.replica.ready", deployment_id=claim.deployment_id, endpoint=self.endpoint)
+            self.on_ready()
         return ready
 
     async def _restarted(self, restarts: int, exited: Exited, backoff: float) -> bool:

@@ -166,8 +166,9 @@ class ServingWorker:
             runner = ReplicaRunner(self.settings, self.runtime, self.name, self.cache_dir, claim, since)
             key = (claim.deployment_id, claim.replica)
             self.runners[key] = runner
-            # The replica's reports (deployment.ready, .restarted ...) continue the trace of the request that made it.
-            with tracing.span(
+            # The replica's reports (deployment.ready, .restarted ...) continue the trace of the request that made it,
+            # as children of this span, which lasts from the claim until the replica is ready (or ends).
+            started = tracing.started_span(
                 "serve replica",
                 parent=claim.traceparent,
                 **{
@@ -175,8 +176,11 @@ class ServingWorker:
                     "llmops.replica": claim.replica,
                     "llmops.worker": self.name,
                 },
-            ):
+            )
+            runner.on_ready = started.end
+            with tracing.within(started):
                 task = asyncio.create_task(runner.run(), name=f"replica-{claim.deployment_id}-{claim.replica}")
+            task.add_done_callback(lambda _, span=started: span.is_recording() and span.end())
             self._tasks.add(task)
             task.add_done_callback(lambda done, key=key: self._ended(key, done))
 

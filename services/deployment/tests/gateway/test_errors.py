@@ -78,6 +78,22 @@ class TestErrors:
         assert response.json()["error"]["param"] == param
         assert await setup["backend"].requests() == 0
 
+    async def test_a_max_tokens_written_as_a_whole_float_is_the_integer_the_schema_says_it_is(self, setup):
+        # JSON Schema's integer holds 16.0 (schemathesis sends it); the backend gets 16
+        async with httpx.AsyncClient(base_url=setup["url"]) as http:
+            response = await http.post(
+                "/v1/chat/completions",
+                json={"model": "chat", "messages": [{"role": "user", "content": "x"}], "max_tokens": 16.0},
+                headers={"authorization": f"Bearer {setup['secret']}"},
+            )
+            refused = await http.post(
+                "/v1/chat/completions",
+                json={"model": "chat", "messages": [{"role": "user", "content": "x"}], "max_tokens": 16.5},
+                headers={"authorization": f"Bearer {setup['secret']}"},
+            )
+        assert response.status_code == 200, response.text
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "max_tokens"
+
     async def test_malformed_json_is_400(self, setup):
         async with httpx.AsyncClient(base_url=setup["url"]) as http:
             response = await http.post(

@@ -8,22 +8,18 @@ limits and budgets, the real prompts service (prompts by label), and a stub back
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
-from llmops.testing import serve_in_thread
+from llmops.testing import schemathesis, serve_in_thread
 
 from ..conftest import ENGINEER
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 FUZZ = Path(__file__).with_name("fuzz")
-ST = Path(sys.executable).with_name("st")
 
 
 @pytest.fixture
@@ -41,23 +37,13 @@ async def test_the_gateway_keeps_its_contract(gateway_url, rows, backends, tmp_p
     backend = backends("a", "usage-final")
     await rows.route("fuzz", [(await rows.deployment(backend.url), 1)])
     _, key = await rows.api_key()
-    command = [
-        str(ST),
-        "--config-file",
-        str(FUZZ / "schemathesis.toml"),
-        "run",
-        f"{gateway_url}/openapi.json",
-        "--header",
-        f"Authorization: Bearer {key}",
-        "--seed",
-        os.environ.get("LLMOPS_FUZZ_SEED", "20261201"),
-        "--no-color",
-    ]
-    if examples := os.environ.get("LLMOPS_FUZZ_EXAMPLES"):
-        command += ["--max-examples", examples]
-    env = {**os.environ, "PYTHONPATH": str(FUZZ)}
     run = await asyncio.to_thread(
-        subprocess.run, command, capture_output=True, text=True, timeout=840, cwd=tmp_path, env=env
+        schemathesis,
+        f"{gateway_url}/openapi.json",
+        config=FUZZ / "schemathesis.toml",
+        authorization=f"Bearer {key}",
+        seed="20261201",
+        cwd=tmp_path,
     )
     # Reproductions of huge bodies can be megabytes long: the report is cut to what a reader can use.
     report = "\n".join(line[:2000] for line in run.stdout.splitlines()[-400:])

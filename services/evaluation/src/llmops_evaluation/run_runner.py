@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from llmops.bus import add_to_outbox
+from llmops.bus.faults import is_transient
 from llmops.logging import bound_context, get_logger
 from llmops.runtime import Runtime
 from llmops.storage import ObjectStore, StoredObject
@@ -98,6 +99,9 @@ class RunRunner:
                 log.info("evaluation.run.handed_over", run_id=request.run_id)
                 return False
             except Exception as exc:
+                if is_transient(exc):  # an outage, not the run's fault: the worker takes it again after a pause
+                    await self._interrupted(request, exc)
+                    raise
                 details = getattr(exc, "child_traceback", None)
                 log.warning("evaluation.run.failed", run_id=request.run_id, error=repr(exc), traceback=details)
                 await self._fail(request, event, attempt, exc)
@@ -281,6 +285,17 @@ class RunRunner:
                 return
             payload = EvaluationRunProgress(run_id=request.run_id, project=request.project, **progress)
             await add_to_outbox(session, self.stamp(payload, request, event))
+
+    async def _interrupted(self, request: EvaluationRunRequested, error: Exception) -> None:
+        """The run met an outage (Postgres, Kafka or the object store out of reach, seen under ``make chaos``): it is
+        queued again for its next start, which counts as no attempt. With the database away too, its lease runs out
+        instead and the next start counts as an attempt (``max_attempts`` bounds them)."""
+        log.warning("evaluation.run.interrupted", run_id=request.run_id, error=repr(error))
+        try:
+            async with self.runtime.db.transaction() as session:
+                await completion.hand_back(session, request.run_id, worker=self.name)
+        except Exception as exc:
+            log.warning("evaluation.run.requeue_failed", run_id=request.run_id, error=repr(exc))
 
     async def _hand_over(self, request: EvaluationRunRequested) -> None:
         """Queue the run again, unleased, for the next worker of the pool (which starts it afresh)."""

@@ -21,6 +21,7 @@ from typing import Any
 
 from llmops import artifacts
 from llmops.bus import add_to_outbox
+from llmops.bus.faults import is_transient
 from llmops.logging import bound_context, get_logger
 from llmops.runtime import Runtime
 from llmops.storage import ObjectStore
@@ -117,6 +118,9 @@ class JobRunner:
                 log.warning("training.job.lost", job_id=request.job_id)
                 return False  # whoever holds it now ends it; should its lease expire, it is taken again
             except Exception as exc:
+                if is_transient(exc):  # an outage, not the job's fault: the worker takes it again after a pause
+                    await self._interrupted(request, event, claimed.attempt, exc)
+                    raise
                 details = getattr(exc, "child_traceback", None)
                 log.warning("training.job.failed", job_id=request.job_id, error=repr(exc), traceback=details)
                 await self._fail(request, event, claimed.attempt, exc)
@@ -276,6 +280,26 @@ class JobRunner:
             )
             await add_to_outbox(session, self.event(payload, request, event))
         log.info("training.job.handed_over", job_id=request.job_id, step=step)
+
+    async def _interrupted(self, request: TrainingJobRequested, event, attempt: int, error: Exception) -> None:
+        """The job met an outage (Postgres, Kafka or the object store out of reach, seen under ``make chaos``): it is
+        queued again as a hand-over (its next start resumes from its last checkpoint and counts as no attempt), with a
+        line in its log and ``training.job.requeued``. With the database away too, its lease runs out instead and
+        the next start counts as an attempt (``max_attempts`` bounds them)."""
+        log.warning("training.job.interrupted", job_id=request.job_id, error=repr(error))
+        reason = f"an outage of the platform's infrastructure ({type(error).__name__})"
+        try:
+            async with self.runtime.db.transaction() as session:
+                if not await repository.holds_lease(session, request.job_id, self.name):
+                    return
+                await repository.requeue_job(session, request.job_id)
+                await repository.add_log(session, request.job_id, "warning", f"queued again: {reason}", self.name)
+                payload = TrainingJobRequeued(
+                    job_id=request.job_id, project=request.project, worker=self.name, attempt=attempt, reason=reason
+                )
+                await add_to_outbox(session, self.event(payload, request, event))
+        except Exception as exc:
+            log.warning("training.job.requeue_failed", job_id=request.job_id, error=repr(exc))
 
     async def _report(self, request, event, control: JobControl, done: asyncio.Event) -> None:
         """Flush progress every interval until ``done``, then once more (never cancelled mid-write: no step lost)."""

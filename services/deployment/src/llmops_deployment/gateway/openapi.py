@@ -122,8 +122,14 @@ _PLAIN = {
 }
 
 
+#: The integer fields of a request (their paths): 16.0 is an integer to JSON Schema, so to the document too.
+_INTEGERS = (("max_tokens",), ("max_completion_tokens",), ("n",), ("seed",), ("prompt", "version"))
+
+
 def check_request(api: str, body: Any, max_tokens_limit: int) -> None:
-    """Refuse a body that breaks the document: a 400 whose ``param`` names the field (``messages[0].role``)."""
+    """Refuse a body that breaks the document: a 400 whose ``param`` names the field (``messages[0].role``). An
+    integer written as a whole float (``16.0``), which the document accepts, becomes the integer it is (what the
+    gateway and the backends then read)."""
     try:
         _validators(max_tokens_limit)[api](body)
     except fastjsonschema.JsonSchemaValueException as error:
@@ -134,6 +140,12 @@ def check_request(api: str, body: Any, max_tokens_limit: int) -> None:
         message = error.message.replace(error.name, path or "the body", 1)
         too_many = path in ("max_tokens", "max_completion_tokens") and error.rule == "maximum"
         raise GatewayError(400, message, param=path, code="max_tokens_too_large" if too_many else None) from None
+    for *parents, key in _INTEGERS:
+        holder = body
+        for parent in parents:
+            holder = holder.get(parent) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and isinstance(holder.get(key), float) and holder[key].is_integer():
+            holder[key] = int(holder[key])
 
 
 _ERROR = {
