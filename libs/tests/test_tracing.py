@@ -72,7 +72,7 @@ def test_a_span_of_a_claimed_row_joins_the_trace_it_names(recorded):
     assert finished.attributes["llmops.deployment_id"] == "d1"
 
 
-async def test_a_started_span_outlives_its_block_and_what_runs_within_it_is_its_child(recorded):
+async def test_a_started_span_outlives_its_block_and_what_runs_within_it_is_its_child(recorded, caplog):
     started = tracing.started_span("serve replica", parent=CALLER, **{"llmops.deployment_id": "d1"})
     with tracing.within(started):
         task = asyncio.create_task(asyncio.sleep(0))  # a task created within it: its context holds the span
@@ -80,7 +80,9 @@ async def test_a_started_span_outlives_its_block_and_what_runs_within_it_is_its_
     assert recorded.get_finished_spans() == ()  # not ended by leaving the block
     with tracing.within(started), tracing.span("report"):
         pass
-    started.end()
+    tracing.end_once(started)
+    tracing.end_once(started)  # a replica ready again after a restart: no second end
+    assert "Calling end() on an ended span." not in caplog.text
     report, replica = recorded.get_finished_spans()
     assert (report.name, replica.name) == ("report", "serve replica")
     assert report.parent.span_id == replica.context.span_id

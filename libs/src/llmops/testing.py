@@ -1,5 +1,6 @@
 """Helpers for the services' tests: serve an app over real HTTP inside the test's event loop, and run the installed
-``llmops`` command against it, and issue the bearer tokens they call with.
+``llmops`` command against it, and issue the bearer tokens they call with; run schemathesis against an OpenAPI
+document; cut and restore a worker's link to the object store (:class:`CuttableLink`) for fault tests.
 
 Only tests and the demo import this module (it needs no pytest itself). A fixture serving an app is three lines::
 

@@ -124,6 +124,12 @@ def started_span(name: str, *, parent: str | None = None, **attributes: Any) -> 
     return tracer().start_span(name, context=context_of(parent), attributes=attributes)
 
 
+def end_once(span: trace.Span) -> None:
+    """End ``span`` unless it has ended already (OpenTelemetry warns at a second end)."""
+    if span.is_recording():
+        span.end()
+
+
 def within(span: trace.Span):
     """A block in which ``span`` (of :func:`started_span`) is current, left without ending it: tasks created there
     and events written there belong to it."""

@@ -22,6 +22,7 @@ import socket
 import tempfile
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
@@ -177,10 +178,10 @@ class ServingWorker:
                     "llmops.worker": self.name,
                 },
             )
-            runner.on_ready = started.end
+            runner.on_ready = partial(tracing.end_once, started)  # ready again after a restart: ended already
             with tracing.within(started):
                 task = asyncio.create_task(runner.run(), name=f"replica-{claim.deployment_id}-{claim.replica}")
-            task.add_done_callback(lambda _, span=started: span.is_recording() and span.end())
+            task.add_done_callback(lambda _, span=started: tracing.end_once(span))
             self._tasks.add(task)
             task.add_done_callback(lambda done, key=key: self._ended(key, done))
 
