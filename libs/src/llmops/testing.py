@@ -254,17 +254,24 @@ class CuttableLink:
 
 
 @asynccontextmanager
+async def running(worker: Any) -> AsyncIterator[Any]:
+    """A worker (training, evaluation, serving: ``run()``, ``ready``, ``stop()``) running and ready for the block;
+    stopped after it."""
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(worker.ready.wait(), 60)
+        yield worker
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 60)
+
+
+@asynccontextmanager
 async def worker_behind_a_link(worker_class: Any, settings: Any, *, name: str) -> AsyncIterator[CuttableLink]:
-    """A worker (training, evaluation: ``run()``, ``ready``, ``stop()``) whose only way to the object store is a
-    :class:`CuttableLink`, running and ready; the link, to cut and restore. Stopped at the end."""
+    """A worker (training, evaluation) whose only way to the object store is a :class:`CuttableLink`, running and
+    ready; the link, to cut and restore. Stopped at the end."""
     host, _, port = settings.s3.endpoint.rpartition(":")
     async with CuttableLink(host, int(port)) as link:
         s3 = settings.s3.model_copy(update={"endpoint": link.address})
-        worker = worker_class(settings.model_copy(update={"s3": s3}), name=name)
-        task = asyncio.create_task(worker.run())
-        try:
-            await asyncio.wait_for(worker.ready.wait(), 60)
+        async with running(worker_class(settings.model_copy(update={"s3": s3}), name=name)):
             yield link
-        finally:
-            worker.stop()
-            await asyncio.wait_for(task, 60)

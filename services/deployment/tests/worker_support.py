@@ -20,6 +20,7 @@ from sqlalchemy import insert, select, update
 
 from llmops.artifacts import put_directory
 from llmops.bus import add_to_outbox, outbox
+from llmops.testing import running
 from llmops_deployment.models import deployment_logs, deployment_replicas, deployments
 from llmops_deployment.worker import ServingWorker
 from llmops_schemas import new_event, topics
@@ -148,14 +149,10 @@ async def send_raw(value: bytes, key: bytes = b"test") -> None:
 @asynccontextmanager
 async def serving(settings, name: str = "test-worker", **changes: Any) -> AsyncIterator[ServingWorker]:
     """A serving worker running (its consumer assigned) for the block; stopped (replicas handed back) after it."""
-    worker = ServingWorker(settings.model_copy(update=changes) if changes else settings, name=name)
-    task = asyncio.create_task(worker.run())
-    try:
-        await asyncio.wait_for(worker.ready.wait(), 60)
+    async with running(
+        ServingWorker(settings.model_copy(update=changes) if changes else settings, name=name)
+    ) as worker:
         yield worker
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 60)
 
 
 async def deployment_of(service, deployment_id: str) -> Any:
