@@ -5,9 +5,10 @@ and started again. Bounded and self-stopping; afterwards it checks the invariant
 fails.
 
 Load: dataset versions uploaded, prompt versions committed and labels moved, LoRA jobs of a tiny model on the newest
-dataset version, evaluation runs (of a suite attached to the trained model: each version registered starts one; and
-of the base model, asked for), chat requests through the gateway to an external deployment, and
-``inference.completed`` records published by another system with a plain Kafka client, some malformed on purpose.
+dataset version, the trained model's aliases moved, budgets set (too large to refuse anything), evaluation runs (of
+a suite attached to the trained model: each version registered starts one; and of the base model, asked for), chat
+requests through the gateway to an external deployment, and ``inference.completed`` records published by another
+system with a plain Kafka client, some malformed on purpose.
 
 Faults, in turn: each of the eleven processes SIGKILLed (then started again, as a supervisor would), then the broker,
 Postgres and the object store each stopped (for 5 s, plus the time their stop and start take) and started again.
@@ -22,10 +23,13 @@ Invariants:
 - each gateway request that got an answer has exactly one record (completed or failed, as the client saw it), and
   served + refused + failed + unanswered add up to the requests sent. Exempt: a 503 ``gateway_unavailable`` given
   before the caller is known (no project to record it under, like a 401), and the records of requests answered in
-  the second before the gateway's SIGKILL, still in its memory (counted and printed).
-
-- every projection of another service's events (dataset and prompt versions in training and evaluation, model
-  versions in evaluation and deployment) holds exactly what a rebuild from its topic gives, key and content;
+  the second before the gateway's SIGKILL, still in its memory (counted and printed);
+- every projection of another service's events holds exactly what a rebuild from its topics gives, key and content
+  (``projections.py``: dataset and prompt versions, base models, model versions and aliases, suites, gate decisions
+  and overrides, deployments, budgets, evaluation runs and gate passes, the deployment service's inference records),
+  and the monitoring service counted each inference event once: its minute and hour metrics and its record store
+  hold as many requests as the inference topic has events. Checked once every consumer group has read its topics to
+  the end (no lag) and nothing has moved for 5 s.
 
 Not yet: the SIGKILL of a worker in the middle of a job or run is only as likely as the schedule makes it.
 
@@ -53,6 +57,8 @@ from pathlib import Path
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from projections import PROJECTIONS  # beside this script
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
@@ -77,6 +83,7 @@ BUFFERED_SECONDS = 1.0
 #: Answers already sent when the signal lands arrive a little after it.
 ON_THE_WIRE = 0.5
 EXTERNAL = 200
+ALIASES = ("production", "candidate")
 #: In a broken run, how long a SIGKILL waits for its process to be in the window the break opens.
 AIM_SECONDS = 30
 
@@ -169,6 +176,7 @@ class Load:
         prompts = await self._http(client.prompts_url, Role.ML_ENGINEER)
         training = await self._http(client.training_url, Role.ML_ENGINEER)
         evaluation = await self._http(client.evaluation_url, Role.ML_ENGINEER)
+        deployment = await self._http(client.deployment_url, Role.ML_ENGINEER)
         gateway = httpx.AsyncClient(
             base_url=client.gateway_url, headers={"authorization": f"Bearer {gateway_key}"}, timeout=30
         )
@@ -241,6 +249,31 @@ class Load:
             _ok(await evaluation.post(f"/projects/{PROJECT}/evaluation/runs", json=body))
             return True
 
+        async def move_alias() -> bool:
+            model = await training.get(f"/projects/{PROJECT}/models/chaos-model")
+            if model.status_code == 404:
+                return False  # no version trained yet
+            versions = [v["version"] for v in _ok(model)["versions"]]
+            body = {"version": self.rng.choice(versions), "reason": "chaos"}
+            _ok(
+                await training.put(
+                    f"/projects/{PROJECT}/models/chaos-model/aliases/{self.rng.choice(ALIASES)}", json=body
+                )
+            )
+            return True
+
+        async def set_budget() -> None:
+            scope = self.rng.choice(["project", "user"])
+            body = {
+                "scope": scope,
+                "period": self.rng.choice(["day", "month"]),
+                "max_tokens": 10**12 + self.rng.randrange(1000),
+                "max_cost": 1e9,
+            }
+            if scope == "user":
+                body["subject"] = f"chaos-user-{self.rng.randrange(3)}"
+            _ok(await deployment.put(f"/projects/{PROJECT}/budgets", json=body))
+
         async def ask() -> None:
             request_id = uuid.uuid4().hex
             outcome = "unanswered"
@@ -299,11 +332,13 @@ class Load:
                 self._loop("prompt", commit_prompt, 1.5),
                 self._loop("train", train, 25.0),
                 self._loop("evaluate", evaluate, 20.0),
+                self._loop("alias", move_alias, 5.0),
+                self._loop("budget", set_budget, 4.0),
                 *(self._loop("ask", ask, 0.05) for _ in range(3)),
                 external(),
             )
         finally:
-            for http in (datasets, prompts, training, evaluation, gateway):
+            for http in (datasets, prompts, training, evaluation, deployment, gateway):
                 await http.aclose()
 
 
@@ -439,12 +474,14 @@ async def in_the_window(platform: Platform, pid: int) -> str:
 
 
 async def settle(platform: Platform, within: float = 300) -> None:
-    """Wait until nothing moves: every outbox published, the audit log caught up, jobs and runs ended."""
+    """Wait until nothing moves: every outbox published, the audit log caught up, jobs and runs ended, every consumer
+    group at the end of its topics."""
     deadline = time.monotonic() + within
     last = None
     while time.monotonic() < deadline:
         state = await snapshot(platform)
-        if state == last and not state["unpublished"] and not state["unfinished"]:
+        state["lagging"] = await lagging(platform)
+        if state == last and not state["unpublished"] and not state["unfinished"] and not state["lagging"]:
             return
         last = state
         await asyncio.sleep(5)
@@ -497,6 +534,29 @@ async def snapshot(platform: Platform) -> dict:
     }
 
 
+async def lagging(platform: Platform) -> dict[str, int]:
+    """The consumer groups not yet at the end of the topics they read: how many records each has left."""
+    bootstrap = platform.kafka_settings.bootstrap_servers
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        left = {}
+        for group, _protocol in await admin.list_consumer_groups():
+            committed = await admin.list_consumer_group_offsets(group)
+            read = {topic for topic, _ in committed}
+            partitions = [TopicPartition(t, p) for t in read for p in consumer.partitions_for_topic(t) or ()]
+            ends = await consumer.end_offsets(partitions) if partitions else {}
+            behind = sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
+            if behind > 0:
+                left[group] = behind
+        return left
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
 async def whole_topic(platform: Platform, topic: str) -> list:
     """Every record of ``topic`` from its start to its end now."""
     bootstrap = platform.kafka_settings.bootstrap_servers
@@ -544,58 +604,31 @@ async def gateway_records(platform: Platform, ids: set[str]) -> Counter:
     return counts
 
 
-#: Projections of other services' events, each rebuilt here from its topic: (service, table, key column, content
-#: column), (topic, event type, the data's key field, its content field).
-PROJECTIONS = [
-    *(
-        (
-            (service, "dataset_versions", "version_id", "sha256"),
-            (topics.DATASETS, "dataset.version.created", "version_id", "sha256"),
-        )
-        for service in ("training", "evaluation")
-    ),
-    *(
-        (
-            (service, "prompt_versions", "version_id", "hash"),
-            (topics.PROMPTS, "prompt.version.created", "version_id", "hash"),
-        )
-        for service in ("training", "evaluation")
-    ),
-    *(
-        (
-            (service, "model_versions", "model_version_id", "manifest_sha256"),
-            (topics.MODELS, "model.version.registered", "model_version_id", "manifest_sha256"),
-        )
-        for service in ("evaluation", "deployment")
-    ),
-]
-
-
-async def projections(platform: Platform) -> list[str]:
-    """Each projection compared with a rebuild of it from its topic (every event of its type, key and content):
-    what differs, as lines."""
-    differences, rebuilt = [], {}
-    for (service, table, key, content), (topic, event_type, data_key, data_content) in PROJECTIONS:
-        if topic not in rebuilt:
-            rebuilt[topic] = [orjson.loads(m.value) for m in await whole_topic(platform, topic)]
-        expected = {
-            (event["data"][data_key], event["data"][data_content])
-            for event in rebuilt[topic]
-            if event.get("type") == event_type and event["data"].get("project") == PROJECT
-        }
-        db = platform.db(service)
+async def compare_projections(platform: Platform) -> list[str]:
+    """Each projection (``projections.PROJECTIONS``) compared with its rebuild from its topics: what differs, as
+    lines (a malformed record on a topic is no event: the dead-letter check accounts for it)."""
+    differences, events = [], {}
+    for projection in PROJECTIONS:
+        for topic in projection.topics:
+            if topic not in events:
+                events[topic] = []
+                for message in await whole_topic(platform, topic):
+                    try:
+                        events[topic].append(orjson.loads(message.value))
+                    except orjson.JSONDecodeError:
+                        continue
+        expected = projection.rebuild([e for t in projection.topics for e in events[t]], PROJECT)
+        db = platform.db(projection.service)
         try:
             async with db.sessions() as session:
-                rows = await session.execute(
-                    text(f"SELECT {key}, {content} FROM {table} WHERE project = :p"),  # noqa: S608 (names: constants)
-                    {"p": PROJECT},
-                )
-                held = {(row[0], row[1]) for row in rows}
+                held = {tuple(row) for row in await session.execute(text(projection.sql), {"p": PROJECT})}
         finally:
             await db.dispose()
         if held != expected:
             differences.append(
-                f"{service}.{table}: {len(expected - held)} missing, {len(held - expected)} not from the topic"
+                f"{projection.service}.{projection.name}: {len(expected - held)} missing, "
+                f"{len(held - expected)} not as the topic says (e.g. {sorted(held - expected, key=str)[:2]} "
+                f"for {sorted(expected - held, key=str)[:2]})"
             )
     return differences
 
@@ -641,12 +674,12 @@ async def check(platform: Platform, load: Load) -> list[tuple[str, bool, str]]:
             f"by status: {ended}",
         )
     )
-    differences = await projections(platform)
+    differences = await compare_projections(platform)
     results.append(
         (
             "every projection equals its rebuild from the topic",
             not differences,
-            "; ".join(differences) or f"{len(PROJECTIONS)} projections, each as its topic rebuilds it",
+            "; ".join(differences) or f"{len(PROJECTIONS)} projections, each as its topics rebuild it",
         )
     )
     letters = await dead_letters(platform)
