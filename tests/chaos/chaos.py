@@ -31,7 +31,8 @@ Invariants:
   hold as many requests as the inference topic has events. Checked once every consumer group has read its topics to
   the end (no lag) and nothing has moved for 5 s.
 
-Not yet: the SIGKILL of a worker in the middle of a job or run is only as likely as the schedule makes it.
+The training and evaluation workers' SIGKILLs wait (at most ``AIM_SECONDS``) for a job or run to be running, so that
+they land in the middle of one (the faults line says whether one was).
 
 ``--broken commit-first`` runs the same with every consumer committing its offsets before its transaction (a
 sitecustomize in the processes' path patches it), to show the checks catch a broken delivery guarantee: each process
@@ -84,7 +85,7 @@ BUFFERED_SECONDS = 1.0
 ON_THE_WIRE = 0.5
 EXTERNAL = 200
 ALIASES = ("production", "candidate")
-#: In a broken run, how long a SIGKILL waits for its process to be in the window the break opens.
+#: How long a SIGKILL waits for its process to be in the window a break opens (a broken run), or at work (a worker).
 AIM_SECONDS = 30
 
 
@@ -436,7 +437,7 @@ async def faults(platform: Platform, rng: random.Random, load: Load, gap: float)
         process = platform.stack.process(next(p for p in PARTS if p.name == name))
         pid = process.pid()
         if pid is not None:
-            aimed = await in_the_window(platform, pid) if platform.broken else ""
+            aimed = await in_the_window(platform, pid) if platform.broken else await at_work(platform, name)
             load.phase = f"SIGKILL {name}"
             if name == "gateway":
                 load.gateway_killed_at.append(time.monotonic())
@@ -471,6 +472,34 @@ async def in_the_window(platform: Platform, pid: int) -> str:
             return ", in its commit-first window"
         await asyncio.sleep(0.01)
     return ", no batch in its window"
+
+
+#: The workers whose SIGKILL waits (at most ``AIM_SECONDS``) for them to be at work: the table of their work.
+AT_WORK = {"training-worker": ("training", "jobs"), "evaluation-worker": ("evaluation", "runs")}
+
+
+async def at_work(platform: Platform, name: str) -> str:
+    """For a training or evaluation worker, wait (at most ``AIM_SECONDS``) until a job or run is running, so that its
+    SIGKILL lands in the middle of one; what to say of the kill."""
+    if name not in AT_WORK:
+        return ""
+    service, table = AT_WORK[name]
+    deadline = time.monotonic() + AIM_SECONDS
+    while time.monotonic() < deadline:
+        db = platform.db(service)
+        try:
+            async with db.sessions() as session:
+                running = (
+                    await session.execute(text(f"SELECT count(*) FROM {table} WHERE status = 'running'"))  # noqa: S608
+                ).scalar_one()
+        except Exception:  # Postgres away: look again
+            running = 0
+        finally:
+            await db.dispose()
+        if running:
+            return f", {running} {table} running"
+        await asyncio.sleep(0.2)
+    return f", no {table} running"
 
 
 async def settle(platform: Platform, within: float = 300) -> None:

@@ -13,6 +13,7 @@ import time
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from structlog.testing import capture_logs
 
 from llmops.bus.dead_letters import DeadLetterReader, Selection
 from llmops.settings import KafkaSettings
@@ -149,6 +150,18 @@ class TestAnOutageOfTheObjectStore:
         self, evaluation_settings, evaluation, suite, tiny_model
     ):
         await seed_base_model(evaluation, tiny_model)
+        with capture_logs() as logs:
+            run_id = await self.outage_met_and_waited_out(evaluation, evaluation_settings)
+        run = await finished(evaluation, run_id)
+        assert run.status == "completed", run.error
+        assert run.attempt == 1, run  # the starts that met the outage were handed back, not counted
+        assert len(await examples_of(evaluation, run_id)) == len(suite)
+        told = [line["event"] for line in logs]
+        # said once by the run's runner, with its cause; the worker only says it waits (no traceback of an outage)
+        assert "evaluation.run.interrupted" in told and "evaluation.worker.run_waits_out_outage" in told, set(told)
+        assert "evaluation.worker.run_interrupted" not in told
+
+    async def outage_met_and_waited_out(self, evaluation, evaluation_settings) -> str:
         async with worker_behind_a_link(EvaluationWorker, evaluation_settings, name="test-worker-outage") as link:
             await link.cut()  # from now on the worker's way to the store: connection refused
             run_id = await request_run(evaluation, base_model="tiny")
@@ -158,10 +171,8 @@ class TestAnOutageOfTheObjectStore:
             )
             assert handed_back.status == "queued" and handed_back.worker is None, handed_back
             await link.restore()
-            run = await finished(evaluation, run_id)
-        assert run.status == "completed", run.error
-        assert run.attempt == 1, run  # the starts that met the outage were handed back, not counted
-        assert len(await examples_of(evaluation, run_id)) == len(suite)
+            await finished(evaluation, run_id)
+        return run_id
 
 
 class TestAnEndpointRun:

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from llmops.artifacts import fetch_directory
 from llmops.testing import worker_behind_a_link
@@ -164,6 +165,18 @@ class TestAnOutageOfTheObjectStore:
     async def test_a_job_that_meets_it_is_queued_again_not_failed_and_completes_once_the_store_is_back(
         self, client, seeded, training, training_settings
     ):
+        with capture_logs() as logs:
+            job = await self.outage_met_and_waited_out(client, training, training_settings)
+        (first, *_) = job.pop("requeued")
+        assert job["status"] == "completed", job
+        assert "outage" in first["data"]["reason"] and "MaxRetryError" in first["data"]["reason"]
+        assert job["attempt"] <= 2, job  # the starts that met the outage were hand-overs, not attempts
+        told = [line["event"] for line in logs]
+        # said once by the job's runner, with its cause; the worker only says it waits (no traceback of an outage)
+        assert "training.job.interrupted" in told and "training.worker.job_waits_out_outage" in told, set(told)
+        assert "training.worker.job_interrupted" not in told
+
+    async def outage_met_and_waited_out(self, client, training, training_settings) -> dict:
         async with worker_behind_a_link(TrainingWorker, training_settings, name="test-worker-outage") as link:
             await link.cut()  # from now on the worker's way to the store: connection refused
             job_id = (await start_job(client))["id"]
@@ -179,10 +192,7 @@ class TestAnOutageOfTheObjectStore:
             assert (await job_of(client, job_id))["status"] in ("queued", "running")  # not failed
             await link.restore()
             job = await finished(client, job_id)
-        assert job["status"] == "completed", job
-        (first, *_) = await requeued()
-        assert "outage" in first["data"]["reason"] and "MaxRetryError" in first["data"]["reason"]
-        assert job["attempt"] <= 2, job  # the starts that met the outage were hand-overs, not attempts
+        return {**job, "requeued": await requeued()}
 
 
 class TestCancellation:

@@ -24,6 +24,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from llmops import tracing
 from llmops.bus import DeadLetterPublisher, make_broker, make_consumer
+from llmops.bus.faults import is_transient
 from llmops.db import Database
 from llmops.logging import get_logger
 from llmops.runtime import Runtime
@@ -128,10 +129,17 @@ class EvaluationWorker:
             if not run.result():  # handed back (stopping) or lease lost: the run comes again, here or elsewhere
                 consumer.seek(partition, record.offset)
                 return False
-        except Exception:
+        except Exception as exc:
             # Not the run's own failure (handle() reports those) but ours, e.g. the database is unreachable:
             # leave the offset uncommitted and take the run again after a pause.
-            log.exception("evaluation.worker.run_interrupted", run_id=request.run_id)
+            if is_transient(exc):  # an outage: the runner has said so ("evaluation.run.interrupted"), once is enough
+                log.info(
+                    "evaluation.worker.run_waits_out_outage",
+                    run_id=request.run_id,
+                    pause=self.settings.lease_seconds,
+                )
+            else:
+                log.exception("evaluation.worker.run_interrupted", run_id=request.run_id)
             consumer.seek(partition, record.offset)
             await asyncio.sleep(self.settings.lease_seconds)
             return False

@@ -21,6 +21,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from llmops import tracing
 from llmops.bus import DeadLetterPublisher, make_broker, make_consumer
+from llmops.bus.faults import is_transient
 from llmops.db import Database
 from llmops.logging import get_logger
 from llmops.runtime import Runtime
@@ -132,10 +133,15 @@ class TrainingWorker:
             if not job.result():  # handed over (stopping) or lease lost: the job comes again, here or elsewhere
                 consumer.seek(partition, record.offset)
                 return False
-        except Exception:
+        except Exception as exc:
             # Not the job's own failure (handle() reports those) but ours, e.g. the database is unreachable:
             # leave the offset uncommitted and take the job again after a pause.
-            log.exception("training.worker.job_interrupted", job_id=request.job_id)
+            if is_transient(exc):  # an outage: the runner has said so ("training.job.interrupted"), once is enough
+                log.info(
+                    "training.worker.job_waits_out_outage", job_id=request.job_id, pause=self.settings.lease_seconds
+                )
+            else:
+                log.exception("training.worker.job_interrupted", job_id=request.job_id)
             consumer.seek(partition, record.offset)
             await asyncio.sleep(self.settings.lease_seconds)
             return False
