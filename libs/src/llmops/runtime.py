@@ -5,6 +5,7 @@ and the HTTP edge (:mod:`llmops.http`) builds them from a request."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from sqlalchemy import text
 
 from llmops.bus.broker import make_producer
 from llmops.bus.consumer import Consumer
+from llmops.bus.faults import is_transient
 from llmops.bus.outbox import OutboxRelay, add_to_outbox, purge_published
 from llmops.db import Database
 from llmops.denials import AnonymousDenials
@@ -63,7 +65,7 @@ class Runtime:
     async def start(self) -> None:
         await self.broker.start()
         if self.store is not None:
-            await self.store.ensure_bucket()
+            await self.when_reachable("object store", self.store.ensure_bucket)
         if self.run_relay:
             self._producer = make_producer(self.settings.kafka, client_id=f"{self.settings.service}-outbox")
             await self._producer.start()
@@ -76,6 +78,22 @@ class Runtime:
             self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
             self.spawn(self._purge_outbox(), name="outbox-purge")
         self.spawn(self.anonymous_denials.run(), name="anonymous-denials")
+
+    async def when_reachable(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
+        """Run a start-up ``step``, waiting out an outage of what it needs (``is_transient``: the object store
+        restarting, say) for up to ``startup_wait_seconds``, with a log line at each try; then, or for any other
+        error, raise. A process started while a dependency is away starts once it is back, rather than exit."""
+        deadline = time.monotonic() + self.settings.startup_wait_seconds
+        delay = 0.5
+        while True:
+            try:
+                return await step()
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("runtime.waiting_for", dependency=what, error=repr(exc)[:300], retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     async def _purge_outbox(self) -> None:
         while True:

@@ -187,6 +187,9 @@ class ServiceSettings(BaseSettings):
     http_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     #: Anonymous refusals (401) are counted per source over this window and recorded as one event with the count.
     denial_window_seconds: int = Field(default=60, ge=1)
+    #: How long a starting process waits for a dependency that is out of reach (the object store restarting) before it
+    #: gives up and exits; each try is logged (``runtime.waiting_for``).
+    startup_wait_seconds: float = Field(default=300, ge=0)
 
     migrations_database_url: str | None = None
 
