@@ -63,12 +63,11 @@ class Runtime:
         return f"/llmops/{self.settings.service}"
 
     async def start(self) -> None:
-        await self.broker.start()
+        await self.when_reachable("kafka", self.broker.start)
         if self.store is not None:
             await self.when_reachable("object store", self.store.ensure_bucket)
         if self.run_relay:
-            self._producer = make_producer(self.settings.kafka, client_id=f"{self.settings.service}-outbox")
-            await self._producer.start()
+            await self.when_reachable("kafka", self._start_producer)
             self.relay = OutboxRelay(
                 self.db,
                 self._producer,
@@ -79,10 +78,19 @@ class Runtime:
             self.spawn(self._purge_outbox(), name="outbox-purge")
         self.spawn(self.anonymous_denials.run(), name="anonymous-denials")
 
+    async def _start_producer(self) -> None:
+        producer = make_producer(self.settings.kafka, client_id=f"{self.settings.service}-outbox")
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        self._producer = producer
+
     async def when_reachable(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
-        """Run a start-up ``step``, waiting out an outage of what it needs (``is_transient``: the object store
-        restarting, say) for up to ``startup_wait_seconds``, with a log line at each try; then, or for any other
-        error, raise. A process started while a dependency is away starts once it is back, rather than exit."""
+        """Run a start-up ``step``, waiting out an outage of what it needs (``is_transient``: Kafka's broker or the
+        object store restarting) for up to ``startup_wait_seconds``, with a log line at each try; then, or for any
+        other error, raise. A process started while a dependency is away starts once it is back, rather than exit."""
         deadline = time.monotonic() + self.settings.startup_wait_seconds
         delay = 0.5
         while True:
