@@ -706,7 +706,7 @@ async def check(platform: Platform, load: Load) -> list[tuple[str, bool, str]]:
     differences = await compare_projections(platform)
     results.append(
         (
-            "every projection equals its rebuild from the topic",
+            "every projection equals its rebuild from its topics",
             not differences,
             "; ".join(differences) or f"{len(PROJECTIONS)} projections, each as its topics rebuild it",
         )
