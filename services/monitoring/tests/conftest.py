@@ -48,6 +48,8 @@ async def monitoring_settings(infra_up, records_topic):
         publish_interval_seconds=0.2,
         # scheduled drift reports are the tests' to run (drift_service.scheduled_pass with a given now)
         drift_interval_seconds=0,
+        # retention and the staging sweep too: a pass at start raced a retention test's own call (CI, 2026-12-02)
+        maintenance_interval_seconds=0,
         records_prefix=f"test-monitoring/{uuid.uuid4().hex[:12]}/records",
         reports_prefix=f"test-monitoring/{uuid.uuid4().hex[:12]}/drift",
         # the shared deployments topic holds every other test's history: start at its end

@@ -133,7 +133,7 @@ class EvaluationWorker:
             # Not the run's own failure (handle() reports those) but ours, e.g. the database is unreachable:
             # leave the offset uncommitted and take the run again after a pause.
             if is_transient(exc):  # an outage: the runner has said so ("evaluation.run.interrupted"), once is enough
-                log.info(
+                log.warning(
                     "evaluation.worker.run_waits_out_outage",
                     run_id=request.run_id,
                     pause=self.settings.lease_seconds,

@@ -90,9 +90,10 @@ class MonitoringService:
         if self.records_workers is not None:
             await self.records_workers.start()
         self.runtime.spawn(self._every(self.settings.publish_interval_seconds, self.publish), name="records-publish")
-        self.runtime.spawn(
-            self._every(self.settings.maintenance_interval_seconds, self.maintain), name="records-maintenance"
-        )
+        if self.settings.maintenance_interval_seconds > 0:
+            self.runtime.spawn(
+                self._every(self.settings.maintenance_interval_seconds, self.maintain), name="records-maintenance"
+            )
         self.runtime.spawn(
             self._every(self.settings.anomaly_assess_interval_seconds, self.assess_anomalies), name="anomalies-assess"
         )

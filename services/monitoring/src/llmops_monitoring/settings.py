@@ -46,8 +46,9 @@ class MonitoringSettings(ServiceSettings):
     retention_days: int = Field(default=30, ge=1, le=3650)
     #: How often committed files are published from staging to their final keys (seconds).
     publish_interval_seconds: float = Field(default=1.0, gt=0)
-    #: How often retention is applied and orphaned staging files are swept (seconds).
-    maintenance_interval_seconds: float = Field(default=60.0, gt=0)
+    #: How often retention is applied and orphaned staging files are swept (seconds; 0: never by itself, for tests
+    #: that drive ``MonitoringService.maintain`` or its parts themselves).
+    maintenance_interval_seconds: float = Field(default=60.0, ge=0)
 
     # --- metrics ---
     #: Minute buckets older than this are rolled up into hours (and removed); hour buckets live as long as records.

@@ -137,7 +137,7 @@ class TrainingWorker:
             # Not the job's own failure (handle() reports those) but ours, e.g. the database is unreachable:
             # leave the offset uncommitted and take the job again after a pause.
             if is_transient(exc):  # an outage: the runner has said so ("training.job.interrupted"), once is enough
-                log.info(
+                log.warning(
                     "training.worker.job_waits_out_outage", job_id=request.job_id, pause=self.settings.lease_seconds
                 )
             else:
