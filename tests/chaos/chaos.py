@@ -574,8 +574,10 @@ async def lagging(platform: Platform) -> dict[str, int]:
         left = {}
         for group, _protocol in await admin.list_consumer_groups():
             committed = await admin.list_consumer_group_offsets(group)
-            read = {topic for topic, _ in committed}
-            partitions = [TopicPartition(t, p) for t in read for p in consumer.partitions_for_topic(t) or ()]
+            read = sorted({topic for topic, _ in committed})
+            # every partition of those topics (a consumer's own metadata knows none of them: it subscribed to none)
+            described = await admin.describe_topics(read) if read else []
+            partitions = [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
             ends = await consumer.end_offsets(partitions) if partitions else {}
             behind = sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
             if behind > 0:
