@@ -8,12 +8,14 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import func, insert, select
 
-from llmops.bus import Consumer, PermanentError, add_to_outbox, make_broker, outbox
+from llmops.bus import Consumer, PermanentError, Rows, add_to_outbox, make_broker, outbox
 from llmops.bus import dlq as dlq_headers
+from llmops.bus.fast_decode import FastDecoder
 from llmops.settings import KafkaSettings
 from llmops.testing import caught_up
 from llmops_schemas import new_event
@@ -251,3 +253,113 @@ class TestDeadLetters:
         assert b"can never succeed" in errors[b"1"]
         assert dict(by_reason["not_json"].headers)[dlq_headers.ORIGINAL_TOPIC] == topic.encode()
         assert await count_effects(db, name) == (1, 1)
+
+
+async def _caught_up(group: str, topic: str) -> bool:
+    try:
+        await caught_up(group, [topic], within=1)
+    except AssertionError:
+        return False
+    return True
+
+
+class ThingRows:
+    """A columnar consumer's decoder of test events: the fast decoder's rows, the usual decoding's for the rest."""
+
+    event_types = frozenset({ThingHappened.event_type})
+
+    def __init__(self) -> None:
+        self.decoder = FastDecoder([ThingHappened])
+        self.slow = 0
+
+    def fast(self, records):
+        decoded = self.decoder.decode([r.value for r in records])
+        table = pa.table(
+            {
+                "event_id": decoded.ids,
+                "sequence": [p.sequence for p in decoded.payloads],
+                "fail": [p.fail for p in decoded.payloads],
+            }
+        )
+        return Rows([records[i] for i in decoded.rows], decoded.ids, table), [records[i] for i in decoded.rest]
+
+    def of(self, deliveries):
+        self.slow += len(deliveries)
+        table = pa.table(
+            {
+                "event_id": [d.event.id for d in deliveries],
+                "sequence": pa.array([d.payload.sequence for d in deliveries], pa.int64()),
+                "fail": pa.array([d.payload.fail for d in deliveries], pa.bool_()),
+            }
+        )
+        return Rows([d.record for d in deliveries], [d.event.id for d in deliveries], table)
+
+
+class TestRowsConsumer:
+    async def test_a_table_of_each_batch_once_each_with_bad_events_dead_lettered(self, db, infra_up):
+        from llmops import infra
+
+        topic = f"{TEST_TOPIC}.rows"
+        await infra.ensure_topics(BOOTSTRAP, [topic], 1, 1)
+        name = f"tests-{RUN}-rows"
+        goods = [thing(i, subject="s") for i in range(10, 20)]
+        failing = thing(1, fail=True, subject="s")
+        coerced = goods[0].model_copy(update={"data": {"sequence": "7"}, "id": thing(0).id})  # pydantic's to take
+        invalid = goods[0].model_copy(update={"data": {"sequence": "seven"}, "id": thing(0).id})
+        values = [
+            b"not json at all",
+            invalid.to_bytes(),
+            *(g.to_bytes() for g in goods[:5]),
+            failing.to_bytes(),
+            goods[0].to_bytes(),  # the same event again in the batch: applied once
+            coerced.to_bytes(),
+            *(g.to_bytes() for g in goods[5:]),
+        ]
+        producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP)
+        await producer.start()
+        for value in values:
+            await producer.send_and_wait(topic, value, key=b"s")
+        await producer.stop()
+
+        async def run_consumer(until, group_id: str | None = None) -> ThingRows:
+            decoder = ThingRows()
+            consumer = Consumer(
+                name, db, make_broker(client_id=name), [topic], max_attempts=2, backoff_seconds=0.01, group_id=group_id
+            )
+
+            async def apply(session, rows: Rows) -> None:
+                if any(rows.table["fail"].to_pylist()):
+                    raise RuntimeError("this handler refuses a batch holding a failing event")
+                await session.execute(
+                    insert(effects),
+                    [
+                        {"event_id": e, "sequence": s, "consumer": name}
+                        for e, s in zip(rows.ids, rows.table["sequence"].to_pylist(), strict=True)
+                    ],
+                )
+
+            consumer.on_rows(decoder, apply)
+            consumer.subscribe()
+            await consumer.broker.start()
+            try:
+                await wait_for(until, what="the consumer to apply the events")
+            finally:
+                await consumer.broker.stop()
+            return decoder
+
+        decoder = await run_consumer(lambda: _has(db, name, [*goods, coerced]))
+        assert decoder.slow == 1, "only the value pydantic coerces went the usual way"
+        assert await count_effects(db, name) == (11, 11)
+        dead = [r for r in await read_topic(DEAD_LETTER) if dict(r.headers).get(dlq_headers.CONSUMER) == name.encode()]
+        reasons = sorted((dict(r.headers)[dlq_headers.REASON].decode(), r.value) for r in dead)
+        assert reasons == sorted(
+            [
+                ("not_json", b"not json at all"),
+                ("invalid_data", invalid.to_bytes()),
+                ("handler_failed", failing.to_bytes()),
+            ]
+        )
+
+        # Redelivered from the start (another group, the same consumer and inbox): nothing is applied twice.
+        await run_consumer(lambda: _caught_up(f"{name}-again", topic), group_id=f"{name}-again")
+        assert await count_effects(db, name) == (11, 11)

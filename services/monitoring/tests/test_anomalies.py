@@ -11,16 +11,8 @@ import numpy as np
 import pytest
 from faker import Faker
 
-from llmops_monitoring.anomalies import (
-    AnomalySettings,
-    Detector,
-    Fence,
-    Group,
-    Reference,
-    Throttle,
-    WindowCounter,
-    assess,
-)
+from llmops_monitoring.anomalies import AnomalySettings, Detector, Fence, Reference
+from llmops_monitoring.anomaly_windows import Group, Throttle, WindowCounter, assess
 from llmops_monitoring.records import COLUMNS
 from llmops_schemas.events.monitoring import Window
 

@@ -20,8 +20,9 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
+import pyarrow as pa
 from aiokafka import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
@@ -50,6 +51,7 @@ _INBOX_INSERT = text(
 
 Handler = Callable[[AsyncSession, CloudEvent, EventPayload], Awaitable[None]]
 BatchHandler = Callable[[AsyncSession, "Sequence[Delivery]"], Awaitable[None]]
+RowsHandler = Callable[[AsyncSession, "Rows"], Awaitable[None]]
 
 
 class PermanentError(Exception):
@@ -65,11 +67,43 @@ class Delivery:
     payload: EventPayload
 
 
+@dataclass(frozen=True)
+class Rows:
+    """Decoded records as one Arrow table: ``table``'s row i is the event ``ids[i]`` of ``records[i]``."""
+
+    records: list[ConsumerRecord]
+    ids: list[str]
+    table: pa.Table
+
+    def take(self, indexes: Sequence[int]) -> Rows:
+        return Rows([self.records[i] for i in indexes], [self.ids[i] for i in indexes], self.table.take(indexes))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class RowsDecoder(Protocol):
+    """How a columnar consumer (:meth:`Consumer.on_rows`) turns records into :class:`Rows`."""
+
+    #: the event types it makes rows of
+    event_types: frozenset[str]
+
+    def fast(self, records: Sequence[ConsumerRecord]) -> tuple[Rows, list[ConsumerRecord]]:
+        """The records it vouches for as rows, and the others: those are decoded one by one as by any consumer
+        (malformed ones dead-lettered, types without a handler skipped) and given to :meth:`of`."""
+        ...
+
+    def of(self, deliveries: Sequence[Delivery]) -> Rows:
+        """Rows of events decoded the usual way (their table has the columns of :meth:`fast`'s)."""
+        ...
+
+
 class Consumer:
     """A consumer group's handlers for event types, with inbox, retries and dead-lettering.
 
     Handlers: :meth:`on` for given event types, :meth:`on_any` for every registered type without its own handler,
-    or :meth:`on_batch` for a handler that takes all of a batch's new events at once (the audit log's appender).
+    :meth:`on_batch` for a handler that takes all of a batch's new events at once (the audit log's appender), or
+    :meth:`on_rows` for one that takes them as a table (the monitoring ingest: no Python object per event).
     Types without a handler are skipped (a topic carries many types, a service wants some).
     """
 
@@ -103,6 +137,7 @@ class Consumer:
         self._handlers: dict[str, Handler] = {}
         self._any: Handler | None = None
         self._batch: BatchHandler | None = None
+        self._rows: tuple[RowsDecoder, RowsHandler] | None = None
         # Where records were dead-lettered lately: a batch rewound after some of its records went to the dead-letter
         # topic must not send them there again when it comes back.
         self._dead_lettered: OrderedDict[tuple[str, int, int], None] = OrderedDict()
@@ -145,6 +180,11 @@ class Consumer:
         """Register a handler given every batch's new deliveries (any registered type), in order, in one transaction."""
         self._batch = handler
         return handler
+
+    def on_rows(self, decoder: RowsDecoder, handler: RowsHandler) -> None:
+        """Register a handler given every batch's new events as :class:`Rows` made by ``decoder``, in one transaction
+        with their inbox rows (the handler's types: those ``decoder`` makes rows of; others are skipped)."""
+        self._rows = (decoder, handler)
 
     def subscribe(
         self,
@@ -212,12 +252,15 @@ class Consumer:
 
         Raises when the batch cannot be finished (an outage, the dead-letter topic refusing a record): the caller
         must then not commit past it."""
+        dead_lettered = self._dead_lettered
+        if dead_lettered:
+            records = [r for r in records if (r.topic, r.partition, r.offset) not in dead_lettered]
+        if self._rows is not None:
+            await self._process_rows(list(records))
+            return
         deliveries: list[Delivery] = []
         seen: set[str] = set()
-        dead_lettered = self._dead_lettered
         for record in records:
-            if dead_lettered and (record.topic, record.partition, record.offset) in dead_lettered:
-                continue
             delivery = await self._decode(record)
             if delivery is None or delivery.event.id in seen:
                 continue
@@ -232,10 +275,50 @@ class Consumer:
                 raise
             log.warning("consumer.batch_failed", consumer=self.name, size=len(deliveries), error=repr(exc))
             for delivery in deliveries:
-                await self._apply_one_with_retries(delivery)
+                await self._with_retries(
+                    delivery.event.id, delivery.record, lambda delivery=delivery: self._apply([delivery])
+                )
             return
         CONSUMED.labels(self.name, "applied").inc(applied)
         CONSUMED.labels(self.name, "duplicate").inc(len(deliveries) - applied)
+
+    async def _process_rows(self, records: list[ConsumerRecord]) -> None:
+        decoder, _ = self._rows  # type: ignore[misc]
+        fast, rest = decoder.fast(records)
+        slow = [delivery for record in rest if (delivery := await self._decode(record)) is not None]
+        parts = [fast, decoder.of(slow)] if slow else [fast]
+        ids = [i for part in parts for i in part.ids]
+        first = {event_id: n for n, event_id in reversed(list(enumerate(ids)))}  # a batch's repeats count once
+        rows = Rows(
+            [r for part in parts for r in part.records],
+            ids,
+            pa.concat_tables([part.table for part in parts]) if slow else fast.table,
+        )
+        if len(first) < len(ids):
+            rows = rows.take(sorted(first.values()))
+        if not len(rows):
+            return
+        try:
+            applied = await self._apply_rows(rows)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning("consumer.batch_failed", consumer=self.name, size=len(rows), error=repr(exc))
+            for i in range(len(rows)):
+                one = rows.take([i])
+                await self._with_retries(one.ids[0], one.records[0], lambda one=one: self._apply_rows(one))
+            return
+        CONSUMED.labels(self.name, "applied").inc(applied)
+        CONSUMED.labels(self.name, "duplicate").inc(len(rows) - applied)
+
+    async def _apply_rows(self, rows: Rows) -> int:
+        """Apply the rows not yet in the inbox, in one transaction; returns how many were new."""
+        _, handler = self._rows  # type: ignore[misc]
+        async with self.db.transaction() as session:
+            new_ids = set((await session.execute(_INBOX_INSERT, {"consumer": self.name, "ids": rows.ids})).scalars())
+            if new_ids:
+                await handler(session, rows.take([n for n, i in enumerate(rows.ids) if i in new_ids]))
+        return len(new_ids)
 
     async def _decode(self, record: ConsumerRecord) -> Delivery | None:
         try:
@@ -257,6 +340,8 @@ class Consumer:
     def _handler_for(self, event_type: str) -> Handler | BatchHandler | None:
         if event_type not in PAYLOADS:
             return None
+        if self._rows is not None:
+            return self._rows[1] if event_type in self._rows[0].event_types else None
         return self._batch or self._handlers.get(event_type) or self._any
 
     async def _apply(self, deliveries: Sequence[Delivery]) -> int:
@@ -288,11 +373,12 @@ class Consumer:
         ):
             await handler(session, event, delivery.payload)
 
-    async def _apply_one_with_retries(self, delivery: Delivery) -> None:
+    async def _with_retries(self, event_id: str, record: ConsumerRecord, apply: Callable[[], Awaitable[int]]) -> None:
+        """Apply one event alone, retried; dead-lettered when it keeps failing."""
         error: Exception | None = None
         for attempt in range(1, self.max_attempts + 1):
             try:
-                applied = await self._apply([delivery])
+                applied = await apply()
                 CONSUMED.labels(self.name, "applied" if applied else "duplicate").inc()
                 return
             except PermanentError as exc:
@@ -305,14 +391,14 @@ class Consumer:
                 log.warning(
                     "consumer.handler_failed",
                     consumer=self.name,
-                    event_id=delivery.event.id,
+                    event_id=event_id,
                     attempt=attempt,
                     error=repr(exc),
                 )
                 if attempt < self.max_attempts:
                     await asyncio.sleep(self.backoff_seconds * 2 ** (attempt - 1))
         CONSUMED.labels(self.name, "dead_lettered").inc()
-        await self._dead_letter(delivery.record, reason="handler_failed", error=repr(error), attempts=attempt_count)
+        await self._dead_letter(record, reason="handler_failed", error=repr(error), attempts=attempt_count)
 
     async def _dead_letter(self, record: ConsumerRecord, *, reason: str, error: str, attempts: int) -> None:
         await self.dead_letters.publish(record, reason=reason, error=error, attempts=attempts)

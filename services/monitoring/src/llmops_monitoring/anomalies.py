@@ -20,6 +20,9 @@ Per record (:meth:`Detector.flags_of`), in :data:`KINDS` order:
 Text-based kinds (repetition, pii, refusal, length) need the text: hashed records get none of them. Failed records
 get no flag: their output, tokens and latency are the error's, which the error metrics count.
 
+A batch as one ``pyarrow.Table`` (:meth:`Detector.flags_of_table`) gets the same flags, row for row: the cheap checks
+as column operations, the costly ones (loops, PII, refusals) in Python only on the texts their exact prefilters keep.
+
 Per window (:class:`WindowCounter`, :func:`assess`): each (project, deployment) and kind whose flagged share of the
 completed records passes its threshold, with at least ``min_records`` records, is one :class:`Notice` with up to
 ``max_examples`` request ids; :class:`Throttle` drops those sent for the same pair within ``throttle_seconds``.
@@ -28,208 +31,24 @@ Hand-written: the loop finder and the refusal patterns (no library covers them);
 
 from __future__ import annotations
 
-import math
+import functools
 import re
-import statistics
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Annotated, Any, NamedTuple, get_args
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from llmops.pii import ALL_KINDS, TOKENS, parse_kinds
-from llmops_monitoring.records import NO_DEPLOYMENT
-from llmops_schemas.events.monitoring import AnomalyKind, MonitoringAnomalyDetected, Window
-
-KINDS: tuple[str, ...] = get_args(AnomalyKind)
-
-_Q = r"['\u2019]"  # an apostrophe, straight or typographic
-_CANNOT = rf"I(?: can(?:not|{_Q}t| not)| won{_Q}t| will not|(?: am|{_Q}m) (?:unable|not able) to)"
-DEFAULT_REFUSAL_PATTERNS: tuple[str, ...] = (
-    rf"\bI(?:{_Q}m| am) (?:sorry|afraid),? but (?:{_CANNOT}|(?:that|this|it)(?:{_Q}s| is) not something)",
-    rf"\b{_CANNOT} (?:help(?! but)|assist|provide|comply|fulfil|do that|answer|share|create|generate|write|engage)",
-    r"\bas an AI(?: language model| assistant| model)?(?:,| I\b)",
-    rf"\bI(?:{_Q}m| am) not (?:allowed|permitted|authori[sz]ed) to\b",
-    r"\bI must (?:respectfully )?(?:decline|refuse)\b",
-    rf"\bI apologi[sz]e,? but {_CANNOT}",
-    r"\b(?:this|that|your) request (?:violates|goes against|is against)\b",
-)
-
-Share = Annotated[float, Field(ge=0, le=1)]
-DEFAULT_THRESHOLDS: dict[str, float] = {"empty": 0.05, "truncated": 0.2, "repetition": 0.05, "pii": 0.01}
-DEFAULT_THRESHOLDS |= {"refusal": 0.1, "length_outlier": 0.05, "latency_outlier": 0.05, "tokens_outlier": 0.05}
-
-
-class AnomalySettings(BaseModel):
-    """What counts as unusual, and when a window's share of it is worth a notice."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    #: Regexes (case-insensitive) of a refusal, searched in the output's first ``refusal_scan_chars`` characters.
-    refusal_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_REFUSAL_PATTERNS))
-    refusal_scan_chars: int = Field(default=300, ge=1, le=5000)
-    #: Words in the n-grams the loop finder compares.
-    repetition_gram: int = Field(default=4, ge=1, le=16)
-    #: A back-to-back loop counts from this many copies of its unit, covering at least this many words.
-    repetition_min_repeats: int = Field(default=4, ge=2)
-    repetition_min_words: int = Field(default=40, ge=2)
-    #: Or: an output of at least this many n-grams with at most this share of them distinct.
-    repetition_min_grams: int = Field(default=60, ge=2)
-    repetition_max_distinct: float = Field(default=0.4, ge=0, le=1)
-    #: The PII kinds looked for (``llmops.pii`` names).
-    pii_kinds: list[str] = Field(default_factory=lambda: sorted(ALL_KINDS))
-    #: Fence multiplier: a value is an outlier past ``k`` robust standard deviations (on the log scale) from the
-    #: reference's median; 3.5 is Iglewicz and Hoaglin's cut-off for the modified z-score.
-    outlier_k: float = Field(default=3.5, gt=0)
-    #: The least spread (log units, 0.05 = about 5 %) a fence assumes, so a reference of equal values (MAD 0)
-    #: does not make every other value an outlier.
-    outlier_min_scale: float = Field(default=0.05, gt=0)
-    #: A measure's fence needs this many reference values; with fewer it flags nothing.
-    reference_min_values: int = Field(default=30, ge=2)
-    #: A window's share of each kind past which it is anomalous (missing kinds take the defaults).
-    thresholds: dict[AnomalyKind, Share] = Field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
-    #: No notice for a window with fewer completed records (of the deployment) than this.
-    min_records: int = Field(default=20, ge=1)
-    #: Seconds after a notice during which the same (deployment, kind) sends no other.
-    throttle_seconds: float = Field(default=3600, ge=0)
-    #: Request ids of flagged records a notice carries.
-    max_examples: int = Field(default=5, ge=0, le=10)
-
-    @field_validator("refusal_patterns")
-    @classmethod
-    def _compiles(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as exc:  # pydantic reports ValueErrors only
-                raise ValueError(f"refusal pattern {pattern!r}: {exc}") from None
-        return patterns
-
-    @field_validator("pii_kinds")
-    @classmethod
-    def _known_kinds(cls, kinds: list[str]) -> list[str]:
-        return sorted(parse_kinds(kinds))
-
-    @field_validator("thresholds")
-    @classmethod
-    def _all_kinds(cls, thresholds: dict[str, float]) -> dict[str, float]:
-        return {**DEFAULT_THRESHOLDS, **thresholds}
-
-
-# --- reference statistics -------------------------------------------------------------------------------------------
-
-# A normal distribution's standard deviation is 1.4826 MADs, and 1 / 1.349 interquartile ranges.
-_MAD_SIGMA, _IQR_SIGMA = 1.4826, 1 / 1.349
-
-
-@dataclass(frozen=True)
-class Fence:
-    """Values outside ``[low, high]`` are outliers (``low`` ``None``: no lower fence). Built on ``log1p`` of the
-    values, where latencies, lengths and token counts (positive, skewed right) are near symmetric: the fences are
-    ratios of the median, so a fence suits a 50 ms and a 50 s deployment alike."""
-
-    low: float | None
-    high: float
-
-    @classmethod
-    def around(cls, center: float, scale: float, k: float, *, lower: bool, min_scale: float) -> Fence:
-        """The fence ``center ± k * scale`` (log scale, ``scale`` at least ``min_scale``), back on the value scale."""
-        spread = k * max(scale, min_scale)
-        return cls(max(0.0, math.expm1(center - spread)) if lower else None, math.expm1(center + spread))
-
-    def outside(self, value: float) -> bool:
-        return value > self.high or (self.low is not None and value < self.low)
-
-
-@dataclass(frozen=True)
-class Reference:
-    """The fences of one deployment's reference window for the three outlier measures; ``None``: too few values.
-
-    The service should build it with :meth:`from_quantiles` (p25/p50/p75 of the reference window, from the metrics'
-    mergeable sketches): no raw values to keep, and its fences
-    match :meth:`from_values` on the same data (both estimate the log-scale standard deviation robustly: IQR / 1.349
-    and 1.4826 MAD). ``from_values`` is for raw values at hand (tests, a small window)."""
-
-    length: Fence | None = None
-    latency: Fence | None = None
-    tokens: Fence | None = None
-
-    @classmethod
-    def from_values(
-        cls,
-        *,
-        length: Iterable[float] = (),
-        latency_ms: Iterable[float] = (),
-        tokens_out: Iterable[float] = (),
-        settings: AnomalySettings | None = None,
-    ) -> Reference:
-        """Median and MAD of ``log1p`` of each measure's values."""
-        settings = settings or AnomalySettings()
-
-        def fence(values: Iterable[float], lower: bool) -> Fence | None:
-            logs = [math.log1p(v) for v in values if v is not None and v >= 0]
-            if len(logs) < settings.reference_min_values:
-                return None
-            center = statistics.median(logs)
-            mad = statistics.median(abs(v - center) for v in logs)
-            return Fence.around(
-                center, _MAD_SIGMA * mad, settings.outlier_k, lower=lower, min_scale=settings.outlier_min_scale
-            )
-
-        return cls(fence(length, True), fence(latency_ms, False), fence(tokens_out, True))
-
-    @classmethod
-    def from_quantiles(
-        cls,
-        *,
-        length: Sequence[float] | None = None,
-        latency_ms: Sequence[float] | None = None,
-        tokens_out: Sequence[float] | None = None,
-        counts: Mapping[str, int] | None = None,
-        settings: AnomalySettings | None = None,
-    ) -> Reference:
-        """Each measure's ``(p25, p50, p75)``; ``counts`` (by ``length``/``latency_ms``/``tokens_out``), when
-        given, drops the measures with fewer than ``reference_min_values`` values behind them."""
-        settings = settings or AnomalySettings()
-
-        def fence(name: str, quartiles: Sequence[float] | None, lower: bool) -> Fence | None:
-            if quartiles is None or (counts is not None and counts.get(name, 0) < settings.reference_min_values):
-                return None
-            q1, q2, q3 = (math.log1p(max(0.0, q)) for q in quartiles)
-            if not q1 <= q2 <= q3:
-                raise ValueError(f"{name}: quartiles out of order: {quartiles}")
-            return Fence.around(
-                q2, _IQR_SIGMA * (q3 - q1), settings.outlier_k, lower=lower, min_scale=settings.outlier_min_scale
-            )
-
-        return cls(
-            fence("length", length, True), fence("latency_ms", latency_ms, False), fence("tokens_out", tokens_out, True)
-        )
-
-    @classmethod
-    def from_records(cls, records: Iterable[Mapping[str, Any]], settings: AnomalySettings | None = None) -> Reference:
-        """From a reference window's records (completed ones; lengths of known, non-empty outputs only)."""
-        completed = [record for record in records if record.get("outcome") == "completed"]
-        return cls.from_values(
-            length=[len(text) for text in map(_text, completed) if text],
-            latency_ms=[record["latency_ms"] for record in completed],
-            tokens_out=[record["tokens_out"] for record in completed if record.get("tokens_out")],
-            settings=settings,
-        )
-
+from llmops.pii import TOKENS
+from llmops_monitoring import flag_columns as fcol
+from llmops_monitoring.anomaly_settings import AnomalySettings
+from llmops_monitoring.outliers import Fence, Reference, output_text
 
 # --- per record -----------------------------------------------------------------------------------------------------
 
 _NO_TEXT_FINISH = frozenset({"tool_calls", "function_call"})
 _TOKEN_RE = re.compile("|".join(re.escape(token) for token in sorted(TOKENS.values())))
-
-
-def _text(record: Mapping[str, Any]) -> str | None:
-    """The output's text when the record carries it."""
-    output = record.get("output")
-    return output if isinstance(output, str) and record.get("text_mode") != "hashed" else None
 
 
 class Detector:
@@ -247,7 +66,7 @@ class Detector:
         if record.get("outcome") != "completed":
             return []
         flags: list[str] = []
-        text = _text(record)
+        text = output_text(record)
         tokens_out = record.get("tokens_out")
         empty = record.get("finish_reason") not in _NO_TEXT_FINISH and (
             tokens_out == 0 or (text is not None and not text.strip())
@@ -271,6 +90,130 @@ class Detector:
             if not empty and _outside(reference.tokens, tokens_out):
                 flags.append("tokens_outlier")
         return flags
+
+    def flags_of_table(
+        self, table: pa.Table, references: Mapping[tuple[str, str], Reference | None]
+    ) -> list[list[str]]:
+        """:meth:`flags_of` of every row of ``table`` (the record store's columns but ``flags``), each against
+        ``references[(project, deployment_id)]`` (none for a row without a deployment, or a pair not in it)."""
+        if table.num_rows == 0:
+            return []
+        output = fcol.strings(table.column("output"))
+        finish = table.column("finish_reason")
+        completed = fcol.bools(pc.equal(table.column("outcome"), "completed"))
+        has_text = (
+            completed
+            & fcol.bools(output.is_valid())
+            & fcol.bools(pc.not_equal(table.column("text_mode"), "hashed"), True)
+        )
+        text_bytes = fcol.Bytes.of(output)
+        words = text_bytes.words()
+        # Texts with whitespace beyond ASCII (rare) are left to flags_of: the byte-level word split is exact without it
+        irregular = np.flatnonzero(has_text & ~fcol.bools(pc.string_is_ascii(output), True))
+        irregular = irregular[fcol.bools(pc.match_substring_regex(output.take(irregular), fcol.other_spaces()))]
+        chars = fcol.numbers(pc.utf8_length(output))  # code points, as len() counts
+        tokens, tokens_known = (
+            fcol.numbers(table.column("tokens_out")),
+            fcol.bools(table.column("tokens_out").is_valid()),
+        )
+        blank = words.counts == 0  # not text.strip(): split() and strip() cut at the same characters
+        empty = completed & ~fcol.bools(pc.is_in(finish, value_set=pa.array(sorted(_NO_TEXT_FINISH))))
+        empty &= (tokens_known & (tokens == 0)) | (has_text & blank)
+        read = has_text & (chars > 0) & ~empty  # flags_of's `text and not empty`
+        read[irregular] = False
+        repetition, ask_loops = self._loops_table(words, chars, read)
+        pii, ask_pii = self._pii_table(output, text_bytes, read)
+        refusal, ask_refusal = self._refusal_table(output, read)
+        asked = np.flatnonzero(ask_loops | ask_pii | ask_refusal)
+        for row, text in zip(asked.tolist(), output.take(pa.array(asked)).to_pylist(), strict=True):
+            if ask_loops[row]:
+                repetition[row] = self.loops(text)
+            if ask_pii[row]:
+                pii[row] = self.holds_pii(text)
+            if ask_refusal[row]:
+                refusal[row] = self._refusal.search(text, 0, self.settings.refusal_scan_chars) is not None
+        groups, refs = _references_of(table, references)
+        fences = [[None if r is None else getattr(r, name) for r in refs] for name in ("length", "latency", "tokens")]
+        latency = table.column("latency_ms")
+        columns = (
+            empty,
+            completed & fcol.bools(pc.equal(finish, "length")),
+            repetition,
+            pii,
+            refusal,
+            has_text & ~empty & _outside_fences(fences[0], groups, chars, has_text),
+            completed & _outside_fences(fences[1], groups, fcol.numbers(latency), fcol.bools(latency.is_valid())),
+            completed & ~empty & _outside_fences(fences[2], groups, tokens, tokens_known),
+        )
+        flags = fcol.flag_lists(columns)
+        records = table.select(list(fcol.READ)).set_column(fcol.READ.index("output"), "output", output)
+        for row, record in zip(irregular.tolist(), records.take(irregular).to_pylist(), strict=True):
+            flags[row] = self.flags_of(record, refs[groups[row]])
+        return flags
+
+    def _loops_table(self, words: fcol.Words, chars: np.ndarray, read: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`loops` of the ``read`` rows: (those known to loop, those Python has to look at)."""
+        s = self.settings
+        by_chars = read & (chars >= 200) & (words.counts * 15 < chars)
+        by_words = read & ~by_chars
+        n = words.counts - s.repetition_gram + 1
+        # What _loops answers when no gram comes twice; when it is True a repeated gram cannot make it False (the
+        # distinct share only drops), when it is False only a repeated gram can make it True: a loop of at least
+        # repetition_min_words words, or at least repetition_min_grams grams with few distinct.
+        all_distinct = (
+            (n >= s.repetition_min_grams) & (s.repetition_min_grams > 0) & (n <= s.repetition_max_distinct * n)
+        )
+        reach = (n > 0) & ((words.counts >= s.repetition_min_words) | (n >= s.repetition_min_grams))
+        maybe = by_words & ~all_distinct & reach
+        maybe &= fcol.repeated_grams(words, s.repetition_gram, maybe)
+        # By characters a loop covers at least 5 * repetition_min_words of them (and no distinct-share rule applies)
+        maybe |= by_chars & (chars >= 5 * s.repetition_min_words)
+        return by_words & all_distinct, maybe
+
+    def _pii_table(self, output: pa.Array, text_bytes: fcol.Bytes, read: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`holds_pii` of the ``read`` rows: (those holding a redaction token, those Python has to look at).
+        A token is a plain substring (what _TOKEN_RE finds); without one, PII needs ``may_hold_pii``, which is true
+        only on texts with a byte of ``flag_columns.PII_BYTE``."""
+        token = fcol.bools(pc.match_substring_regex(output, fcol.TOKENS_RE2))
+        return read & token, read & ~token & text_bytes.rows_with(fcol.PII_BYTE)
+
+    def _refusal_table(self, output: pa.Array, read: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The refusal search of the ``read`` rows: (none known, those Python has to look at)."""
+        known = np.zeros(len(read), dtype=bool)
+        if not self.settings.refusal_patterns:  # the regex is (?!), which matches nothing
+            return known, known
+        gate = self._refusal_gate
+        if gate is None:
+            return known, read
+        start = pc.utf8_slice_codeunits(output, 0, self.settings.refusal_scan_chars)  # code points, as search's endpos
+        return known, read & fcol.bools(pc.match_substring_regex(start, gate))
+
+    @functools.cached_property
+    def _refusal_gate(self) -> str | None:
+        """An RE2 pattern that finds every text the refusal regex finds (and some others), or ``None`` where the
+        regex is beyond :func:`fcol.required_literals`.
+
+        Every match of the regex holds one of its required literals, character by character as re.IGNORECASE
+        compares them; each character becomes the class of every code point that Python's re matches to it (found
+        by trying them all: U+0130 and U+0131 for i, U+017F for s, the Kelvin sign for k ...), so the RE2 pattern needs
+        no case folding of its own (RE2's lacks U+0130 and U+0131) and no \\b (RE2's is ASCII-only)."""
+        literals = fcol.required_literals(self._refusal.pattern, self._refusal.flags)
+        if literals is None:
+            return None
+        variants = fcol.case_variants(frozenset("".join(literals)))
+        alternatives = []
+        for literal in sorted(literals):
+            classes = [
+                "".join(fcol.re2_char(v) for v in variants[c] if not 0xD800 <= ord(v) <= 0xDFFF) for c in literal
+            ]
+            if all(classes):  # else it needs a lone surrogate, which no Arrow string holds
+                alternatives.append("".join(f"[{c}]" for c in classes))
+        pattern = "|".join(alternatives)
+        try:
+            pc.match_substring_regex(pa.array([""]), pattern)
+        except pa.ArrowInvalid:  # too large for RE2's memory budget, say
+            return None
+        return pattern if alternatives else None
 
     def holds_pii(self, text: str) -> bool:
         """PII the producer left in, or a token where it redacted some."""
@@ -324,126 +267,33 @@ def _loops(
     return n >= min_grams > 0 and len(last) <= max_distinct * n
 
 
-# --- per window -----------------------------------------------------------------------------------------------------
+def _references_of(
+    table: pa.Table, references: Mapping[tuple[str, str], Reference | None]
+) -> tuple[np.ndarray, list[Reference | None]]:
+    """Each row's (project, deployment) as an index into the references of the table's pairs (looked up once)."""
+    codes, values = [], []
+    for name in ("project", "deployment_id"):
+        encoded = pc.dictionary_encode(table.column(name).combine_chunks())
+        codes.append(np.asarray(pc.fill_null(encoded.indices, -1), dtype=np.int64) + 1)
+        values.append([None, *encoded.dictionary.to_pylist()])
+    pairs, groups = np.unique(codes[0] * len(values[1]) + codes[1], return_inverse=True)
+    refs = []
+    for pair in pairs.tolist():
+        project, deployment = values[0][pair // len(values[1])], values[1][pair % len(values[1])]
+        refs.append(None if deployment is None else references.get((project, deployment)))
+    return groups.reshape(-1), refs
 
 
-class Group(NamedTuple):
-    """Whose records: a project's deployment (``records.NO_DEPLOYMENT`` for records that name none)."""
-
-    project: str
-    deployment_id: str
-
-
-@dataclass(frozen=True)
-class Notice:
-    """One kind past its threshold for one group in one window."""
-
-    group: Group
-    kind: str
-    flagged: int
-    records: int
-    threshold: float
-    examples: tuple[str, ...] = ()
-    route: str | None = None
-    model_version_id: str | None = None
-
-    @property
-    def share(self) -> float:
-        return self.flagged / self.records
-
-    @property
-    def key(self) -> tuple[Group, str]:
-        return self.group, self.kind
-
-    def event(self, window: Window) -> MonitoringAnomalyDetected:
-        """The ``monitoring.anomaly.detected`` payload (subject: the deployment id)."""
-        return MonitoringAnomalyDetected(
-            project=self.group.project,
-            deployment_id=self.group.deployment_id,
-            route=self.route,
-            model_version_id=self.model_version_id,
-            kind=self.kind,
-            window=window,
-            flagged=self.flagged,
-            records=self.records,
-            share=self.share,
-            threshold=self.threshold,
-            examples=list(self.examples),
-        )
-
-
-def assess(
-    window_counts: Mapping[tuple[Group, str], int],
-    records_in_window: Mapping[Group, int],
-    settings: AnomalySettings,
-    *,
-    examples: Mapping[tuple[Group, str], Sequence[str]] | None = None,
-    labels: Mapping[Group, tuple[str | None, str | None]] | None = None,
-) -> list[Notice]:
-    """The notices of one window: flagged counts per (group, kind) and completed records per group in; each kind
-    whose share is past (``>``) its threshold in a group of at least ``min_records`` records out, sorted.
-    ``labels`` gives a group's ``(route, model_version_id)`` for the event."""
-    notices = []
-    for (group, kind), flagged in window_counts.items():
-        records = records_in_window.get(group, 0)
-        threshold = settings.thresholds[kind]
-        if flagged <= 0 or records < settings.min_records or flagged / records <= threshold:
-            continue
-        kept = tuple((examples or {}).get((group, kind), ()))[: settings.max_examples]
-        route, model_version_id = (labels or {}).get(group, (None, None))
-        notices.append(Notice(group, kind, min(flagged, records), records, threshold, kept, route, model_version_id))
-    return sorted(notices, key=lambda n: (n.group, KINDS.index(n.kind)))
-
-
-_MIXED = object()
-
-
-@dataclass
-class WindowCounter:
-    """Counts one window's records as they are flagged: completed records per group, flagged per (group, kind),
-    the first request ids of each, and the route and model version the group's records agree on (else ``None``)."""
-
-    max_examples: int = 10  # the event's most; assess keeps settings.max_examples of them
-    counts: Counter[tuple[Group, str]] = field(default_factory=Counter)
-    records: Counter[Group] = field(default_factory=Counter)
-    examples: dict[tuple[Group, str], list[str]] = field(default_factory=dict)
-    _labels: dict[Group, list[Any]] = field(default_factory=dict)
-
-    def add(self, record: Mapping[str, Any], flags: Iterable[str] | None = None) -> None:
-        """Count ``record`` with ``flags`` (default: its ``flags`` column); failed records are not counted."""
-        if record.get("outcome") != "completed":
-            return
-        group = Group(record["project"], record.get("deployment_id") or NO_DEPLOYMENT)
-        self.records[group] += 1
-        labels = self._labels.setdefault(group, [record.get("route"), record.get("model_version_id")])
-        for i, name in enumerate(("route", "model_version_id")):
-            if labels[i] is not _MIXED and labels[i] != record.get(name):
-                labels[i] = _MIXED
-        for kind in (record.get("flags") or ()) if flags is None else flags:
-            self.counts[group, kind] += 1
-            kept = self.examples.setdefault((group, kind), [])
-            if len(kept) < self.max_examples and record.get("request_id"):
-                kept.append(record["request_id"])
-
-    def labels(self) -> dict[Group, tuple[str | None, str | None]]:
-        return {g: tuple(None if v is _MIXED else v for v in values) for g, values in self._labels.items()}
-
-    def notices(self, settings: AnomalySettings) -> list[Notice]:
-        return assess(self.counts, self.records, settings, examples=self.examples, labels=self.labels())
-
-
-@dataclass(frozen=True)
-class Throttle:
-    """At most one notice per (group, kind) every ``seconds``. Pure: the service keeps the last-sent times, and
-    passes the window's end as ``now`` so that a replay decides the same."""
-
-    seconds: float
-
-    def allows(self, last_sent: datetime | None, now: datetime) -> bool:
-        return last_sent is None or now - last_sent >= timedelta(seconds=self.seconds)
-
-    def select(
-        self, notices: Iterable[Notice], last_sent: Mapping[tuple[Group, str], datetime], now: datetime
-    ) -> list[Notice]:
-        """The notices that may be sent at ``now``."""
-        return [notice for notice in notices if self.allows(last_sent.get(notice.key), now)]
+def _outside_fences(
+    fences: list[Fence | None], groups: np.ndarray, values: np.ndarray, known: np.ndarray
+) -> np.ndarray:
+    """Each known value against its group's fence, as :meth:`Fence.outside` compares (an int with a float exactly)."""
+    if values.dtype.kind == "f":
+        high = np.array([np.nan if f is None else f.high for f in fences], dtype=np.float64)
+        low = np.array([np.nan if f is None or f.low is None else f.low for f in fences], dtype=np.float64)
+        return known & ((values > high[groups]) | (values < low[groups]))
+    high_cut, above_all = fcol.int_cuts([None if f is None else f.high for f in fences], above=True)
+    low_cut, below_all = fcol.int_cuts([None if f is None else f.low for f in fences], above=False)
+    values = values.astype(np.int64)
+    above = above_all[groups] | (values > high_cut[groups])
+    return known & (above | below_all[groups] | (values < low_cut[groups]))

@@ -1,5 +1,5 @@
 """Unusual outputs in Postgres: flagged records counted per project, deployment, kind and window in the ingest
-transaction; closed windows assessed (``anomalies.assess``) by a periodic pass that publishes one
+transaction; closed windows assessed (``anomaly_windows.assess``) by a periodic pass that publishes one
 ``monitoring.anomaly.detected`` per (deployment, kind) past its threshold, unless the same pair was announced within
 the throttle period. A window is closed once its end plus a grace period (for late records) has passed."""
 
@@ -10,14 +10,19 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import add_to_outbox
 from llmops.runtime import Actor, Runtime
-from llmops_monitoring.anomalies import AnomalySettings, Group, Throttle, WindowCounter, assess
+from llmops_monitoring.anomalies import AnomalySettings
+from llmops_monitoring.anomaly_windows import Group, Throttle, WindowCounter, assess
 from llmops_monitoring.models import anomaly_counts, anomaly_notices, deployments
+from llmops_monitoring.records import NO_DEPLOYMENT
 from llmops_schemas.events.monitoring import Window
 
 #: The kind under which a window's completed records are counted.
@@ -32,6 +37,16 @@ def window_of(moment: datetime, seconds: int) -> datetime:
 
 async def count(session: AsyncSession, records: Iterable[Mapping[str, Any]], *, window_seconds: int) -> None:
     """Count completed records and their flags into their windows."""
+    await _add_counts(session, _record_rows(records, window_seconds))
+
+
+async def count_table(session: AsyncSession, table: pa.Table, flags: list[list[str]], *, window_seconds: int) -> None:
+    """:func:`count` of the records ``table.to_pylist()`` with ``flags[i]`` as row i's flags, grouped by column
+    operations instead of a dict per record."""
+    await _add_counts(session, _table_rows(table, flags, window_seconds))
+
+
+def _record_rows(records: Iterable[Mapping[str, Any]], window_seconds: int) -> list[dict[str, Any]]:
     counters: dict[datetime, WindowCounter] = defaultdict(WindowCounter)
     for record in records:
         counters[window_of(record["time"], window_seconds)].add(record)
@@ -41,6 +56,76 @@ async def count(session: AsyncSession, records: Iterable[Mapping[str, Any]], *, 
             rows.append(_row(group, start, TOTAL, total, []))
         for (group, kind), flagged in counter.counts.items():
             rows.append(_row(group, start, kind, flagged, counter.examples.get((group, kind), [])))
+    return rows
+
+
+def _table_rows(table: pa.Table, flags: list[list[str]], window_seconds: int) -> list[dict[str, Any]]:
+    """The rows of :func:`_record_rows`: completed rows per (project, deployment, window), and per kind flagged, with
+    the kind's first request ids (non-empty ones, :class:`WindowCounter`'s ``max_examples``) in table order."""
+    if len(flags) != table.num_rows:
+        raise ValueError(f"{len(flags)} flag lists for {table.num_rows} rows")
+    done = np.flatnonzero(np.asarray(pc.fill_null(pc.equal(table.column("outcome"), "completed"), False)))
+    if len(done) == 0:
+        return []
+    table = table.select(["project", "deployment_id", "time", "request_id"]).take(done)
+    groups, labels = _groups(table, window_seconds)
+    rows = [_row(*labels[group], TOTAL, n, []) for group, n in enumerate(np.bincount(groups).tolist())]
+    picked = [flags[i] for i in done.tolist()]
+    entries = np.repeat(np.arange(len(picked)), [len(kinds) for kinds in picked])  # each flag's row
+    if len(entries) == 0:
+        return rows
+    kinds = pc.dictionary_encode(pa.array([kind for kinds in picked for kind in kinds], type=pa.string()))
+    names = kinds.dictionary.to_pylist()
+    pairs, of_pair = np.unique(groups[entries] * len(names) + np.asarray(kinds.indices), return_inverse=True)
+    of_pair = of_pair.reshape(-1)
+    examples = _first_examples(table.column("request_id"), entries, of_pair, len(pairs))
+    for pair, (key, flagged) in enumerate(zip(pairs.tolist(), np.bincount(of_pair).tolist(), strict=True)):
+        group, kind = divmod(key, len(names))
+        rows.append(_row(*labels[group], names[kind], flagged, examples[pair]))
+    return rows
+
+
+def _groups(table: pa.Table, window_seconds: int) -> tuple[np.ndarray, list[tuple[Group, datetime]]]:
+    """Each row's (group, window start) as an index into the table's distinct ones."""
+    deployment = table.column("deployment_id")
+    named = pc.greater(pc.fill_null(pc.utf8_length(deployment), 0), 0)  # WindowCounter's `deployment_id or ...`
+    codes, names = [_window_starts(table.column("time"), window_seconds)], []
+    for column in (table.column("project"), pc.if_else(named, deployment, NO_DEPLOYMENT)):
+        encoded = pc.dictionary_encode(column.combine_chunks())
+        codes.append(np.asarray(pc.fill_null(encoded.indices, -1), dtype=np.int64) + 1)
+        names.append([None, *encoded.dictionary.to_pylist()])
+    keys, groups = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
+    labels = [(Group(names[0][p], names[1][d]), datetime.fromtimestamp(start, UTC)) for start, p, d in keys.tolist()]
+    return groups.reshape(-1), labels
+
+
+def _first_examples(request_ids: pa.ChunkedArray, entries: np.ndarray, of_pair: np.ndarray, pairs: int) -> list:
+    """Per pair, the request ids of its first named flags (by ``entries``' order, the table's)."""
+    order = np.flatnonzero(np.asarray(pc.fill_null(pc.utf8_length(request_ids), 0))[entries] > 0)
+    order = order[np.argsort(of_pair[order], kind="stable")]
+    rank = np.arange(len(order)) - np.searchsorted(of_pair[order], of_pair[order])
+    order = order[rank < WindowCounter.max_examples]
+    examples: list[list[str]] = [[] for _ in range(pairs)]
+    ids = request_ids.take(pa.array(entries[order])).to_pylist()
+    for pair, request_id in zip(of_pair[order].tolist(), ids, strict=True):
+        examples[pair].append(request_id)
+    return examples
+
+
+def _window_starts(times: pa.ChunkedArray, seconds: int) -> np.ndarray:
+    """window_of's epoch seconds of each time: int(moment.timestamp()) is the float quotient truncated, which numpy
+    computes alike while the microseconds are exact as a float (within 2**53, some 285 years of 1970)."""
+    if times.null_count:
+        raise ValueError("a record without a time")
+    micros = np.asarray(pc.cast(times, pa.timestamp("us", tz="UTC")).cast(pa.int64()))
+    epoch = np.trunc(micros / 1e6).astype(np.int64)
+    for i in np.flatnonzero(np.abs(micros) >= 2**53).tolist():
+        epoch[i] = int(times[i].as_py().timestamp())
+    return epoch - epoch % seconds
+
+
+async def _add_counts(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Add the rows' counts (and examples, up to ten) to those of their windows."""
     if not rows:
         return
     rows.sort(key=lambda r: (r["project"], r["deployment_id"], r["window_start"], r["kind"]))

@@ -17,6 +17,7 @@ from llmops.bus import Consumer
 from llmops.runtime import Runtime
 from llmops_monitoring import evaluation_reference, feedback_metrics, policies, repository
 from llmops_monitoring.ingest import Ingest
+from llmops_monitoring.records import RecordRows
 from llmops_monitoring.settings import MonitoringSettings
 from llmops_schemas import CloudEvent, topics
 from llmops_schemas.events import (
@@ -46,7 +47,7 @@ def records_consumer(settings: MonitoringSettings, runtime: Runtime) -> Consumer
         max_records=settings.records_batch_max,
     )
 
-    consumer.on_batch(Ingest(runtime, settings))
+    consumer.on_rows(RecordRows(), Ingest(runtime, settings))
 
     consumer.subscribe(
         description="monitoring: inference records into the record store, the metrics and the anomaly counts",

@@ -1,24 +1,24 @@
-"""One batch of inference records, applied in the consumer's transaction: flat records, each flagged for unusual
-output (against its deployment's reference of earlier hours), staged Parquet files registered in the manifest,
-metric buckets merged, flag counts per window added. Publishing the staged files happens after the commit
-(``record_store.publish_pending``)."""
+"""One batch of inference records, applied in the consumer's transaction as one Arrow table (``records.RecordRows``
+decodes it): each record flagged for unusual output (against its deployment's reference of earlier hours), staged
+Parquet files registered in the manifest, metric buckets merged, flag counts per window added. Publishing the
+staged files happens after the commit (``record_store.publish_pending``)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from llmops.bus import Delivery
+from llmops.bus import Rows
 from llmops.runtime import Runtime
 from llmops_monitoring import anomaly_store, metrics_store, record_store, repository
 from llmops_monitoring.anomalies import Detector, Reference
 from llmops_monitoring.metrics import merged
-from llmops_monitoring.records import record_of
+from llmops_monitoring.records import SCHEMA
 from llmops_monitoring.settings import MonitoringSettings
-from llmops_schemas.events import InferenceCompleted, InferenceFailed
 
 
 class Ingest:
@@ -30,23 +30,22 @@ class Ingest:
         self.detector = Detector(settings.anomalies)
         self._references: dict[tuple[str, str], tuple[float, Reference | None]] = {}
 
-    async def __call__(self, session: AsyncSession, deliveries: Sequence[Delivery]) -> None:
-        records = [
-            record_of(d.event, d.payload)
-            for d in deliveries
-            if isinstance(d.payload, InferenceCompleted | InferenceFailed)
-        ]
-        if not records:
-            return
-        for record in records:
-            reference = await self.reference(session, record["project"], record["deployment_id"])
-            record["flags"] = self.detector.flags_of(record, reference)
-        files = await record_store.stage(self.runtime.store, self.settings.records_prefix, records)
-        buckets = metrics_store.buckets_of(records)
+    async def __call__(self, session: AsyncSession, rows: Rows) -> None:
+        table = rows.table
+        pairs = pc.unique(pc.binary_join_element_wise(table["project"], pc.fill_null(table["deployment_id"], ""), "\n"))
+        references = {}
+        for pair in pairs.to_pylist():
+            project, deployment_id = pair.split("\n", 1)
+            if deployment_id:
+                references[(project, deployment_id)] = await self.reference(session, project, deployment_id)
+        flags = self.detector.flags_of_table(table, references)
+        table = table.append_column("flags", pa.array(flags, SCHEMA.field("flags").type))
+        files = await record_store.stage_table(self.runtime.store, self.settings.records_prefix, table)
+        buckets = metrics_store.buckets_of_table(table)
         await record_store.register(session, files)
-        await repository.index_requests(session, records)
+        await repository.index_requests(session, table)
         # Rows that other workers' batches share, last: their locks are held only until the commit.
-        await anomaly_store.count(session, records, window_seconds=self.settings.anomaly_window_seconds)
+        await anomaly_store.count_table(session, table, flags, window_seconds=self.settings.anomaly_window_seconds)
         await metrics_store.merge_buckets(session, buckets)
 
     async def reference(self, session: AsyncSession, project: str, deployment_id: str | None) -> Reference | None:

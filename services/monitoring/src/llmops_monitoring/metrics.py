@@ -3,7 +3,9 @@ and user.
 
 A bucket holds counts and sums, which add, and percentile sketches, which merge; so any set of buckets (a day of
 minutes, every deployment of a route) summarises exactly as if its records had been counted together, quantiles
-within the sketches' stated error. Pure: records in, buckets out; storing them is the caller's.
+within the sketches' stated error. Pure: records in, buckets out; storing them is the caller's. A batch given as one
+Arrow table is counted column by column (``metric_columns.aggregate_table``), to the same buckets as its records one
+by one.
 """
 
 from __future__ import annotations
@@ -75,6 +77,15 @@ class BucketKey:
             user=record.get("user"),
         )
 
+    @classmethod
+    def _unchecked(cls, *values: Any) -> BucketKey:
+        """A key of values already as a key keeps them (a start truncated in UTC, "" for no dimension), made without
+        ``__post_init__``: a batch's keys are made by the hundred."""
+        key = object.__new__(cls)
+        for set_slot, value in zip(_KEY_SLOTS, values, strict=True):
+            set_slot(key, value)
+        return key
+
     def at(self, resolution: Resolution) -> BucketKey:
         """The same dimensions in the bucket of another resolution that holds this one's start."""
         return BucketKey(
@@ -88,6 +99,10 @@ class BucketKey:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> BucketKey:
         return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+
+#: A key's slots in field order, set past the frozen __setattr__ as its __init__ sets them
+_KEY_SLOTS = tuple(getattr(BucketKey, f.name).__set__ for f in fields(BucketKey))
 
 
 def truncate(moment: datetime, resolution: Resolution) -> datetime:

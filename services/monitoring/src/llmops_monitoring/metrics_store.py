@@ -12,12 +12,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
 from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.errors import Problem
-from llmops_monitoring.metrics import RESOLUTIONS, Bucket, BucketKey, Resolution, aggregate, rollup, summarise
+from llmops_monitoring.metric_columns import aggregate_table
+from llmops_monitoring.metrics import (
+    RESOLUTIONS,
+    Bucket,
+    BucketKey,
+    Resolution,
+    aggregate,
+    rollup,
+    summarise,
+)
 from llmops_monitoring.models import metric_buckets
 
 DIMENSIONS: tuple[str, ...] = ("project", "route", "deployment_id", "model_version_id", "user")
@@ -47,6 +57,12 @@ def buckets_of(records: Iterable[Mapping[str, Any]]) -> dict[BucketKey, Bucket]:
         buckets.update(minutes)
         buckets.update(rollup(minutes, "hour"))  # the merge of its minutes, as counting the records again would be
     return buckets
+
+
+def buckets_of_table(table: pa.Table) -> dict[BucketKey, Bucket]:
+    """The buckets of :func:`buckets_of` for records given as one Arrow table (the columns of ``records.SCHEMA``):
+    the same, to the last count, bin and float, counted column by column."""
+    return aggregate_table(table)
 
 
 # A batch's keys travel as one array per column (one statement, whatever the number of keys: compiled once, cached).
