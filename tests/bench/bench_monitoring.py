@@ -1,7 +1,7 @@
 """Benchmark: the monitoring service's sustained ingest beside the raw consume rate, and its drift reports beside
 Evidently called directly.
 
-Ingest: N ``inference.completed`` / ``inference.failed`` events (default 60,000; the monitoring tests' synthetic
+Ingest: N ``inference.completed`` / ``inference.failed`` events (default 120,000; the monitoring tests' synthetic
 traffic: redacted texts of a few hundred characters, 3 deployments, 2 routes, 50 users, over the last two minutes)
 are published once to a fresh 3-partition topic. Then, for each ``records_batch_max`` asked for:
   raw:      an AIOKafkaConsumer reads them all, committing offsets after each batch (no decoding); three times (two
@@ -21,7 +21,7 @@ consumer does), then rounds of: a report through the service (``drift_service.ru
 the record store, Evidently in a thread, JSON and snapshot stored, the row), ``drift.run_drift`` called directly on
 the same records, and Evidently itself on the report's sampled frames (run, JSON, snapshot: what the service keeps),
 taking turns at going first. Median of the rounds. Target: direct / service at least 0.9.
-Usage: python tests/bench/bench_monitoring.py [--events N] [--batch-max 5000 ...] [--rounds R] [--profile FILE]
+Usage: python tests/bench/bench_monitoring.py [--events N] [--batch-max 20000 ...] [--rounds R] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -381,12 +381,12 @@ async def main(n: int, batch_maxes: list[int], drift_rows: int, rounds: int, pro
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=60_000)
+    parser.add_argument("--events", type=int, default=120_000)
     parser.add_argument(
         "--batch-max",
         type=int,
         nargs="*",
-        default=[5_000],
+        default=[MonitoringSettings.model_fields["records_batch_max"].default],
         help="records_batch_max values to try (none: no ingest part)",
     )
     parser.add_argument("--drift-rows", type=int, default=10_000, help="records per drift window (0: no drift part)")
