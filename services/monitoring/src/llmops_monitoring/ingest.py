@@ -9,7 +9,6 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import Rows
@@ -32,11 +31,12 @@ class Ingest:
 
     async def __call__(self, session: AsyncSession, rows: Rows) -> None:
         table = rows.table
-        pairs = pc.unique(pc.binary_join_element_wise(table["project"], pc.fill_null(table["deployment_id"], ""), "\n"))
         references = {}
-        for pair in pairs.to_pylist():
-            project, deployment_id = pair.split("\n", 1)
-            if deployment_id:
+        pairs = table.select(["project", "deployment_id"]).group_by(["project", "deployment_id"]).aggregate([])
+        for project, deployment_id in zip(
+            pairs["project"].to_pylist(), pairs["deployment_id"].to_pylist(), strict=True
+        ):
+            if deployment_id is not None:
                 references[(project, deployment_id)] = await self.reference(session, project, deployment_id)
         flags = self.detector.flags_of_table(table, references)
         table = table.append_column("flags", pa.array(flags, SCHEMA.field("flags").type))
