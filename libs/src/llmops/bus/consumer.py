@@ -315,10 +315,14 @@ class Consumer:
         """Apply the rows not yet in the inbox, in one transaction; returns how many were new."""
         _, handler = self._rows  # type: ignore[misc]
         async with self.db.transaction() as session:
-            new_ids = set((await session.execute(_INBOX_INSERT, {"consumer": self.name, "ids": rows.ids})).scalars())
+            new_ids = await self._new_ids(session, rows.ids)
             if new_ids:
                 await handler(session, rows.take([n for n, i in enumerate(rows.ids) if i in new_ids]))
         return len(new_ids)
+
+    async def _new_ids(self, session: AsyncSession, ids: list[str]) -> set[str]:
+        """Write the inbox rows of ``ids``; those not there before come back (the others were applied already)."""
+        return set((await session.execute(_INBOX_INSERT, {"consumer": self.name, "ids": ids})).scalars())
 
     async def _decode(self, record: ConsumerRecord) -> Delivery | None:
         try:
@@ -347,13 +351,7 @@ class Consumer:
     async def _apply(self, deliveries: Sequence[Delivery]) -> int:
         """Apply the deliveries not yet in the inbox, all in one transaction; returns how many were new."""
         async with self.db.transaction() as session:
-            new_ids = set(
-                (
-                    await session.execute(
-                        _INBOX_INSERT, {"consumer": self.name, "ids": [d.event.id for d in deliveries]}
-                    )
-                ).scalars()
-            )
+            new_ids = await self._new_ids(session, [d.event.id for d in deliveries])
             new = [d for d in deliveries if d.event.id in new_ids]
             if self._batch is not None:
                 if new:

@@ -167,31 +167,24 @@ class FastDecoder:
             envelopes.append(envelope)
             payloads.append(payload)
         texts = pa.array([e.time for e in envelopes], pa.string())
-        well_formed = pc.match_substring_regex(texts, _TIME)
-        if not pc.all(well_formed).as_py() and len(texts):
-            keep = well_formed.to_pylist()
-            rest.extend(i for i, ok in zip(rows, keep, strict=True) if not ok)
-            rows = [i for i, ok in zip(rows, keep, strict=True) if ok]
-            envelopes = [e for e, ok in zip(envelopes, keep, strict=True) if ok]
-            payloads = [p for p, ok in zip(payloads, keep, strict=True) if ok]
-            texts = texts.filter(well_formed)
+        keep = pc.match_substring_regex(texts, _TIME).to_pylist()
         try:
-            times = pc.cast(texts, UTC_MICROS)
+            times = pc.cast(texts.filter(pa.array(keep, pa.bool_())), UTC_MICROS)
         except pa.ArrowInvalid:  # a date that does not exist (February 30th): found one by one
-            parsed = [_time_or_none(t) for t in texts.to_pylist()]
-            rest.extend(i for i, t in zip(rows, parsed, strict=True) if t is None)
-            keep = [t is not None for t in parsed]
-            rows = [i for i, ok in zip(rows, keep, strict=True) if ok]
-            envelopes = [e for e, ok in zip(envelopes, keep, strict=True) if ok]
-            payloads = [p for p, ok in zip(payloads, keep, strict=True) if ok]
-            times = pc.cast(pa.array([t for t in parsed if t is not None], pa.string()), UTC_MICROS)
+            keep = [ok and _parses(t) for ok, t in zip(keep, texts.to_pylist(), strict=True)]
+            times = pc.cast(texts.filter(pa.array(keep, pa.bool_())), UTC_MICROS)
+        if not all(keep):
+            rest.extend(i for i, ok in zip(rows, keep, strict=True) if not ok)
+            rows, envelopes, payloads = (
+                [item for item, ok in zip(items, keep, strict=True) if ok] for items in (rows, envelopes, payloads)
+            )
         # the envelope's id as pydantic keeps it (its validator lowers it)
         return Decoded(rows, [e.id.lower() for e in envelopes], envelopes, payloads, times, sorted(rest))
 
 
-def _time_or_none(text: str) -> str | None:
+def _parses(text: str) -> bool:
     try:
         pc.cast(pa.array([text]), UTC_MICROS)
     except pa.ArrowInvalid:
-        return None
-    return text
+        return False
+    return True
