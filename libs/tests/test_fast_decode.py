@@ -4,7 +4,6 @@ left for the usual decoding or decoded exactly as pydantic decodes them."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from typing import Annotated, Any
 
@@ -15,7 +14,7 @@ from hypothesis import strategies as st
 from pydantic import Field, field_validator
 
 from llmops.bus.fast_decode import FastDecoder, NotMirrored, mirror
-from llmops_schemas import EventPayload, MalformedEvent, parse_event
+from llmops_schemas import EventPayload, parse_event
 from llmops_schemas.events import InferenceCompleted, InferenceFailed
 
 DECODER = FastDecoder([InferenceCompleted, InferenceFailed])
@@ -210,10 +209,7 @@ def test_mutated_events_are_taken_only_as_pydantic_takes_them(mutations: list, f
         else:
             event[mutation[1]] = mutation[2]
     value = json.dumps(event).encode()
-    taken, _ = check([value])
-    if not taken:  # left: pydantic decides (and the fast path never took what it refuses; check asserted that)
-        with contextlib.suppress(MalformedEvent):
-            parse_event(value)
+    check([value])  # what the fast path took, pydantic takes with the same values; the rest is pydantic's to decide
 
 
 class TestMirror:
