@@ -53,8 +53,12 @@ schemas: install ## re-export the JSON Schema files of every event and the Async
 	$(RUN) python -m llmops_schemas.export schemas/json
 	$(RUN) python -m llmops_schemas.asyncapi schemas/asyncapi.json
 
-test: lint infra-up ## every test (unit and integration on real Kafka, Postgres, SeaweedFS)
-	$(RUN) pytest
+# Test workers (pytest-xdist processes): each service's tests run on one worker, one after another, other files are
+# shared out (conftest.py says why); TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 3
+
+test: lint infra-up ## every test (unit and integration on real Kafka, Postgres, SeaweedFS), in TEST_WORKERS parallel workers
+	$(RUN) pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-unit: install ## the tests that need no infrastructure
 	$(RUN) pytest -m "not integration"

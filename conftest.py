@@ -6,6 +6,11 @@ import pytest
 
 # Tests run as local development (the Makefile says so too); unset, LLMOPS_ENV means production rules.
 os.environ.setdefault("LLMOPS_ENV", "local")
+# A pytest-xdist worker starts with COLUMNS=80 and LINES=24 in its environment; the CLI's consoles, built at import,
+# would keep that width for every command the tests invoke in-process (each asks for its own width with COLUMNS).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
 
 
 @pytest.fixture(scope="session")
@@ -14,3 +19,40 @@ def infra_up():
     from llmops import infra
 
     infra.up()
+
+
+# -- parallel runs (`make test`: pytest-xdist, `--dist loadgroup`) ---------------------------------------------------
+#: Services whose tests must not run beside each other's: each one's test service projects the others' shared topics
+#: (the model registry, suites attached to models, gate decisions) from their ends, and their tests name the same
+#: projects and models (``p1``, ``tiny-lora``). Every other service's tests form a group of its own, for the same
+#: reason within the service (its consumers read the topics its other test files publish to).
+_SHARED_TOPIC_GROUPS = {"training": "models", "evaluation": "models", "deployment": "models"}
+#: Groups handed out first, the longest first, so that the longest is not the last to start.
+_FIRST = (
+    "models",
+    "monitoring",
+    "tests/api/test_fuzz.py",
+    "tests/faults/test_outages.py",
+    "tests/stack/test_up_down.py",
+)
+
+
+def _group(item: pytest.Item) -> str:
+    """The worker group of a test: its service's tests run on one worker, one after another; any other test file is
+    a group of its own (module fixtures set up once)."""
+    path = item.path.relative_to(item.config.rootpath).as_posix()
+    parts = path.split("/")
+    if parts[0] == "services":
+        return _SHARED_TOPIC_GROUPS.get(parts[1], parts[1])
+    return path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its group (for ``--dist loadgroup``) and put the longest groups first; a run without
+    workers runs them in the same order."""
+    groups = {}
+    for item in items:
+        groups[item] = group = _group(item)
+        item.add_marker(pytest.mark.xdist_group(group))
+    rank = {group: n for n, group in enumerate(_FIRST)}
+    items.sort(key=lambda item: rank.get(groups[item], len(rank)))

@@ -515,3 +515,13 @@ def test_a_private_seaweedfs_beside_the_shared_one_stops_and_starts_with_its_obj
         assert missing.value.code == "NoSuchKey" and not is_transient(missing.value)
     finally:
         part.close()
+
+
+def test_private_parts_take_ports_the_kernel_never_gives_to_connections() -> None:
+    from llmops.infra.private import _ephemeral_start, free_port, free_port_pair
+
+    start = _ephemeral_start()
+    ports = [free_port() for _ in range(50)]
+    assert all(20000 <= port < start for port in ports), ports
+    pairs = [free_port_pair(seaweedfs.GRPC_OFFSET) for _ in range(50)]
+    assert all(port >= 20000 and port + seaweedfs.GRPC_OFFSET < start for port in pairs), pairs

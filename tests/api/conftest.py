@@ -19,8 +19,19 @@ from llmops.testing import service_database
 #: Settings each service needs to stay off other tests' topics, groups and jobs.
 RUN = uuid.uuid4().hex[:8]
 OVERRIDES = {
-    "audit": {"topics": [f"llmops.test.{RUN}.fuzz.security"], "consumer_group": f"audit-fuzz-{RUN}"},
-    "datasets": {"ingest_workers": 0, "max_upload_bytes": 2 * 1024 * 1024},
+    # the dead-letter API lists and replays a topic of this run (a fuzzed replay of the shared one would republish
+    # other tests' dead letters to their topics)
+    "audit": {
+        "topics": [f"llmops.test.{RUN}.fuzz.security"],
+        "consumer_group": f"audit-fuzz-{RUN}",
+        "dead_letter_topic": f"llmops.test.{RUN}.fuzz.dead-letters",
+    },
+    "datasets": {
+        "ingest_workers": 0,
+        "max_upload_bytes": 2 * 1024 * 1024,
+        "consumer_group": f"datasets-fuzz-{RUN}",
+        "consumer_offset_reset": "latest",
+    },
     "prompts": {},
     "training": {
         "consumer_group": f"training-fuzz-{RUN}",
@@ -83,7 +94,10 @@ def served(name: str, *, within: float = 120) -> Iterator[str]:
             from llmops import infra
             from llmops.settings import KafkaSettings
 
-            await infra.ensure_topics(KafkaSettings().bootstrap_servers, OVERRIDES["audit"]["topics"], 1, 1)
+            audit = OVERRIDES["audit"]
+            await infra.ensure_topics(
+                KafkaSettings().bootstrap_servers, [*audit["topics"], audit["dead_letter_topic"]], 1, 1
+            )
         async with service_database(name, settings_class, outbox_poll_interval=0.05, **OVERRIDES[name]) as settings:
             await asyncio.to_thread(app_module.migrate, settings)
             service = service_class(settings)

@@ -18,12 +18,23 @@ from llmops.infra.postgres import Postgres
 from llmops.infra.seaweedfs import GRPC_OFFSET, SeaweedFS
 from llmops.settings import KafkaSettings, PostgresSettings, S3Settings
 
+#: The lowest port a private part takes: above the well-known and the platform's own (Kafka 9092, SeaweedFS 8333...).
+_LOWEST = 20000
+
+
+def _ephemeral_start() -> int:
+    """The first port of the kernel's ephemeral range (what it gives connections as their local port)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
 
 def free_port() -> int:
-    """A TCP port nothing listens on right now (the OS picks it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port nothing listens on now, below the ephemeral range: the kernel never gives it to a connection as
+    its local port, so a part stopped and started again (what fault tests do, beside other tests' traffic) finds its
+    port still free."""
+    return free_port_pair(0)
 
 
 def _bindable(port: int) -> bool:
@@ -36,11 +47,13 @@ def _bindable(port: int) -> bool:
 
 
 def free_port_pair(offset: int) -> int:
-    """A port ``p`` such that nothing listens on ``p`` or on ``p + offset`` (SeaweedFS's gRPC ports), below the
-    ephemeral range so that ``p + offset`` is a valid port."""
+    """A port ``p`` such that nothing listens on ``p`` or on ``p + offset`` (SeaweedFS's gRPC ports), both below the
+    ephemeral range where it leaves room for them (above it otherwise: ``p + offset`` must be a valid port)."""
+    top = _ephemeral_start() - offset
+    low, high = (_LOWEST, top) if top - _LOWEST >= 1000 else (_LOWEST, 65536 - offset)
     for _ in range(1000):
-        port = random.randrange(20000, 65535 - offset)
-        if _bindable(port) and _bindable(port + offset):
+        port = random.randrange(low, high)
+        if _bindable(port) and (offset == 0 or _bindable(port + offset)):
             return port
     raise RuntimeError(f"no free pair of ports {offset} apart")
 

@@ -34,7 +34,6 @@ from llmops.runtime import Runtime
 from llmops.types import RequestBody, Timestamp
 from llmops_schemas.events import DeadLettersReplayed
 from llmops_schemas.events.dead_letters import MAX_REPLAYED_IDS
-from llmops_schemas.topics import DEAD_LETTER
 
 # Admin only (a Permission always includes admin): dead letters are every project's data, unfiltered.
 READ_DEAD_LETTERS = Permission("dead_letters.read", set())
@@ -207,7 +206,10 @@ class Replayed(BaseModel):
 
 
 def reader(runtime: Runtime) -> DeadLetterReader:
-    return DeadLetterReader(runtime.settings.kafka, client_id=f"{runtime.settings.service}-dlq-reader")
+    settings = runtime.settings
+    return DeadLetterReader(
+        settings.kafka, topic=settings.dead_letter_topic, client_id=f"{settings.service}-dlq-reader"
+    )
 
 
 @router.get(
@@ -302,7 +304,9 @@ async def record(
         from_time=criteria.get("from_time"),
         to_time=criteria.get("to_time"),
     )
-    event = runtime.event(payload, subject=DEAD_LETTER, actor=actor_of(request, principal), project=None)
+    event = runtime.event(
+        payload, subject=runtime.settings.dead_letter_topic, actor=actor_of(request, principal), project=None
+    )
     async with runtime.db.transaction() as session:
         await add_to_outbox(session, event)
     return event.id
