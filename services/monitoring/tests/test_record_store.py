@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import math
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +21,7 @@ from llmops.testing import caught_up
 from llmops_monitoring import metrics_store, record_store
 from llmops_monitoring.models import record_files
 from llmops_monitoring.record_store import partition_value
+from llmops_schemas.events.inference import MAX_LATENCY_MS, MAX_TOKENS
 
 from . import events
 from .conftest import publish
@@ -120,6 +122,47 @@ async def test_malformed_records_go_to_the_dead_letter_topic_with_their_reason(m
     assert reasons[json.dumps(bad_data).encode()] == "invalid_data"
     assert reasons[json.dumps(unknown).encode()] == "unknown_type"
     assert await stored_rows(monitoring) == 1
+
+
+async def test_values_past_the_schemas_bounds_are_dead_lettered_and_those_at_them_sum_finitely(
+    monitoring, records_topic
+):
+    """A latency, cost or token count past the event schema's bounds would make a bucket's sums overflow (an infinite
+    float, which JSONB refuses, or an int64 sum wrapping round) for every later record of that bucket: such records
+    go to the dead-letter topic; those at the bounds are counted, with finite and exact sums."""
+    past = []
+    for field, value in (
+        ("latency_ms", 1e308),
+        ("time_to_first_token_ms", 1e308),
+        ("cost", 1e308),
+        ("tokens_out", 2**62),
+    ):
+        data = json.loads(events.completed().to_bytes())
+        data["data"][field] = value
+        past.append(json.dumps(data).encode())
+    at_bounds = [
+        events.completed(latency_ms=MAX_LATENCY_MS, tokens_in=MAX_TOKENS, tokens_out=MAX_TOKENS) for _ in range(3)
+    ]
+    await publish(records_topic, [*past, *(e.to_bytes() for e in at_bounds)])
+    await wait_rows(monitoring, 3)
+    await caught_up(monitoring.settings.records_group, monitoring.settings.records_topics)
+    async with DeadLetterReader(client_id="tests-monitoring-dlq") as reader:
+        letters = [letter async for letter in reader.scan(Selection(consumer=monitoring.settings.records_group))]
+    reasons = {letter.value: (letter.reason, letter.error) for letter in letters}
+    for value, field in zip(past, ("latency_ms", "time_to_first_token_ms", "cost", "tokens_out"), strict=True):
+        assert reasons[value][0] == "invalid_data" and field in reasons[value][1]
+    async with monitoring.runtime.db.sessions() as session:
+        [(_, bucket)] = await metrics_store.read_buckets(
+            session,
+            project="p1",
+            start=datetime.now(UTC) - timedelta(hours=2),
+            end=datetime.now(UTC) + timedelta(hours=1),
+            resolution="hour",
+            filters={"user": "u1"},
+            limit=10,
+        )
+    assert bucket.requests == 3 and bucket.tokens_out == bucket.tokens_in == 3 * MAX_TOKENS
+    assert bucket.output_tokens_seconds == 3 * MAX_LATENCY_MS / 1000 and math.isfinite(bucket.cost)
 
 
 async def test_retention_removes_old_partitions_and_their_files(monitoring, records_topic):

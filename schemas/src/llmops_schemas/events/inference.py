@@ -19,6 +19,13 @@ SHA256 = r"^[0-9a-f]{64}$"
 
 #: The longest text (input or output) a record carries, in characters; longer text is cut (and marked so).
 MAX_RECORD_TEXT = 32_000
+#: The longest a request may have taken, in milliseconds (a week: a batch API's window, with room to spare). Bounded,
+#: like the cost, so that the sums a consumer keeps of many records stay finite numbers.
+MAX_LATENCY_MS = 7 * 24 * 3600 * 1000.0
+#: The most one request may cost, in the platform's currency unit.
+MAX_COST = 1e9
+#: The most tokens one request may count, in or out (a thousand times the longest context windows of 2026).
+MAX_TOKENS = 10**9
 
 
 class _InferenceRecord(EventPayload):
@@ -35,7 +42,7 @@ class _InferenceRecord(EventPayload):
     user: str | None = None
     key_id: str | None = None
     attempts: int = Field(default=1, ge=1, description="deployments tried (fallbacks count)")
-    latency_ms: float = Field(ge=0)
+    latency_ms: float = Field(ge=0, le=MAX_LATENCY_MS)
     input: str | None = Field(default=None, max_length=MAX_RECORD_TEXT, json_schema_extra=SENSITIVE)
     input_sha256: str | None = Field(default=None, pattern=SHA256)
     text_mode: Literal["redacted", "hashed"] = "redacted"
@@ -49,11 +56,11 @@ class InferenceCompleted(_InferenceRecord):
     event_type: ClassVar[str] = "inference.completed"
     topic: ClassVar[str] = topics.INFERENCE
 
-    time_to_first_token_ms: float | None = Field(default=None, ge=0)
-    tokens_in: int = Field(ge=0)
-    tokens_out: int = Field(ge=0)
+    time_to_first_token_ms: float | None = Field(default=None, ge=0, le=MAX_LATENCY_MS)
+    tokens_in: int = Field(ge=0, le=MAX_TOKENS)
+    tokens_out: int = Field(ge=0, le=MAX_TOKENS)
     usage_source: Literal["backend", "tokenizer", "estimate"] = "backend"
-    cost: float = Field(ge=0)
+    cost: float = Field(ge=0, le=MAX_COST)
     finish_reason: str | None = None
     output: str | None = Field(default=None, max_length=MAX_RECORD_TEXT, json_schema_extra=SENSITIVE)
     output_sha256: str | None = Field(default=None, pattern=SHA256)
@@ -67,6 +74,6 @@ class InferenceFailed(_InferenceRecord):
 
     status: int = Field(ge=400, le=599)
     error: str = Field(max_length=2000)
-    tokens_in: int | None = Field(default=None, ge=0)
-    tokens_out: int | None = Field(default=None, ge=0)
-    cost: float = Field(default=0, ge=0)
+    tokens_in: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    tokens_out: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    cost: float = Field(default=0, ge=0, le=MAX_COST)
