@@ -37,22 +37,31 @@ _FIRST = (
 )
 
 
-def _group(item: pytest.Item) -> str:
-    """The worker group of a test: its service's tests run on one worker, one after another; any other test file is
-    a group of its own (module fixtures set up once)."""
-    path = item.path.relative_to(item.config.rootpath).as_posix()
-    parts = path.split("/")
-    if parts[0] == "services":
+def _group(nodeid: str) -> str:
+    """The worker group of a test (by its id, the file's path from the repository's root first): its service's tests
+    run on one worker, one after another; any other test file is a group of its own (module fixtures set up once)."""
+    parts = nodeid.split("::", 1)[0].split("/")
+    if parts[0] == "services" and len(parts) > 2:
         return _SHARED_TOPIC_GROUPS.get(parts[1], parts[1])
-    return path
+    return "/".join(parts)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test with its group (for ``--dist loadgroup``) and put the longest groups first; a run without
-    workers runs them in the same order."""
-    groups = {}
-    for item in items:
-        groups[item] = group = _group(item)
-        item.add_marker(pytest.mark.xdist_group(group))
+    """The longest groups first (a run without workers runs them in the same order)."""
     rank = {group: n for n, group in enumerate(_FIRST)}
-    items.sort(key=lambda item: rank.get(groups[item], len(rank)))
+    items.sort(key=lambda item: rank.get(_group(item.nodeid), len(rank)))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """With ``--dist loadgroup``, each group (:func:`_group`) goes to one worker whole. pytest-xdist's own grouping
+    (``xdist_group`` marks) writes the group into ``item._nodeid``, which pytest 9 no longer reads: its groups are
+    lost, and a file's tests are shared out one by one."""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid)
+
+    return ByGroup(config, log)
