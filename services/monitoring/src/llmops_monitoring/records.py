@@ -130,16 +130,18 @@ class RecordRows:
             by_type.setdefault(envelope.type, []).append(n)
         order = [n for indexes in by_type.values() for n in indexes]
         ids = [decoded.ids[n] for n in order]
-        tables = [
-            _table(
-                event_type == InferenceCompleted.event_type,
-                [decoded.envelopes[n] for n in indexes],
-                [decoded.payloads[n] for n in indexes],
-                decoded.times.take(indexes),
-                [decoded.ids[n] for n in indexes],
+        tables, start = [], 0
+        for event_type, indexes in by_type.items():
+            tables.append(
+                _table(
+                    event_type == InferenceCompleted.event_type,
+                    [decoded.envelopes[n] for n in indexes],
+                    [decoded.payloads[n] for n in indexes],
+                    decoded.times.take(indexes),
+                    ids[start : start + len(indexes)],  # this type's ids, in ``order``
+                )
             )
-            for event_type, indexes in by_type.items()
-        ]
+            start += len(indexes)
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables) if tables else DECODED.empty_table()
         return Rows([records[decoded.rows[n]] for n in order], ids, table), [records[i] for i in decoded.rest]
 
