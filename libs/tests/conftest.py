@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import ClassVar
 
 import pytest
@@ -54,18 +56,40 @@ def infra_up():
     asyncio.run(infra.delete_topics(kafka.bootstrap_servers, [TEST_TOPIC, f"{TEST_TOPIC}.dlq"]))
 
 
-@pytest.fixture(scope="session")
-async def database_url(infra_up):
-    """A throwaway database with the bus tables and an effects table, dropped after the session."""
-    name = f"llmops_test_{RUN}"
+@asynccontextmanager
+async def bus_database(name: str) -> AsyncIterator[str]:
+    """A throwaway database with the bus tables and an effects table (its URL), dropped afterwards."""
     url = await create_database(name)
     db = Database(url)
     async with db.engine.begin() as conn:
         await conn.run_sync(BUS_METADATA.create_all)
         await conn.run_sync(EFFECTS_METADATA.create_all)
     await db.dispose()
-    yield url
-    await drop_database(name)
+    try:
+        yield url
+    finally:
+        await drop_database(name)
+
+
+@pytest.fixture(scope="session")
+async def database_url(infra_up):
+    """The session's bus database: the tests of a worker share it (and its outbox)."""
+    async with bus_database(f"llmops_test_{RUN}") as url:
+        yield url
+
+
+@pytest.fixture
+async def own_database_url(infra_up):
+    """A bus database of the test's own, for a test that counts every row of a table (the outbox, say)."""
+    async with bus_database(f"llmops_test_{RUN}_{uuid.uuid4().hex[:8]}") as url:
+        yield url
+
+
+@pytest.fixture
+async def own_db(own_database_url):
+    database = Database(own_database_url)
+    yield database
+    await database.dispose()
 
 
 @pytest.fixture

@@ -96,7 +96,9 @@ def start_relay(url: str, batch: int, pause: float) -> subprocess.Popen:
 
 
 class TestOutboxToConsumer:
-    async def test_each_event_takes_effect_once_despite_a_killed_relay_and_redelivery(self, db, database_url):
+    async def test_each_event_takes_effect_once_despite_a_killed_relay_and_redelivery(self, own_database_url, own_db):
+        # a database of its own: the relays publish every unsent row of its outbox, and the counts below are exact
+        database_url, db = own_database_url, own_db
         total, batch = 1000, 200
         events = [thing(i) for i in range(total)]
         async with db.transaction() as session:
@@ -109,12 +111,8 @@ class TestOutboxToConsumer:
         first.kill()
         first.wait()
         async with db.sessions() as s:
-            unsent = await s.scalar(  # of this test's events (the database is the session's: others may be there)
-                select(func.count()).where(
-                    outbox.c.published_at.is_(None),
-                    outbox.c.parked_at.is_(None),
-                    outbox.c.event_id.in_([e.id for e in events]),
-                )
+            unsent = await s.scalar(
+                select(func.count()).where(outbox.c.published_at.is_(None), outbox.c.parked_at.is_(None))
             )
         assert unsent == total, "the killed relay must not have marked its batch sent"
 
