@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import orjson
 from aiokafka import ConsumerRecord
 
 from llmops_monitoring.records import DECODED, RecordRows, record_of
@@ -52,8 +53,6 @@ def test_what_the_fast_path_does_not_vouch_for_is_left_over_and_the_rest_still_a
     good = [events.completed(), events.failed(), events.completed(output="")]
     odd = events.completed().model_dump(mode="json")
     odd["data"]["tokens_in"] = "12"  # pydantic coerces it: the usual decoding's to take
-    import orjson
-
     values = [good[0].to_bytes(), orjson.dumps(odd), None, good[1].to_bytes(), b"not json", good[2].to_bytes()]
 
     rows, rest = RecordRows().fast(consumer_records(values))
