@@ -87,6 +87,21 @@ async def test_records_from_a_plain_kafka_client_land_in_hive_partitioned_parque
     ]
 
 
+async def recent_hours(monitoring, **filters):
+    """Project p1's hour buckets around now (``filters`` on their dimensions), merged into one."""
+    async with monitoring.runtime.db.sessions() as session:
+        buckets = await metrics_store.read_buckets(
+            session,
+            project="p1",
+            start=datetime.now(UTC) - timedelta(hours=2),
+            end=datetime.now(UTC) + timedelta(hours=1),
+            resolution="hour",
+            filters=filters,
+            limit=100,
+        )
+    return merged(bucket for _, bucket in buckets)
+
+
 async def test_a_redelivered_batch_is_stored_once(monitoring, records_topic):
     sent = [events.completed() for _ in range(20)]
     await publish(records_topic, [e.to_bytes() for e in sent])
@@ -94,16 +109,7 @@ async def test_a_redelivered_batch_is_stored_once(monitoring, records_topic):
     await publish(records_topic, [e.to_bytes() for e in sent])  # the same events again (a producer's retry)
     await caught_up(monitoring.settings.records_group, monitoring.settings.records_topics)
     assert await stored_rows(monitoring) == 20
-    async with monitoring.runtime.db.sessions() as session:  # counted once in the metrics too, at each resolution
-        counted = await metrics_store.read_buckets(
-            session,
-            project="p1",
-            start=datetime.now(UTC) - timedelta(hours=2),
-            end=datetime.now(UTC) + timedelta(hours=1),
-            resolution="hour",
-            limit=100,
-        )
-    assert sum(bucket.requests for _, bucket in counted) == 20
+    assert (await recent_hours(monitoring)).requests == 20  # counted once in the metrics too, at each resolution
 
 
 async def test_malformed_records_go_to_the_dead_letter_topic_with_their_reason(monitoring, records_topic):
@@ -152,17 +158,7 @@ async def test_values_past_the_schemas_bounds_are_dead_lettered_and_those_at_the
     reasons = {letter.value: (letter.reason, letter.error) for letter in letters}
     for value, field in zip(past, ("latency_ms", "time_to_first_token_ms", "cost", "tokens_out"), strict=True):
         assert reasons[value][0] == "invalid_data" and field in reasons[value][1]
-    async with monitoring.runtime.db.sessions() as session:
-        buckets = await metrics_store.read_buckets(
-            session,
-            project="p1",
-            start=datetime.now(UTC) - timedelta(hours=2),
-            end=datetime.now(UTC) + timedelta(hours=1),
-            resolution="hour",
-            filters={"user": "u1"},
-            limit=10,
-        )
-    bucket = merged(bucket for _, bucket in buckets)  # the three may straddle an hour's end
+    bucket = await recent_hours(monitoring, user="u1")
     assert bucket.requests == 3 and bucket.tokens_out == bucket.tokens_in == 3 * MAX_TOKENS
     assert bucket.output_tokens_seconds == 3 * MAX_LATENCY_MS / 1000 and math.isfinite(bucket.cost)
 
