@@ -265,7 +265,7 @@ PROJECTIONS: list[Projection] = [
     Projection(
         "monitoring",
         "gate_passes",
-        "SELECT model_version_id, run_id FROM gate_passes WHERE project = :p",
+        "SELECT model_version_id, run_id FROM gate_passes WHERE project = :p AND passed",
         (topics.EVALUATIONS,),
         gate_passes,
     ),

@@ -14,7 +14,7 @@ from llmops.bus import outbox
 from llmops_monitoring import drift_service, record_store, repository
 from llmops_monitoring.drift import run_drift
 from llmops_schemas import new_event, parse_payload
-from llmops_schemas.events import DeploymentRequested
+from llmops_schemas.events import DeploymentReady, DeploymentRequested
 
 from . import events, traffic
 from .conftest import ENGINEER, VIEWER, publish
@@ -25,8 +25,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 HOUR = timedelta(hours=1)
 
 
-async def deployed(service, deployment_id: str = "dep-1", status: str = "ready") -> None:
-    event = new_event(
+async def deployed(service, deployment_id: str = "dep-1", *, ready_first: bool = False) -> None:
+    """``deployment_id`` requested and ready in the service's projection (the ready event handled first when asked:
+    a request dead-lettered and replayed after it)."""
+    requested = new_event(
         DeploymentRequested(
             deployment_id=deployment_id,
             project="p1",
@@ -39,9 +41,25 @@ async def deployed(service, deployment_id: str = "dep-1", status: str = "ready")
         source="/llmops/deployment",
         project="p1",
     )
+    ready = new_event(
+        DeploymentReady(
+            deployment_id=deployment_id,
+            project="p1",
+            replica=0,
+            endpoint="http://127.0.0.1:9/v1",
+            backend="external",
+            served_model="assistant",
+            worker="w1",
+            attempt=1,
+        ),
+        subject=deployment_id,
+        source="/llmops/deployment",
+        project="p1",
+    )
+    handlers = [(requested, repository.deployment_requested), (ready, repository.deployment_status)]
     async with service.runtime.db.transaction() as session:
-        await repository.deployment_requested(session, event, parse_payload(event))
-        await repository.deployment_status(session, deployment_id, status, event.time)
+        for event, handler in reversed(handlers) if ready_first else handlers:
+            await handler(session, event, parse_payload(event))
 
 
 async def outbox_events(service, event_type: str) -> list[dict]:

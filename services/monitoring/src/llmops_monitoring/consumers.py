@@ -73,8 +73,7 @@ def projections_consumer(settings: MonitoringSettings, runtime: Runtime) -> Cons
 
     @consumer.on(DeploymentReady.event_type, DeploymentFailed.event_type, DeploymentStopped.event_type)
     async def status(session: AsyncSession, event: CloudEvent, v) -> None:
-        status = {"deployment.ready": "ready", "deployment.failed": "failed", "deployment.stopped": "stopped"}
-        await repository.deployment_status(session, v.deployment_id, status[event.type], event.time)
+        await repository.deployment_status(session, event, v)
 
     @consumer.on(BudgetSet.event_type)
     async def budget_set(session: AsyncSession, event: CloudEvent, v: BudgetSet) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 import pandas as pd
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,21 +47,21 @@ async def run_completed(session: AsyncSession, event: CloudEvent, v: EvaluationR
 
 
 async def gate_decided(session: AsyncSession, event: CloudEvent, v: EvaluationGateDecided | EvaluationGateOverridden):
-    """A decision (or an admin's override) about a model version: a pass is a reference; an override to fail takes the
-    run's pass back."""
+    """A decision (or an admin's override) about a run of a model version; the latest by event time holds, whatever
+    the order the events arrive in (an override replayed before the decision it overrides still wins)."""
     version = v.target.model_version_id
     if version is None:
         return
-    if v.passed:
-        await session.execute(
-            insert(gate_passes)
-            .values(model_version_id=version, run_id=v.run_id, project=v.project, decided_at=event.time)
-            .on_conflict_do_update(index_elements=["model_version_id", "run_id"], set_={"decided_at": event.time})
+    statement = insert(gate_passes).values(
+        model_version_id=version, run_id=v.run_id, project=v.project, decided_at=event.time, passed=v.passed
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["model_version_id", "run_id"],
+            set_={"decided_at": statement.excluded.decided_at, "passed": statement.excluded.passed},
+            where=gate_passes.c.decided_at <= statement.excluded.decided_at,
         )
-    else:
-        await session.execute(
-            delete(gate_passes).where(gate_passes.c.model_version_id == version, gate_passes.c.run_id == v.run_id)
-        )
+    )
 
 
 async def gating_run(session: AsyncSession, project: str, model_version_id: str | None) -> Any:
@@ -72,7 +72,11 @@ async def gating_run(session: AsyncSession, project: str, model_version_id: str 
         await session.execute(
             select(evaluation_runs.c.run_id, evaluation_runs.c.artifact_sha256, evaluation_runs.c.examples)
             .join(gate_passes, gate_passes.c.run_id == evaluation_runs.c.run_id)
-            .where(gate_passes.c.model_version_id == model_version_id, gate_passes.c.project == project)
+            .where(
+                gate_passes.c.model_version_id == model_version_id,
+                gate_passes.c.project == project,
+                gate_passes.c.passed,
+            )
             .order_by(gate_passes.c.decided_at.desc())
             .limit(1)
         )

@@ -28,18 +28,20 @@ METADATA = MetaData(naming_convention=NAMING_CONVENTION)
 
 # --- projections of other services' events -------------------------------------------------------------------------
 
-#: ``deployment.requested`` / ``.ready`` / ``.stopped`` / ``.failed``: the deployments records may name.
+#: ``deployment.requested`` / ``.ready`` / ``.stopped`` / ``.failed``: the deployments records may name. A status
+#: that arrives before its request (a replayed dead letter) makes the row: ``name`` and ``requested_at`` come with the
+#: request.
 deployments = Table(
     "deployments",
     METADATA,
     Column("deployment_id", Text, primary_key=True),
     Column("project", Text, nullable=False),
-    Column("name", Text, nullable=False),
+    Column("name", Text),
     Column("model_version_id", Text),
     Column("model_name", Text),
     Column("model_version", Integer),
     Column("status", Text, nullable=False),  # requested | ready | failed | stopped
-    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("requested_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -177,7 +179,8 @@ evaluation_runs = Table(
     Column("completed_at", DateTime(timezone=True), nullable=False),
 )
 
-#: Runs whose gate decision passed a model version (or an admin's override made it pass): drift references.
+#: The latest gate decision (or admin's override) by event time about each run of a model version; the passed ones
+#: are drift references.
 gate_passes = Table(
     "gate_passes",
     METADATA,
@@ -185,6 +188,7 @@ gate_passes = Table(
     Column("run_id", Text, nullable=False),
     Column("project", Text, nullable=False),
     Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("passed", Boolean, nullable=False, server_default="true"),
     PrimaryKeyConstraint("model_version_id", "run_id"),
 )
 

@@ -7,40 +7,74 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import case, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops_monitoring.models import budgets, deployments, request_index
 from llmops_schemas import CloudEvent
-from llmops_schemas.events import BudgetSet, DeploymentRequested
+from llmops_schemas.events import BudgetSet, DeploymentFailed, DeploymentReady, DeploymentRequested, DeploymentStopped
 
 
 async def deployment_requested(session: AsyncSession, event: CloudEvent, v: DeploymentRequested) -> None:
+    """What was asked for. A status that came first (a request dead-lettered and replayed later) is kept: the
+    status is the latest by event time, whichever of the events arrived first."""
     model = v.model
+    statement = insert(deployments).values(
+        deployment_id=v.deployment_id,
+        project=v.project,
+        name=v.name,
+        model_version_id=model.model_version_id if model else None,
+        model_name=model.name if model else None,
+        model_version=model.version if model else None,
+        status="requested",
+        requested_at=event.time,
+        updated_at=event.time,
+    )
+    newer = deployments.c.updated_at < statement.excluded.updated_at
     await session.execute(
-        insert(deployments)
-        .values(
-            deployment_id=v.deployment_id,
-            project=v.project,
-            name=v.name,
-            model_version_id=model.model_version_id if model else None,
-            model_name=model.name if model else None,
-            model_version=model.version if model else None,
-            status="requested",
-            requested_at=event.time,
-            updated_at=event.time,
+        statement.on_conflict_do_update(
+            index_elements=["deployment_id"],
+            set_={
+                "name": statement.excluded.name,
+                "model_version_id": statement.excluded.model_version_id,
+                "model_name": statement.excluded.model_name,
+                "model_version": statement.excluded.model_version,
+                "requested_at": statement.excluded.requested_at,
+                "status": case((newer, statement.excluded.status), else_=deployments.c.status),
+                "updated_at": func.greatest(deployments.c.updated_at, statement.excluded.updated_at),
+            },
+            where=deployments.c.requested_at.is_(None),  # once known, a request is not applied again
         )
-        .on_conflict_do_nothing(index_elements=["deployment_id"])
     )
 
 
-async def deployment_status(session: AsyncSession, deployment_id: str, status: str, at: datetime) -> None:
-    """The deployment's latest status by event time (events of one deployment may come out of order on replays)."""
+#: The status each deployment event sets.
+STATUS_OF = {
+    DeploymentReady.event_type: "ready",
+    DeploymentFailed.event_type: "failed",
+    DeploymentStopped.event_type: "stopped",
+}
+
+
+async def deployment_status(
+    session: AsyncSession, event: CloudEvent, v: DeploymentReady | DeploymentFailed | DeploymentStopped
+) -> None:
+    """The deployment's latest status by event time (events of one deployment may come out of order on replays); a
+    status before its request makes the row, which the request completes when it comes."""
+    statement = insert(deployments).values(
+        deployment_id=v.deployment_id,
+        project=v.project,
+        model_version_id=getattr(v, "model_version_id", None),
+        status=STATUS_OF[event.type],
+        updated_at=event.time,
+    )
     await session.execute(
-        update(deployments)
-        .where(deployments.c.deployment_id == deployment_id, deployments.c.updated_at <= at)
-        .values(status=status, updated_at=at)
+        statement.on_conflict_do_update(
+            index_elements=["deployment_id"],
+            set_={"status": statement.excluded.status, "updated_at": statement.excluded.updated_at},
+            where=deployments.c.updated_at <= statement.excluded.updated_at,
+        )
     )
 
 
