@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, insert, select
 
 from llmops.bus import Consumer, PermanentError, Rows, add_to_outbox, make_broker, outbox
 from llmops.bus import dlq as dlq_headers
 from llmops.bus.fast_decode import FastDecoder
 from llmops.settings import KafkaSettings
-from llmops.testing import caught_up
+from llmops.testing import caught_up, read_to_end
 from llmops_schemas import new_event
 from llmops_schemas.topics import DEAD_LETTER
 
@@ -54,26 +54,9 @@ async def count_effects(db, consumer: str) -> tuple[int, int]:
     return row[0], row[1]
 
 
-async def read_topic(topic: str, *, settle: float = 2.0) -> list:
-    """Every record on a topic, read until nothing new arrives for ``settle`` seconds."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=BOOTSTRAP,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    records = []
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=int(settle * 1000))
-            if not batch:
-                return records
-            for partition_records in batch.values():
-                records.extend(partition_records)
-    finally:
-        await consumer.stop()
+async def dead_letters_of(topic: str, consumer: str) -> list:
+    """The dead letters ``consumer`` wrote to ``topic``, up to its end."""
+    return [r for r in await read_to_end(topic) if dict(r.headers).get(dlq_headers.CONSUMER) == consumer.encode()]
 
 
 def recording_consumer(name: str, db, topics, **options) -> Consumer:
@@ -139,7 +122,7 @@ class TestOutboxToConsumer:
         for event in events[:50]:
             await producer.send_and_wait(TEST_TOPIC, event.to_bytes(), key=event.subject.encode())
         await producer.stop()
-        on_topic = await read_topic(TEST_TOPIC)
+        on_topic = await read_to_end(TEST_TOPIC)
         assert len(on_topic) >= total + batch + 50
 
         name = f"tests-{RUN}-exactly-once"
@@ -242,7 +225,7 @@ class TestDeadLetters:
         finally:
             await consumer.broker.stop()
 
-        dead = [r for r in await read_topic(DEAD_LETTER) if dict(r.headers).get(dlq_headers.CONSUMER) == name.encode()]
+        dead = await dead_letters_of(DEAD_LETTER, name)
         by_reason = {dict(r.headers)[dlq_headers.REASON].decode(): r for r in dead}
         assert set(by_reason) == {"not_json", "unknown_type", "invalid_data", "handler_failed"}
         assert by_reason["not_json"].value == b"not json at all"
@@ -352,7 +335,7 @@ class TestRowsConsumer:
         decoder = await run_consumer(lambda: _has(db, name, [*goods, coerced]))
         assert decoder.slow == 1, "only the value pydantic coerces went the usual way"
         assert await count_effects(db, name) == (11, 11)
-        dead = [r for r in await read_topic(DEAD_LETTER) if dict(r.headers).get(dlq_headers.CONSUMER) == name.encode()]
+        dead = await dead_letters_of(DEAD_LETTER, name)
         reasons = sorted((dict(r.headers)[dlq_headers.REASON].decode(), r.value) for r in dead)
         assert reasons == sorted(
             [

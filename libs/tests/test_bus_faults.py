@@ -17,14 +17,14 @@ from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from sqlalchemy import func, insert, select
 
 from llmops.bus import Consumer, EventTooLarge, OutboxRelay, add_to_outbox, make_broker, make_producer, outbox
-from llmops.bus import dlq as dlq_headers
 from llmops.bus.faults import is_transient
 from llmops.bus.outbox import PARKED
 from llmops.settings import KafkaSettings
+from llmops.testing import read_to_end
 from llmops_schemas import new_event
 
 from .conftest import RUN, TEST_TOPIC, ThingHappened, effects
-from .test_bus import count_effects, read_topic, recording_consumer, thing, wait_for
+from .test_bus import count_effects, dead_letters_of, recording_consumer, thing, wait_for
 
 BOOTSTRAP = KafkaSettings().bootstrap_servers
 
@@ -106,7 +106,7 @@ class TestADeadLetterTopicThatRefuses:
             finally:
                 await consumer.broker.stop()
             assert consumer.readiness() == "ok"
-            dead_letters = [r for r in await read_topic(dead) if dict(r.headers)[dlq_headers.CONSUMER] == name.encode()]
+            dead_letters = await dead_letters_of(dead, name)
             assert [r.value for r in dead_letters] == [b"not json, so a dead letter"]
             assert await count_effects(db, name) == (2, 2)
         finally:
@@ -187,7 +187,7 @@ class TestNoPoisonPillInTheOutbox:
         assert "MessageSizeTooLarge" in rows[poison.id].park_reason
         assert all(rows[e.id].published_at is not None for e in later)
         assert PARKED.labels(topic, "MessageSizeTooLargeError")._value.get() == parked_before + 1
-        on_topic = {r.value for r in await read_topic(topic)}
+        on_topic = {r.value for r in await read_to_end(topic)}
         assert {e.to_bytes() for e in later} <= on_topic
         await infra.delete_topics(BOOTSTRAP, [topic])
 
@@ -228,7 +228,7 @@ class TestARewoundBatch:
             finally:
                 await consumer.broker.stop()
             assert outages == [good.id]
-            dead_letters = [r for r in await read_topic(dead) if dict(r.headers)[dlq_headers.CONSUMER] == name.encode()]
+            dead_letters = await dead_letters_of(dead, name)
             assert [r.value for r in dead_letters] == [b"not json"]
         finally:
             await admin.delete_topics([topic, dead])

@@ -29,8 +29,6 @@ from llmops_schemas import new_event
 from llmops_schemas.events import ProbeSent
 from llmops_schemas.topics import SECURITY
 
-from .test_bus import read_topic
-
 pytestmark = pytest.mark.integration
 
 READ_THINGS = Permission("things.read", {Role.VIEWER, Role.ML_ENGINEER})
@@ -129,7 +127,7 @@ async def denial_events(request_id: str, *, within: float = 20) -> list[dict]:
     while time.monotonic() < deadline:
         found = [
             json.loads(r.value)
-            for r in await read_topic(SECURITY, settle=1.0)
+            for r in await testing.read_to_end(SECURITY)
             if json.loads(r.value)["data"].get("request_id") == request_id
         ]
         if found:

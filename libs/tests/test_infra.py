@@ -374,7 +374,7 @@ def test_install_is_cached(running: None, monkeypatch: pytest.MonkeyPatch) -> No
     kafka.Kafka(paths, quiet_log).install()
     seaweedfs.SeaweedFS(paths, quiet_log).install()
     postgres.Postgres(paths, quiet_log).install()
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30  # nothing rebuilt (run_logged refuses): a check of stamps only
     assert _cache_stamps(paths) == stamps
 
 

@@ -1,5 +1,6 @@
 """Helpers for the services' tests: serve an app over real HTTP inside the test's event loop, and run the installed
-``llmops`` command against it, and issue the bearer tokens they call with; run schemathesis against an OpenAPI
+``llmops`` command against it, and issue the bearer tokens they call with; wait for a consumer group to catch up
+(:func:`caught_up`) and read a topic to its end (:func:`read_to_end`); run schemathesis against an OpenAPI
 document; cut and restore a worker's link to the object store (:class:`CuttableLink`) for fault tests.
 
 Only tests and the demo import this module (it needs no pytest itself). A fixture serving an app is three lines::
@@ -169,6 +170,43 @@ async def caught_up(group: str, topics: list[str], *, within: float = 60, kafka:
             await asyncio.sleep(0.2)
     finally:
         await probe.stop()
+        await admin.close()
+
+
+async def read_to_end(topic: str, *, within: float = 60, kafka: Any = None) -> list[Any]:
+    """Every record of ``topic`` from its beginning up to its end when called (``ConsumerRecord`` objects, each
+    partition's in order): what was published before the call, all of it, however slowly the broker answers (a read
+    that stopped at the first quiet second returned part of a busy topic). ``kafka`` names another broker."""
+    import time
+
+    from aiokafka import TopicPartition
+
+    from llmops.bus.broker import make_admin, make_consumer
+
+    reader = make_consumer(kafka, client_id="llmops-read-to-end", enable_auto_commit=False)
+    admin = make_admin(kafka, client_id="llmops-read-to-end")
+    await reader.start()
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+        if described["error_code"]:
+            raise AssertionError(f"read_to_end: topic {topic} not found (error {described['error_code']})")
+        partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+        ends = await reader.end_offsets(partitions)
+        reader.assign(partitions)
+        await reader.seek_to_beginning(*partitions)
+        records: list[Any] = []
+        deadline = time.monotonic() + within
+        left = {tp for tp, end in ends.items() if end > 0}
+        while left:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"read_to_end: {topic} not read to its end within {within} s")
+            for tp, batch in (await reader.getmany(*left, timeout_ms=1000)).items():
+                records += [r for r in batch if r.offset < ends[tp]]
+            left = {tp for tp in left if await reader.position(tp) < ends[tp]}
+        return records
+    finally:
+        await reader.stop()
         await admin.close()
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from llmops.testing import caught_up
+from llmops.testing import caught_up, read_to_end
 from llmops_audit import service
 from llmops_audit.models import audit_log
 
@@ -136,17 +136,4 @@ class TestMalformedInput:
 
 
 async def _dead_letters(topic: str, consumer: str) -> list:
-    from aiokafka import AIOKafkaConsumer
-
-    from .conftest import BOOTSTRAP
-
-    reader = AIOKafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest", group_id=None)
-    await reader.start()
-    found = []
-    try:
-        while batch := await reader.getmany(timeout_ms=1500):
-            for records in batch.values():
-                found += [r for r in records if dict(r.headers).get("x-dlq-consumer") == consumer.encode()]
-    finally:
-        await reader.stop()
-    return found
+    return [r for r in await read_to_end(topic) if dict(r.headers).get("x-dlq-consumer") == consumer.encode()]

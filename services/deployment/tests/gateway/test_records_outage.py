@@ -64,7 +64,9 @@ class TestKafkaOutage:
             before, _ = await traffic(http, 30)
             await asyncio.to_thread(part.stop)
             during, slowest = await traffic(http, 100)
-            assert slowest < 1.0
+            # A request that waited on the stopped broker would wait out the producer's request timeout (15 s);
+            # a third of it leaves room for a loaded machine.
+            assert slowest < records.REQUEST_TIMEOUT_MS / 1000 / 3, slowest
             assert gateway.state.gateway.records.buffered > 0
             await asyncio.to_thread(part.start)
             after, _ = await traffic(http, 20)

@@ -41,6 +41,7 @@ class RecordsWorkers:
         self.processes: list[subprocess.Popen | None] = [None] * settings.records_workers
         self.restarts = 0
         self.poll_seconds = 0.5  # how often the workers are looked at
+        self.sleep = asyncio.sleep  # every wait of the supervision (a test records them)
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -71,7 +72,7 @@ class RecordsWorkers:
     async def _supervise(self) -> None:
         delay, last_restart = self.restart_delay, 0.0
         while True:
-            await asyncio.sleep(self.poll_seconds)
+            await self.sleep(self.poll_seconds)
             if time.monotonic() - last_restart > 60:
                 delay = self.restart_delay  # a minute without a death: the next one is restarted quickly again
             for n, process in enumerate(self.processes):
@@ -79,7 +80,7 @@ class RecordsWorkers:
                     continue
                 log.error("monitoring.records_worker_died", worker=n, exit=process.returncode, restart_in=delay)
                 _close_pipes(process)
-                await asyncio.sleep(delay)
+                await self.sleep(delay)
                 try:
                     self.processes[n] = self._spawn()
                 except OSError as exc:  # no process could be started (resources): tried again after the delay

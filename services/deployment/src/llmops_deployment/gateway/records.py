@@ -26,6 +26,8 @@ log = get_logger(__name__)
 
 SOURCE = "/llmops/deployment/gateway"
 BATCH = 1000
+#: How long the producer waits on a broker's answer to a send.
+REQUEST_TIMEOUT_MS = 15_000
 #: Seconds the drain task waits after a wake for more records (the producer lingers 20 ms as well).
 LINGER = 0.02
 #: Sends failing this long get a new producer: after a broker restart, aiokafka's producer was seen (make chaos) to
@@ -94,7 +96,7 @@ class Records:
                 acks="all",
                 linger_ms=20,
                 max_batch_size=256 * 1024,
-                request_timeout_ms=15_000,
+                request_timeout_ms=REQUEST_TIMEOUT_MS,
             )
             pace_metadata_updates(producer)
             try:
