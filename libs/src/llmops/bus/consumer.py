@@ -266,21 +266,12 @@ class Consumer:
                 continue
             seen.add(delivery.event.id)
             deliveries.append(delivery)
-        if not deliveries:
-            return
-        try:
-            applied = await self._apply(deliveries)
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            log.warning("consumer.batch_failed", consumer=self.name, size=len(deliveries), error=repr(exc))
-            for delivery in deliveries:
-                await self._with_retries(
-                    delivery.event.id, delivery.record, lambda delivery=delivery: self._apply([delivery])
-                )
-            return
-        CONSUMED.labels(self.name, "applied").inc(applied)
-        CONSUMED.labels(self.name, "duplicate").inc(len(deliveries) - applied)
+        if deliveries:
+            await self._apply_batch(
+                len(deliveries),
+                lambda: self._apply(deliveries),
+                ((d.event.id, d.record, lambda d=d: self._apply([d])) for d in deliveries),
+            )
 
     async def _process_rows(self, records: list[ConsumerRecord]) -> None:
         decoder, _ = self._rows  # type: ignore[misc]
@@ -296,20 +287,33 @@ class Consumer:
         )
         if len(first) < len(ids):
             rows = rows.take(sorted(first.values()))
-        if not len(rows):
-            return
+        if len(rows):
+            ones = (rows.take([i]) for i in range(len(rows)))
+            await self._apply_batch(
+                len(rows),
+                lambda: self._apply_rows(rows),
+                ((one.ids[0], one.records[0], lambda one=one: self._apply_rows(one)) for one in ones),
+            )
+
+    async def _apply_batch(
+        self,
+        size: int,
+        apply: Callable[[], Awaitable[int]],
+        one_by_one: Iterable[tuple[str, ConsumerRecord, Callable[[], Awaitable[int]]]],
+    ) -> None:
+        """Apply a batch in one transaction; if that fails for a reason other than an outage, each event on its own
+        (``one_by_one``: its id, record and apply), so that one bad event is retried and dead-lettered alone."""
         try:
-            applied = await self._apply_rows(rows)
+            applied = await apply()
         except Exception as exc:
             if is_transient(exc):
                 raise
-            log.warning("consumer.batch_failed", consumer=self.name, size=len(rows), error=repr(exc))
-            for i in range(len(rows)):
-                one = rows.take([i])
-                await self._with_retries(one.ids[0], one.records[0], lambda one=one: self._apply_rows(one))
+            log.warning("consumer.batch_failed", consumer=self.name, size=size, error=repr(exc))
+            for event_id, record, apply_one in one_by_one:
+                await self._with_retries(event_id, record, apply_one)
             return
         CONSUMED.labels(self.name, "applied").inc(applied)
-        CONSUMED.labels(self.name, "duplicate").inc(len(rows) - applied)
+        CONSUMED.labels(self.name, "duplicate").inc(size - applied)
 
     async def _apply_rows(self, rows: Rows) -> int:
         """Apply the rows not yet in the inbox, in one transaction; returns how many were new."""
