@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, insert, select
 
+from llmops_monitoring.models import pending_feedback
 from llmops_schemas import new_event
 from llmops_schemas.events import FeedbackSubmitted
 
@@ -81,6 +83,82 @@ async def test_feedback_on_a_request_lands_in_its_bucket(client, monitoring, rec
         await monitoring.consumer.process([_record(feedback)])
     groups = (await client.get("/projects/p1/monitoring/metrics?deployment_id=d9", headers=VIEWER)).json()["groups"]
     assert groups[0]["feedback_count"] == 2 and groups[0]["feedback_mean"] == 4
+
+
+def feedback_on(request_id: str | None, rating: int, **fields):
+    return new_event(
+        FeedbackSubmitted(project="p1", rating=rating, inference_id=request_id, **fields),
+        subject=request_id or "mv-x",
+        source="urn:chat-frontend",
+        project="p1",
+    )
+
+
+async def feedback_groups(client, **params) -> list[dict]:
+    answer = await client.get("/projects/p1/monitoring/metrics", params=params, headers=VIEWER)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["groups"]
+
+
+async def pending(monitoring) -> int:
+    async with monitoring.runtime.db.sessions() as session:
+        return (await session.execute(select(func.count()).select_from(pending_feedback))).scalar_one()
+
+
+async def test_feedback_before_its_record_waits_for_it_and_lands_in_its_bucket(client, monitoring, records_topic):
+    """The feedback consumer may see feedback before the records consumer has ingested its record: it waits, and
+    the record's ingest counts it under the record's dimensions, once (redelivered feedback adds nothing)."""
+    served = events.completed(deployment_id="d8", user="u8")
+    feedbacks = [feedback_on(served.data["request_id"], rating) for rating in (5, 2)]
+    for feedback in feedbacks:
+        await monitoring.consumer.process([_record(feedback)])
+    assert await pending(monitoring) == 2
+    assert not any(g["feedback_count"] for g in await feedback_groups(client))
+
+    await publish(records_topic, [served.to_bytes()])
+    await wait_rows(monitoring, 1)
+    assert await pending(monitoring) == 0
+    await monitoring.consumer.process([_record(f) for f in feedbacks])  # redelivered
+    [group] = await feedback_groups(client, deployment_id="d8")
+    assert (group["feedback_count"], group["feedback_mean"]) == (2, 3.5)
+    [user] = await feedback_groups(client, group_by="user", user="u8")
+    assert user["feedback_count"] == 2
+    [hour] = await feedback_groups(client, deployment_id="d8", resolution="hour")
+    assert hour["feedback_count"] == 2
+
+
+async def test_feedback_that_raced_its_record_or_never_finds_it_is_settled_by_maintenance(client, monitoring):
+    """Feedback parked while its record's ingest was committing (the ingest did not see it) is counted at the next
+    maintenance pass under the record's dimensions; feedback whose record never comes counts, after the wait, under
+    the model version it names, or is dropped without one."""
+    served = events.completed(deployment_id="d7")
+    await publish(monitoring.settings.records_topics[0], [served.to_bytes()])
+    await wait_rows(monitoring, 1)
+    raced = feedback_on(served.data["request_id"], 4)
+    lost_with_version = feedback_on("never-served-1", 1, model_version_id="mv-lost")
+    lost_without = feedback_on("never-served-2", 5)
+    async with monitoring.runtime.db.transaction() as session:  # parked as by a feedback consumer that raced
+        await session.execute(
+            insert(pending_feedback).values(
+                event_id=raced.id, project="p1", request_id=served.data["request_id"], rating=4, time=raced.time
+            )
+        )
+    for feedback in (lost_with_version, lost_without):
+        await monitoring.consumer.process([_record(feedback)])
+    assert await pending(monitoring) == 3
+
+    await monitoring.settle_feedback()  # the raced one: its record is there
+    assert await pending(monitoring) == 2
+    [group] = await feedback_groups(client, deployment_id="d7")
+    assert (group["feedback_count"], group["feedback_mean"]) == (1, 4)
+
+    monitoring.settings.feedback_wait_seconds = 0  # the others have waited long enough
+    await monitoring.settle_feedback()
+    assert await pending(monitoring) == 0
+    [lost] = await feedback_groups(client, model_version_id="mv-lost")
+    assert (lost["feedback_count"], lost["feedback_mean"]) == (1, 1)
+    everything = await feedback_groups(client)
+    assert sum(g["feedback_count"] for g in everything) == 2  # the one without a version was dropped
 
 
 async def test_the_inference_metrics_are_in_the_prometheus_exposition(client, monitoring, records_topic):

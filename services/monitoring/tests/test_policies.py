@@ -17,16 +17,20 @@ from sqlalchemy import insert, select
 from llmops.bus.dead_letters import DeadLetterReader, Selection
 from llmops.errors import Problem
 from llmops.runtime import Actor, Runtime
-from llmops_monitoring import policies
+from llmops_monitoring import policies, repository
 from llmops_monitoring.models import deployments, policy_actions
 from llmops_monitoring.models import policies as policies_table
-from llmops_schemas import CloudEvent, new_event, topics
+from llmops_schemas import CloudEvent, new_event, parse_payload, topics
 from llmops_schemas.events import (
+    DeploymentReady,
+    DeploymentRequested,
     MonitoringAlertFired,
     MonitoringAnomalyDetected,
     MonitoringDriftDetected,
 )
+from llmops_schemas.events.deployments import ServedModel
 from llmops_schemas.events.monitoring import Window
+from llmops_schemas.events.training import BaseModelRef
 
 from .conftest import publish
 from .test_alerts import bare_runtime, outbox_events
@@ -225,6 +229,73 @@ class TestOtherTriggers:
         await policy(runtime)
         elsewhere = drift(T0).model_copy(update={"data": drift(T0).data | {"project": "p2"}})
         assert await on_event(runtime, elsewhere) == 0
+
+
+class TestCausesBeforeTheirDeployment:
+    """A cause about a deployment whose request the service has not seen yet (its ``deployment.requested`` late:
+    dead-lettered and replayed, or the projections consumer behind) waits, and acts when the request comes."""
+
+    @staticmethod
+    def requested(deployment_id: str, model_name: str = "chat-small") -> CloudEvent:
+        model = ServedModel(
+            model_version_id=f"{model_name}-v4",
+            name=model_name,
+            version=4,
+            kind="adapter",
+            manifest_sha256="a" * 64,
+            base_model=BaseModelRef(base_model_id="bm-1", name="tiny", source="upload", manifest_sha256="b" * 64),
+        )
+        payload = DeploymentRequested(
+            deployment_id=deployment_id, project="p1", name=deployment_id, pool="cpu", backend="transformers",
+            model=model, requested_by="eve",
+        )  # fmt: skip
+        return new_event(payload, subject=deployment_id, source="/llmops/deployment", project="p1")
+
+    async def known(self, runtime: Runtime, event: CloudEvent) -> int:
+        """What the projections consumer does with a request: store it, then apply what waited for it."""
+        async with runtime.db.transaction() as session:
+            await repository.deployment_requested(session, event, parse_payload(event))
+            return await policies.deployment_known(session, runtime, event.data["deployment_id"])
+
+    async def test_a_drift_before_its_deployments_request_acts_once_the_request_comes(self, runtime):
+        await deployment(runtime, "d1", model_name="chat-small")
+        await policy(runtime, name="retrain", deployment_id=None, model_name="chat-small", action="retrain",
+                     dataset_id="ds-1")  # fmt: skip
+        early = drift(T0, "d2")
+        assert await on_event(runtime, early) == 0  # d2 is not known yet: its policies cannot be told
+        assert await on_event(runtime, early) == 0  # redelivered: still one waiting
+        assert await outbox_events(runtime, TRIGGERED) == []
+
+        request = self.requested("d2")
+        assert await self.known(runtime, request) == 1
+        [event] = await outbox_events(runtime, TRIGGERED)
+        assert event["causationid"] == early.id
+        assert (event["data"]["deployment_id"], event["data"]["model_version_id"]) == ("d2", "chat-small-v4")
+        assert await self.known(runtime, request) == 0  # the request redelivered: nothing waits any more
+        assert await actions(runtime) == [(early.id, "triggered")]
+
+    async def test_causes_waiting_for_a_deployment_known_only_by_its_status_act_in_event_time_order(self, runtime):
+        await deployment(runtime, "d1")
+        await policy(runtime, name="retrain", deployment_id=None, model_name="chat-small", action="retrain",
+                     dataset_id="ds-1", cool_down_seconds=3600)  # fmt: skip
+        ready = new_event(
+            DeploymentReady(deployment_id="d3", project="p1", replica=0, endpoint="http://127.0.0.1:9/v1",
+                            backend="transformers", served_model="m", worker="w1", attempt=1),
+            subject="d3", source="/llmops/deployment", project="p1",
+        )  # fmt: skip
+        async with runtime.db.transaction() as session:
+            await repository.deployment_status(session, ready, parse_payload(ready))
+        later, first = drift(T0 + timedelta(minutes=30), "d3"), drift(T0, "d3")
+        assert [await on_event(runtime, e) for e in (later, first)] == [0, 0]  # no model name known yet
+
+        assert await self.known(runtime, self.requested("d3")) == 1
+        assert await actions(runtime) == [(first.id, "triggered"), (later.id, "cooling_down")]
+
+    async def test_a_cause_for_a_deployment_that_never_comes_is_dropped_after_the_wait(self, runtime):
+        assert await on_event(runtime, drift(T0, "ghost")) == 0
+        async with runtime.db.transaction() as session:
+            assert await policies.drop_waiting_causes(session, datetime.now(UTC) - timedelta(hours=1)) == 0
+            assert await policies.drop_waiting_causes(session, datetime.now(UTC) + timedelta(seconds=1)) == 1
 
 
 class TestPolicyValidation:

@@ -27,8 +27,10 @@ from llmops_monitoring import (
     api,
     drift_api,
     drift_service,
+    feedback_metrics,
     metrics_api,
     metrics_store,
+    policies,
     prometheus,
     record_store,
     repository,
@@ -142,19 +144,29 @@ class MonitoringService:
         return text
 
     async def maintain(self) -> None:
-        """Retention of old date partitions, minute buckets and drift reports, and the sweep of staging files no
-        transaction registered."""
+        """Retention of old date partitions, minute buckets and drift reports, the sweep of staging files no
+        transaction registered, and waiting feedback settled."""
         await record_store.apply_retention(self.runtime.db, self.store, days=self.settings.retention_days)
         async with self.runtime.db.transaction() as session:
             before = datetime.now(UTC) - timedelta(days=self.settings.minute_buckets_days)
             await metrics_store.drop_minutes_before(session, before)
             await repository.drop_requests_before(session, before)
+            now = datetime.now(UTC)
+            await policies.drop_waiting_causes(session, now - timedelta(seconds=self.settings.cause_wait_seconds))
+        await self.settle_feedback()
         await record_store.sweep_staging(
             self.runtime.db, self.store, self.settings.records_prefix, older_than=timedelta(hours=1)
         )
         await drift_service.drop_reports_before(
             self.runtime.db, self.store, datetime.now(UTC) - timedelta(days=self.settings.drift_report_days)
         )
+
+    async def settle_feedback(self) -> None:
+        """Count the feedback whose record arrived while it was being parked (the ingest counts the rest), and the
+        feedback that waited ``feedback_wait_seconds`` for a record that never came."""
+        give_up = datetime.now(UTC) - timedelta(seconds=self.settings.feedback_wait_seconds)
+        async with self.runtime.db.transaction() as session:
+            await metrics_store.merge_buckets(session, await feedback_metrics.settle(session, give_up_before=give_up))
 
     @staticmethod
     async def _every(seconds: float, work) -> None:

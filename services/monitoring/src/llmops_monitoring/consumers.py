@@ -70,6 +70,7 @@ def projections_consumer(settings: MonitoringSettings, runtime: Runtime) -> Cons
     @consumer.on(DeploymentRequested.event_type)
     async def requested(session: AsyncSession, event: CloudEvent, v: DeploymentRequested) -> None:
         await repository.deployment_requested(session, event, v)
+        await policies.deployment_known(session, runtime, v.deployment_id)
 
     @consumer.on(DeploymentReady.event_type, DeploymentFailed.event_type, DeploymentStopped.event_type)
     async def status(session: AsyncSession, event: CloudEvent, v) -> None:

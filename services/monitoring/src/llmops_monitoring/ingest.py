@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.bus import Rows
 from llmops.runtime import Runtime
-from llmops_monitoring import anomaly_store, metrics_store, record_store, repository
+from llmops_monitoring import anomaly_store, feedback_metrics, metrics_store, record_store, repository
 from llmops_monitoring.anomalies import Detector, Reference
 from llmops_monitoring.metrics import merged
 from llmops_monitoring.records import SCHEMA
@@ -44,6 +44,12 @@ class Ingest:
         buckets = metrics_store.buckets_of_table(table)
         await record_store.register(session, files)
         await repository.index_requests(session, table)
+        # feedback that came before its record: counted now, in the record's buckets
+        for key, bucket in (await feedback_metrics.settle(session)).items():
+            if key in buckets:
+                buckets[key].merge(bucket)
+            else:
+                buckets[key] = bucket
         # Rows that other workers' batches share, last: their locks are held only until the commit.
         await anomaly_store.count_table(session, table, flags, window_seconds=self.settings.anomaly_window_seconds)
         await metrics_store.merge_buckets(session, buckets)

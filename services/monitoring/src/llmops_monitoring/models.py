@@ -179,6 +179,22 @@ evaluation_runs = Table(
     Column("completed_at", DateTime(timezone=True), nullable=False),
 )
 
+#: Feedback on a request the request index does not hold yet (``feedback.submitted`` and the record travel on
+#: different topics, read by different consumers): counted once the record is ingested, or after
+#: ``feedback_wait_seconds`` under the model version it names.
+pending_feedback = Table(
+    "pending_feedback",
+    METADATA,
+    Column("event_id", Text, primary_key=True),
+    Column("project", Text, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("rating", Integer, nullable=False),
+    Column("time", DateTime(timezone=True), nullable=False),  # the feedback's, its buckets' time
+    Column("model_version_id", Text),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_pending_feedback_request", "project", "request_id"),
+)
+
 #: The latest gate decision (or admin's override) by event time about each run of a model version; the passed ones
 #: are drift references.
 gate_passes = Table(
@@ -272,6 +288,18 @@ policies = Table(
     Column("created_by", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("project", "name", name="uq_policies_project_name"),
+)
+
+#: Drift, alert and anomaly events of a deployment whose request the deployments projection does not hold yet
+#: (``deployment.requested`` late, e.g. dead-lettered and replayed): applied to the policies when it comes.
+waiting_causes = Table(
+    "waiting_causes",
+    METADATA,
+    Column("event_id", Text, primary_key=True),
+    Column("deployment_id", Text, nullable=False),
+    Column("event", JSONB, nullable=False),  # the cause's envelope (CloudEvent.to_json_dict)
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_waiting_causes_deployment", "deployment_id"),
 )
 
 #: What each policy did and why: one row per (policy, cause), so a redelivered cause acts once.

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,7 +24,7 @@ from llmops.bus import add_to_outbox
 from llmops.errors import Problem, unprocessable
 from llmops.logging import get_logger
 from llmops.runtime import Actor, Runtime
-from llmops_monitoring.models import deployments, policies, policy_actions
+from llmops_monitoring.models import deployments, policies, policy_actions, waiting_causes
 from llmops_schemas import CloudEvent, new_event
 from llmops_schemas.events import (
     MonitoringAlertFired,
@@ -187,9 +187,18 @@ async def on_monitoring_event(session: AsyncSession, runtime: Runtime, event: Cl
     deployment_id = data.get("deployment_id") or (data.get("filters") or {}).get("deployment_id")
     if not deployment_id:  # an alert on a whole project or route (a budget): no deployment for a policy to watch
         return 0
+    await _lock(session, deployment_id)
     deployment = (
         await session.execute(select(deployments).where(deployments.c.deployment_id == deployment_id))
     ).one_or_none()
+    if deployment is None or deployment.requested_at is None:  # its request is late: it waits for it
+        await session.execute(
+            insert(waiting_causes)
+            .values(event_id=event.id, deployment_id=deployment_id, event=event.to_json_dict())
+            .on_conflict_do_nothing(index_elements=["event_id"])
+        )
+        log.info("monitoring.policy.cause_waits", cause=event.id, deployment_id=deployment_id)
+        return 0
     target = policies.c.deployment_id == deployment_id
     if deployment is not None and deployment.model_name:
         target = or_(target, policies.c.model_name == deployment.model_name)
@@ -210,6 +219,41 @@ async def on_monitoring_event(session: AsyncSession, runtime: Runtime, event: Cl
     for policy in matched:
         asked += await _apply(session, runtime, policy, event, trigger, deployment_id, model_version_id)
     return asked
+
+
+async def deployment_known(session: AsyncSession, runtime: Runtime, deployment_id: str) -> int:
+    """Apply the causes that waited for ``deployment_id``'s request (just stored, in this transaction), oldest
+    first; returns how many actions they asked for."""
+    await _lock(session, deployment_id)
+    rows = (
+        await session.execute(
+            delete(waiting_causes).where(waiting_causes.c.deployment_id == deployment_id).returning(waiting_causes)
+        )
+    ).all()
+    causes = sorted((CloudEvent.model_validate(row.event) for row in rows), key=lambda e: (e.time, e.id))
+    return sum([await on_monitoring_event(session, runtime, cause) for cause in causes])
+
+
+async def drop_waiting_causes(session: AsyncSession, before: datetime) -> int:
+    """Forget the causes that waited since before ``before`` for a deployment that never became known."""
+    dropped = len(
+        (
+            await session.execute(
+                delete(waiting_causes).where(waiting_causes.c.received_at < before).returning(waiting_causes.c.event_id)
+            )
+        ).all()
+    )
+    if dropped:
+        log.warning("monitoring.policy.causes_dropped", count=dropped, reason="their deployment never became known")
+    return dropped
+
+
+async def _lock(session: AsyncSession, deployment_id: str) -> None:
+    """Serialise, per deployment, a cause's look-up with the arrival of the deployment's request (one of the two
+    sees the other's committed row: a cause never waits for a request already stored)."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"deployment:{deployment_id}"}
+    )
 
 
 async def _apply(

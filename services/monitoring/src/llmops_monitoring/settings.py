@@ -54,6 +54,13 @@ class MonitoringSettings(ServiceSettings):
     # --- metrics ---
     #: Minute buckets older than this are rolled up into hours (and removed); hour buckets live as long as records.
     minute_buckets_days: int = Field(default=2, ge=1, le=60)
+    #: Seconds feedback on a request whose record has not been ingested yet waits for it (the records consumer lags,
+    #: or the record's batch was dead-lettered and is replayed later); then it counts under the model version it
+    #: names, or is dropped, with a log line. The wait is over when the record arrives, or at a maintenance pass.
+    feedback_wait_seconds: float = Field(default=3600.0, ge=0)
+    #: Seconds a drift, alert or anomaly of a deployment not yet known (its ``deployment.requested`` late) waits for
+    #: it before its policies are looked up; then it is dropped, with a log line.
+    cause_wait_seconds: float = Field(default=86_400.0, ge=0)
     #: Most buckets one metrics query may read (bounded work per request).
     max_query_buckets: int = Field(default=200_000, ge=1)
     #: Most records one read of the record store holds (the records API, a drift window), counted from the manifest
