@@ -151,8 +151,8 @@ class MonitoringService:
             before = datetime.now(UTC) - timedelta(days=self.settings.minute_buckets_days)
             await metrics_store.drop_minutes_before(session, before)
             await repository.drop_requests_before(session, before)
-            now = datetime.now(UTC)
-            await policies.drop_waiting_causes(session, now - timedelta(seconds=self.settings.cause_wait_seconds))
+            waited = timedelta(seconds=self.settings.cause_wait_seconds)
+            await policies.drop_waiting_causes(session, datetime.now(UTC) - waited)
         await self.settle_feedback()
         await record_store.sweep_staging(
             self.runtime.db, self.store, self.settings.records_prefix, older_than=timedelta(hours=1)
@@ -165,8 +165,10 @@ class MonitoringService:
         """Count the feedback whose record arrived while it was being parked (the ingest counts the rest), and the
         feedback that waited ``feedback_wait_seconds`` for a record that never came."""
         give_up = datetime.now(UTC) - timedelta(seconds=self.settings.feedback_wait_seconds)
+        buckets: dict = {}
         async with self.runtime.db.transaction() as session:
-            await metrics_store.merge_buckets(session, await feedback_metrics.settle(session, give_up_before=give_up))
+            await feedback_metrics.settle(session, buckets, give_up_before=give_up)
+            await metrics_store.merge_buckets(session, buckets)
 
     @staticmethod
     async def _every(seconds: float, work) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmops.logging import get_logger
 from llmops_monitoring import metrics_store, repository
-from llmops_monitoring.metrics import RESOLUTIONS, Bucket, BucketKey
+from llmops_monitoring.metrics import RESOLUTIONS, Bucket, BucketKey, add_feedback
 from llmops_monitoring.models import pending_feedback
 from llmops_schemas import CloudEvent
 from llmops_schemas.events import FeedbackSubmitted
@@ -67,8 +67,7 @@ def add(buckets: dict[BucketKey, Bucket], rating: int, at: datetime, project: st
     users = {"", dimensions.pop("user", "") or ""}
     for resolution in RESOLUTIONS:
         for user in users:
-            key = BucketKey(resolution, at, project=project, user=user, **dimensions)
-            buckets.setdefault(key, Bucket()).add_feedback(rating)
+            add_feedback(buckets, BucketKey(resolution, at, project=project, user=user, **dimensions), rating)
 
 
 _SETTLE = text(
@@ -81,11 +80,12 @@ _GIVE_UP = text(
 )
 
 
-async def settle(session: AsyncSession, *, give_up_before: datetime | None = None) -> dict[BucketKey, Bucket]:
-    """The buckets of waiting feedback whose request is now indexed (and, with ``give_up_before``, of feedback that
-    waited since before it: under its model version, or dropped without one), its rows deleted; the caller merges
-    them in the same transaction."""
-    buckets: dict[BucketKey, Bucket] = {}
+async def settle(
+    session: AsyncSession, buckets: dict[BucketKey, Bucket], *, give_up_before: datetime | None = None
+) -> None:
+    """Add to ``buckets`` the waiting feedback whose request is now indexed (and, with ``give_up_before``, the
+    feedback that waited since before it: under its model version, or dropped without one), its rows deleted; the
+    caller merges ``buckets`` in the same transaction."""
     for row in (await session.execute(_SETTLE)).all():
         dimensions = {"route": row.route, "deployment_id": row.deployment_id, "model_version_id": row.model_version_id}
         add(buckets, row.rating, row.time, row.project, dimensions | {"user": row.user})
@@ -98,4 +98,3 @@ async def settle(session: AsyncSession, *, give_up_before: datetime | None = Non
                 add(buckets, row.rating, row.time, row.project, {"model_version_id": row.model_version_id})
         if dropped:
             log.warning("monitoring.feedback_dropped", count=dropped, reason="its request never arrived")
-    return buckets

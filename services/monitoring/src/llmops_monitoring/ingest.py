@@ -44,12 +44,7 @@ class Ingest:
         buckets = metrics_store.buckets_of_table(table)
         await record_store.register(session, files)
         await repository.index_requests(session, table)
-        # feedback that came before its record: counted now, in the record's buckets
-        for key, bucket in (await feedback_metrics.settle(session)).items():
-            if key in buckets:
-                buckets[key].merge(bucket)
-            else:
-                buckets[key] = bucket
+        await feedback_metrics.settle(session, buckets)  # feedback that came before its record, counted with it
         # Rows that other workers' batches share, last: their locks are held only until the commit.
         await anomaly_store.count_table(session, table, flags, window_seconds=self.settings.anomaly_window_seconds)
         await metrics_store.merge_buckets(session, buckets)
